@@ -1,0 +1,319 @@
+package devpi
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// ErrUnreachable is wrapped when no HTTP answer came from the server.
+var ErrUnreachable = errors.New("cannot reach devpi-server")
+
+// ServerError is a non-2xx answer; Message is the server's own text.
+type ServerError struct {
+	Method, URL string
+	Status      int
+	StatusText  string
+	Message     string
+}
+
+func (e *ServerError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = "no message"
+	}
+	return fmt.Sprintf("%s %s: %s: %s", e.Method, e.URL, e.StatusText, msg)
+}
+
+// IsStatus reports whether err is a ServerError with the given status.
+func IsStatus(err error, status int) bool {
+	var se *ServerError
+	return errors.As(err, &se) && se.Status == status
+}
+
+// Auth is a user name and its secret: a login session's password or a token.
+type Auth struct {
+	User   string
+	Secret string
+}
+
+// String never shows the secret.
+func (a Auth) String() string { return a.User + ":<redacted>" }
+
+// Format routes every fmt verb through String.
+func (a Auth) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String())) }
+
+// Client calls one devpi-server. Root is its root URL with a trailing slash.
+type Client struct {
+	Root *url.URL
+	Auth *Auth
+	// HTTP is used when set; the default has timeouts and never carries
+	// credentials to another host on a redirect.
+	HTTP      *http.Client
+	UserAgent string
+}
+
+// ParseRoot checks and normalises a server root URL: http or https, a host,
+// no credentials, no query, a trailing slash.
+func ParseRoot(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server URL %q is not an http(s) URL", raw)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("server URL must not hold credentials")
+	}
+	u.RawQuery, u.Fragment = "", ""
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	u.RawPath = ""
+	return u, nil
+}
+
+// DefaultHTTPClient returns the client used when Client.HTTP is nil.
+func DefaultHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.ResponseHeaderTimeout = 60 * time.Second
+	return &http.Client{
+		Transport: tr,
+		Timeout:   2 * time.Minute,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("too many redirects")
+			}
+			// X-Devpi-Auth is not a header Go drops on a redirect.
+			if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+				return fmt.Errorf("refusing to follow a redirect to %s://%s with credentials", req.URL.Scheme, req.URL.Host)
+			}
+			return nil
+		},
+	}
+}
+
+// URL resolves a path relative to the root, escaping each segment.
+func (c *Client) URL(segments ...string) string {
+	u := *c.Root
+	esc := make([]string, len(segments))
+	for i, s := range segments {
+		esc[i] = url.PathEscape(s)
+	}
+	u.Path = c.Root.Path + strings.Join(segments, "/")
+	u.RawPath = c.Root.EscapedPath() + strings.Join(esc, "/")
+	return u.String()
+}
+
+type reply struct {
+	Type    string          `json:"type"`
+	Result  json.RawMessage `json:"result"`
+	Message any             `json:"message"`
+}
+
+func (c *Client) do(ctx context.Context, method, target string, body any, result any) (string, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return "", err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.UserAgent != "" {
+		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	if c.Auth != nil {
+		req.Header.Set("X-Devpi-Auth", base64.StdEncoding.EncodeToString([]byte(c.Auth.User+":"+c.Auth.Secret)))
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = DefaultHTTPClient()
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%w at %s: %s", ErrUnreachable, c.Root.Redacted(), netReason(err))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return "", fmt.Errorf("%w at %s: reading the answer: %s", ErrUnreachable, c.Root.Redacted(), netReason(err))
+	}
+	var r reply
+	jsonErr := json.Unmarshal(raw, &r)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg := ""
+		if jsonErr == nil {
+			msg = messageText(r.Message)
+		}
+		return "", &ServerError{Method: method, URL: target, Status: resp.StatusCode, StatusText: resp.Status, Message: msg}
+	}
+	if jsonErr != nil {
+		return "", fmt.Errorf("%s %s: the answer is not devpi-server's JSON (is %s a devpi-server?)", method, target, c.Root.Redacted())
+	}
+	if result != nil && len(r.Result) > 0 {
+		if err := json.Unmarshal(r.Result, result); err != nil {
+			return "", fmt.Errorf("%s %s: unexpected result: %v", method, target, err)
+		}
+	}
+	return messageText(r.Message), nil
+}
+
+// messageText folds the server's message, which can span lines or be a list,
+// into one line.
+func messageText(m any) string {
+	switch v := m.(type) {
+	case nil:
+		return ""
+	case string:
+		return strings.Join(strings.Fields(v), " ")
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+}
+
+func netReason(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
+}
+
+// APIInfo is the result of GET /+api.
+type APIInfo struct {
+	Login       string `json:"login"`
+	Index       string `json:"index"`
+	SimpleIndex string `json:"simpleindex"`
+	PyPISubmit  string `json:"pypisubmit"`
+	// AuthStatus is ["ok", user, groups] or ["noauth", "", []] (or
+	// "expired" for a stale session).
+	AuthStatus []any `json:"authstatus"`
+}
+
+// AuthOK reports whether the server accepted the credentials, and as whom.
+func (a *APIInfo) AuthOK() (user string, ok bool) {
+	if len(a.AuthStatus) < 2 || a.AuthStatus[0] != "ok" {
+		return "", false
+	}
+	user, _ = a.AuthStatus[1].(string)
+	return user, true
+}
+
+// AuthState is the first field of authstatus ("ok", "noauth", "expired").
+func (a *APIInfo) AuthState() string {
+	if len(a.AuthStatus) == 0 {
+		return ""
+	}
+	s, _ := a.AuthStatus[0].(string)
+	return s
+}
+
+// API calls GET /+api.
+func (c *Client) API(ctx context.Context) (*APIInfo, error) {
+	var info APIInfo
+	if _, err := c.do(ctx, http.MethodGet, c.URL("+api"), nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// Session is what /+login hands out: a secret valid for Expiration seconds.
+type Session struct {
+	Password   string `json:"password"`
+	Expiration int    `json:"expiration"`
+}
+
+// Login exchanges a password for a session secret. A token can not log in
+// this way; the server answers 401.
+func (c *Client) Login(ctx context.Context, user, password string) (*Session, error) {
+	var s Session
+	body := map[string]string{"user": user, "password": password}
+	if _, err := c.do(ctx, http.MethodPost, c.URL("+login"), body, &s); err != nil {
+		return nil, err
+	}
+	if s.Password == "" {
+		return nil, errors.New("login: the server sent no session")
+	}
+	return &s, nil
+}
+
+// CreateRequest is the body of POST /USER/+token-create. Nil fields are left
+// out, so the server applies its defaults (one year).
+type CreateRequest struct {
+	Expires  any      `json:"expires,omitempty"` // int64 epoch or "never"
+	Allowed  []string `json:"allowed,omitempty"`
+	Indexes  []string `json:"indexes,omitempty"`
+	Projects []string `json:"projects,omitempty"`
+}
+
+// CreateToken asks the server for a new root token for user.
+func (c *Client) CreateToken(ctx context.Context, user string, req CreateRequest) (*token.Token, error) {
+	var res struct {
+		Token string `json:"token"`
+	}
+	if _, err := c.do(ctx, http.MethodPost, c.URL(user, "+token-create"), req, &res); err != nil {
+		return nil, err
+	}
+	t, err := token.Parse(res.Token)
+	if err != nil {
+		return nil, fmt.Errorf("the server answered with an unreadable token: %w", err)
+	}
+	return t, nil
+}
+
+// TokenInfo is what the server keeps about a token it issued.
+type TokenInfo struct {
+	ID           string   `json:"id"`
+	Restrictions []string `json:"restrictions"`
+}
+
+// ListTokens returns user's tokens sorted by id.
+func (c *Client) ListTokens(ctx context.Context, user string) ([]TokenInfo, error) {
+	var res struct {
+		Tokens map[string]TokenInfo `json:"tokens"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, c.URL(user, "+tokens"), nil, &res); err != nil {
+		return nil, err
+	}
+	out := make([]TokenInfo, 0, len(res.Tokens))
+	for id, info := range res.Tokens {
+		info.ID = id
+		if info.Restrictions == nil {
+			info.Restrictions = []string{}
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// DeleteToken removes a token on the server, which revokes every token
+// derived from it. It returns the server's message.
+func (c *Client) DeleteToken(ctx context.Context, user, id string) (string, error) {
+	return c.do(ctx, http.MethodDelete, c.URL(user, "+tokens", id), nil, nil)
+}

@@ -1,0 +1,213 @@
+package devpi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// fakeServer answers like devpi-server for the few calls under test.
+func fakeServer(t *testing.T, rootKey []byte) (*httptest.Server, *[]*http.Request, *[]string) {
+	t.Helper()
+	var reqs []*http.Request
+	var bodies []string
+	mux := http.NewServeMux()
+	reply := func(w http.ResponseWriter, status int, v map[string]any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	mux.HandleFunc("GET /+api", func(w http.ResponseWriter, r *http.Request) {
+		status := []any{"noauth", "", []any{}}
+		if h := r.Header.Get("X-Devpi-Auth"); h != "" {
+			b, _ := base64.StdEncoding.DecodeString(h)
+			user, _, _ := strings.Cut(string(b), ":")
+			status = []any{"ok", user, []any{}}
+		}
+		reply(w, 200, map[string]any{"type": "apiconfig", "result": map[string]any{"login": "http://" + r.Host + "/+login", "authstatus": status}})
+	})
+	mux.HandleFunc("POST /+login", func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]string
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		if in["password"] != "pw" {
+			reply(w, 401, map[string]any{"message": "user '" + in["user"] + "' could not be authenticated"})
+			return
+		}
+		reply(w, 200, map[string]any{"type": "proxyauth", "result": map[string]any{"password": "session-secret", "expiration": 36000}})
+	})
+	mux.HandleFunc("POST /{user}/+token-create", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("user") != "alice" {
+			reply(w, 403, map[string]any{"message": "Access was denied to this resource.\n\n\nUnauthorized: user_token_create failed permission check\n\n"})
+			return
+		}
+		tok, _ := token.New(rootKey, "alice", "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+		reply(w, 200, map[string]any{"type": "token-info", "result": map[string]any{"token": tok.Reveal()}})
+	})
+	mux.HandleFunc("GET /{user}/+tokens", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, map[string]any{"type": "tokens-info", "result": map[string]any{"tokens": map[string]any{
+			"zzzz2345": map[string]any{"restrictions": []string{"expires=1"}},
+			"aaaa2345": map[string]any{},
+		}}})
+	})
+	mux.HandleFunc("DELETE /{user}/+tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, map[string]any{"message": "token " + r.PathValue("id") + " deleted"})
+	})
+	mux.HandleFunc("GET /redirect/+api", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://elsewhere.invalid/+api", http.StatusFound)
+	})
+	mux.HandleFunc("GET /html/+api", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "<html>not devpi</html>")
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+		r.Body = io.NopCloser(strings.NewReader(string(b)))
+		reqs = append(reqs, r)
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &reqs, &bodies
+}
+
+func client(t *testing.T, raw string, auth *Auth) *Client {
+	t.Helper()
+	root, err := ParseRoot(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Client{Root: root, Auth: auth}
+}
+
+func TestClientCalls(t *testing.T) {
+	ctx := context.Background()
+	key := []byte("fake server key")
+	srv, reqs, bodies := fakeServer(t, key)
+	c := client(t, srv.URL, nil)
+
+	info, err := c.API(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := info.AuthOK(); ok || info.AuthState() != "noauth" {
+		t.Errorf("authstatus = %v", info.AuthStatus)
+	}
+	if _, err := c.Login(ctx, "alice", "wrong"); !IsStatus(err, 401) || !strings.Contains(err.Error(), "could not be authenticated") {
+		t.Errorf("Login(wrong) = %v", err)
+	}
+	s, err := c.Login(ctx, "alice", "pw")
+	if err != nil || s.Password != "session-secret" || s.Expiration != 36000 {
+		t.Fatalf("Login = %+v, %v", s, err)
+	}
+	if got := (*bodies)[len(*bodies)-1]; got != `{"password":"pw","user":"alice"}` {
+		t.Errorf("login body = %s", got)
+	}
+
+	c.Auth = &Auth{User: "alice", Secret: s.Password}
+	if user, ok := mustAPI(t, c).AuthOK(); !ok || user != "alice" {
+		t.Errorf("authstatus as alice = %q %v", user, ok)
+	}
+	last := (*reqs)[len(*reqs)-1]
+	if got := last.Header.Get("X-Devpi-Auth"); got != base64.StdEncoding.EncodeToString([]byte("alice:session-secret")) {
+		t.Errorf("X-Devpi-Auth = %q", got)
+	}
+	if last.Header.Get("Accept") != "application/json" {
+		t.Errorf("Accept = %q", last.Header.Get("Accept"))
+	}
+
+	tok, err := c.CreateToken(ctx, "alice", CreateRequest{Expires: int64(123), Allowed: []string{"upload"}})
+	if err != nil || tok.User() != "alice" {
+		t.Fatalf("CreateToken = %v, %v", tok, err)
+	}
+	if got := (*bodies)[len(*bodies)-1]; got != `{"expires":123,"allowed":["upload"]}` {
+		t.Errorf("create body = %s", got)
+	}
+	_, err = c.CreateToken(ctx, "bob", CreateRequest{})
+	if !IsStatus(err, 403) || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "Access was denied to this resource. Unauthorized: user_token_create failed permission check") {
+		t.Errorf("CreateToken(bob) = %q", err)
+	}
+	list, err := c.ListTokens(ctx, "alice")
+	if err != nil || len(list) != 2 || list[0].ID != "aaaa2345" || list[1].Restrictions[0] != "expires=1" {
+		t.Errorf("ListTokens = %+v, %v", list, err)
+	}
+	msg, err := c.DeleteToken(ctx, "alice", "abcd2345")
+	if err != nil || msg != "token abcd2345 deleted" {
+		t.Errorf("DeleteToken = %q, %v", msg, err)
+	}
+	if got := (*reqs)[len(*reqs)-1].URL.Path; got != "/alice/+tokens/abcd2345" {
+		t.Errorf("delete path = %s", got)
+	}
+}
+
+func mustAPI(t *testing.T, c *Client) *APIInfo {
+	t.Helper()
+	info, err := c.API(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func TestClientFailures(t *testing.T) {
+	srv, _, _ := fakeServer(t, []byte("k"))
+	auth := &Auth{User: "alice", Secret: "s3cret-session"}
+
+	// A port that was just free: nothing listens there.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	_, err := client(t, dead, auth).API(context.Background())
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("dead server: %v", err)
+	}
+
+	_, err = client(t, srv.URL+"/redirect", auth).API(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "refusing to follow a redirect") {
+		t.Errorf("cross-host redirect: %v", err)
+	}
+	_, err = client(t, srv.URL+"/html/", auth).API(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not devpi-server's JSON") {
+		t.Errorf("html answer: %v", err)
+	}
+	for _, err := range []error{err} {
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error leaks the secret: %v", err)
+		}
+	}
+	if s := (Auth{User: "u", Secret: "s3cret"}); strings.Contains(s.String(), "s3cret") {
+		t.Error("Auth.String leaks")
+	}
+}
+
+func TestParseRoot(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:3141":       "http://127.0.0.1:3141/",
+		"https://h/devpi":             "https://h/devpi/",
+		" http://h/x/?q=1#f ":         "http://h/x/",
+		"http://h/with%20space/index": "http://h/with%20space/index/",
+	} {
+		u, err := ParseRoot(in)
+		if err != nil || u.String() != want {
+			t.Errorf("ParseRoot(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+	for _, bad := range []string{"", "ftp://h/", "h:3141", "http://user:pw@h/", "/path"} {
+		if _, err := ParseRoot(bad); err == nil {
+			t.Errorf("ParseRoot(%q) accepted", bad)
+		}
+	}
+	c := client(t, "http://h/root", nil)
+	if got := c.URL("a b", "+tokens", "x/y"); got != "http://h/root/a%20b/+tokens/x%2Fy" {
+		t.Errorf("URL = %s", got)
+	}
+}

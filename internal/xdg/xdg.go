@@ -1,0 +1,46 @@
+// Package xdg finds devpi-credd's directories by the XDG base directory
+// rules. It reads the environment through a getenv function at each call,
+// so tests and the daemon see changes without package state.
+package xdg
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// App is the directory name under each base.
+const App = "devpi-credd"
+
+func home(getenv func(string) string) string {
+	if h := getenv("HOME"); h != "" {
+		return h
+	}
+	if runtime.GOOS == "windows" {
+		if h := getenv("USERPROFILE"); h != "" {
+			return h
+		}
+	}
+	h, _ := os.UserHomeDir()
+	return h
+}
+
+func base(getenv func(string) string, env string, fallback ...string) string {
+	if d := getenv(env); filepath.IsAbs(d) {
+		return filepath.Join(d, App)
+	}
+	return filepath.Join(append([]string{home(getenv)}, append(fallback, App)...)...)
+}
+
+// StateDir holds sessions, stored tokens and the audit log:
+// $XDG_STATE_HOME/devpi-credd, else ~/.local/state/devpi-credd. State, not
+// config, because config directories end up in dotfile repositories.
+func StateDir(getenv func(string) string) string {
+	return base(getenv, "XDG_STATE_HOME", ".local", "state")
+}
+
+// ConfigDir holds config.toml: $XDG_CONFIG_HOME/devpi-credd, else
+// ~/.config/devpi-credd.
+func ConfigDir(getenv func(string) string) string {
+	return base(getenv, "XDG_CONFIG_HOME", ".config")
+}

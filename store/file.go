@@ -1,0 +1,82 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// ErrNotFound is wrapped when no token is stored under a name.
+var ErrNotFound = errors.New("no token stored")
+
+// File is a token kept in one file: the token's text and a newline, nothing
+// else, so a Vault Agent sink or a Kubernetes secret can be the file.
+type File struct {
+	Path string
+}
+
+// Load reads and parses the token. It refuses a file that group or others
+// may read.
+func (f File) Load() (*token.Token, error) {
+	if err := safefile.CheckPrivate(f.Path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s", ErrNotFound, f.Path)
+		}
+		return nil, fmt.Errorf("refusing token file: %w", err)
+	}
+	b, err := os.ReadFile(f.Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading token file: %w", err)
+	}
+	t, err := token.Parse(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("token file %s: %w", f.Path, err)
+	}
+	return t, nil
+}
+
+// Save replaces the file atomically with mode 0600 in a 0700 directory.
+func (f File) Save(t *token.Token) error {
+	if err := safefile.Write(f.Path, []byte(t.Reveal()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("saving token: %w", err)
+	}
+	return nil
+}
+
+// TokenPath is where the file backend keeps the token of the server called
+// name, under devpi-credd's state directory.
+func TokenPath(stateDir, name string) string {
+	return filepath.Join(stateDir, "tokens", name+".token")
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// ServerName makes a default name for a server from its root URL:
+// host, port and path, in characters safe for a file name and a TOML key.
+func ServerName(root *url.URL) string {
+	name := root.Hostname()
+	if p := root.Port(); p != "" {
+		name += "-" + p
+	}
+	if p := strings.Trim(root.Path, "/"); p != "" {
+		name += "-" + p
+	}
+	name = strings.Trim(unsafeName.ReplaceAllString(name, "-"), "-.")
+	if name == "" {
+		return "default"
+	}
+	return name
+}
+
+// ValidName reports whether name can name a server (and its token file).
+func ValidName(name string) bool {
+	return name != "" && !unsafeName.MatchString(name) && !strings.HasPrefix(name, ".")
+}
