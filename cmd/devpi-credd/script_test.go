@@ -1,0 +1,192 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"gopkg.in/macaroon.v2"
+
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){"devpi-credd": func() { os.Exit(Main()) }})
+}
+
+// scriptRootKey stands in for a server's secret: the scripts mint root
+// tokens with it and verify what devpi-credd derives from them.
+var scriptRootKey = []byte("testscript root key")
+
+// TestScripts runs the .txtar files in testdata/script: CLI sessions that
+// need no server (offline commands, usage and input errors).
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("TZ", "UTC")
+			e.Setenv("HOME", filepath.Join(e.WorkDir, "home"))
+			e.Setenv("DEVPI_CLIENTDIR", filepath.Join(e.WorkDir, "home", "devpi-client"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mktoken":     cmdMktoken,
+			"verifytoken": cmdVerifytoken,
+			"exits":       cmdExits,
+		},
+	})
+}
+
+// mktoken FILE USER ID [CAVEAT...]: writes a root token signed with
+// scriptRootKey, mode 0600. A caveat "expires=+1h" is relative to now.
+func cmdMktoken(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: mktoken FILE USER ID [CAVEAT...]")
+	}
+	tok, err := token.New(scriptRootKey, args[1], args[2])
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	for _, c := range args[3:] {
+		if rest, ok := strings.CutPrefix(c, "expires=+"); ok {
+			d, err := time.ParseDuration(rest)
+			if err != nil {
+				ts.Fatalf("%v", err)
+			}
+			c = "expires=" + strconv.FormatInt(time.Now().Add(d).Unix(), 10)
+		}
+		tok = mustDeriveRaw(ts, tok, c)
+	}
+	path := ts.MkAbs(args[0])
+	if err := os.WriteFile(path, []byte(tok.Reveal()+"\n"), 0o600); err != nil {
+		ts.Fatalf("%v", err)
+	}
+}
+
+// mustDeriveRaw adds any caveat text, including PyPI JSON forms and keys
+// the server does not know, which token.Derive deliberately cannot write.
+func mustDeriveRaw(ts *testscript.TestScript, tok *token.Token, caveat string) *token.Token {
+	key, value, _ := strings.Cut(caveat, "=")
+	var r token.Restriction
+	var err error
+	switch key {
+	case token.KeyAllowed:
+		r, err = token.Allowed(value)
+	case token.KeyIndexes:
+		r, err = token.Indexes(value)
+	case token.KeyProjects:
+		r, err = token.Projects(value)
+	case token.KeyExpires:
+		if value == "never" {
+			r = token.NeverExpires()
+		} else {
+			n, _ := strconv.ParseInt(value, 10, 64)
+			r = token.Expires(time.Unix(n, 0))
+		}
+	default:
+		out, err := rawCaveat(tok, caveat)
+		if err != nil {
+			ts.Fatalf("%v", err)
+		}
+		return out
+	}
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	out, err := tok.Derive(r)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	return out
+}
+
+// verifytoken FILE [index=U/I] [project=P] [perm=P] [user=U]: checks the
+// token as the server would, with scriptRootKey, at the current time.
+func cmdVerifytoken(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: verifytoken FILE [index=..] [project=..] [perm=..] [user=..]")
+	}
+	b, err := os.ReadFile(ts.MkAbs(args[0]))
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	tok, err := token.Parse(string(b))
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	req := token.Request{Now: time.Now()}
+	for _, a := range args[1:] {
+		k, v, _ := strings.Cut(a, "=")
+		switch k {
+		case "index":
+			req.Index = v
+		case "project":
+			req.Project = v
+		case "perm":
+			req.Permission = v
+		case "user":
+			req.User = v
+		default:
+			ts.Fatalf("unknown verifytoken argument %q", a)
+		}
+	}
+	err = tok.Verify(scriptRootKey, req)
+	if err != nil {
+		ts.Logf("verify: %v", err)
+	}
+	if (err != nil) != neg {
+		ts.Fatalf("verify: got %v, want refused=%v", err, neg)
+	}
+}
+
+// exits CODE PROGRAM [ARGS...]: runs the program and checks its exit code;
+// its output is kept for stdout/stderr checks, as with exec.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits CODE PROGRAM [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exits: bad code %q", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("exits: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit code %d, want %d", got, want)
+	}
+}
+
+// rawCaveat appends a caveat through the macaroon library itself.
+func rawCaveat(tok *token.Token, caveat string) (*token.Token, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(tok.Reveal(), token.Prefix))
+	if err != nil {
+		return nil, err
+	}
+	var m macaroon.Macaroon
+	if err := m.UnmarshalBinary(raw); err != nil {
+		return nil, err
+	}
+	if err := m.AddFirstPartyCaveat([]byte(caveat)); err != nil {
+		return nil, err
+	}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return token.Parse(base64.RawURLEncoding.EncodeToString(b))
+}
