@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
@@ -194,21 +195,32 @@ func (d StateDir) Auth(root, user string) (Auth, bool, error) {
 	return Auth{}, false, nil
 }
 
-// SetAuth makes (user, secret) the most recent session for root and keeps
-// the others, as devpi-client's set_auth does.
+// SetAuth makes (user, secret) the most recent session for root, keeps the
+// others (sorted) and makes user the current one in current.json, as
+// devpi-client's set_auth does: devpi-client sends the credentials of the
+// current.json user only.
 func (d StateDir) SetAuth(root string, a Auth) error {
 	af, err := d.readAuth()
 	if err != nil {
 		return err
 	}
-	list := [][2]string{{a.User, a.Secret}}
+	var others [][2]string
 	for _, p := range af.auth[root] {
 		if p[0] != a.User {
-			list = append(list, p)
+			others = append(others, p)
 		}
 	}
-	af.auth[root] = list
-	return d.writeAuth(af)
+	sort.Slice(others, func(i, j int) bool { return others[i][0] < others[j][0] })
+	af.auth[root] = append([][2]string{{a.User, a.Secret}}, others...)
+	if err := d.writeAuth(af); err != nil {
+		return err
+	}
+	cur, err := readJSON(d.currentPath())
+	if err != nil {
+		return err
+	}
+	cur["username"], _ = json.Marshal(a.User)
+	return writeJSON(d.currentPath(), cur)
 }
 
 // DeleteAuth removes user's session for root (the most recent when user is

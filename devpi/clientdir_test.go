@@ -54,6 +54,12 @@ func TestStateDir(t *testing.T) {
 	if a, _, _ := sd.Auth("http://127.0.0.1:3141/", "alice"); a.Secret != "alice-session" {
 		t.Error("SetAuth lost alice")
 	}
+	// devpi-client only sends the credentials of current.json's username.
+	var cur map[string]any
+	cb, _ := os.ReadFile(filepath.Join(dir, "current.json"))
+	if err := json.Unmarshal(cb, &cur); err != nil || cur["username"] != "root" || cur["index"] == nil {
+		t.Errorf("current.json after SetAuth: %s", cb)
+	}
 	var all map[string]json.RawMessage
 	b, _ := os.ReadFile(filepath.Join(dir, "auth.json"))
 	if err := json.Unmarshal(b, &all); err != nil || all["basic_auth"] == nil {

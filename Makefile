@@ -1,0 +1,57 @@
+# devpi-credd: `make demo` shows the main job end to end; `make test` runs
+# every test (unit, cross-compilation, end-to-end). See README.md.
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO          ?= go
+PYTHON      ?= python3
+VENV        ?= $(CURDIR)/.venv
+BIN         := bin/devpi-credd
+PIP_VERSION := 26.3
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+
+.PHONY: all build test unit cross e2e bench demo venv deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/devpi-credd
+
+## test: everything CI runs.
+test: unit cross e2e
+
+unit:
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/
+	$(GO) test -race -count=1 ./...
+
+# devpi-credd runs on developer machines of every kind: keep it building.
+cross:
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./...
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./...
+
+e2e: venv
+	DEVPI_CREDD_VENV=$(VENV) $(GO) test -race -count=1 -tags e2e -timeout 20m ./e2e/
+
+## bench: Go benchmarks, then devpi-credd beside devpi-client (Python).
+bench: build venv
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/
+	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
+
+demo: build venv
+	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)
+
+## venv: the pinned Python programs the e2e tests and the demo drive.
+venv: $(VENV)/server/.installed $(VENV)/client/.installed
+
+$(VENV)/%/.installed: e2e/requirements-%.txt
+	rm -rf $(VENV)/$*
+	$(PYTHON) -m venv $(VENV)/$*
+	$(VENV)/$*/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	$(VENV)/$*/bin/python -m pip install -q --disable-pip-version-check --no-deps -r $<
+	$(VENV)/$*/bin/python -m pip check
+	touch $@
+
+clean:
+	rm -rf bin $(VENV)
