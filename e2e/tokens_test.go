@@ -392,3 +392,21 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
+
+// TestReusesDevpiClientSession: a devpi-client user who is logged in there
+// needs no devpi-credd login and no --url.
+func TestReusesDevpiClientSession(t *testing.T) {
+	u := newUser(t)
+	u.devpi(t, 0, "use", bed.url)
+	u.devpi(t, 0, "login", u.name, "--password", u.password)
+	tok := parseToken(t, u.credd(t, 0, "token", "create", "-e", "1 day").stdout)
+	if tok.User() != u.name {
+		t.Errorf("token for %q, want %q", tok.User(), u.name)
+	}
+	out := u.credd(t, 0, "token", "list").stdout
+	hasLines(t, out, "Tokens for '"+u.name+"':", "    "+tok.ID())
+	// devpi-credd's own state stays empty: it only read devpi-client's.
+	if _, err := os.Stat(filepath.Join(u.home, ".local", "state", "devpi-credd", "auth.json")); err == nil {
+		t.Error("devpi-credd wrote a session of its own")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
@@ -61,18 +62,33 @@ func (a *app) session(root *url.URL) (devpi.Auth, error) {
 	return devpi.Auth{}, &exitError{exitFailed, fmt.Errorf("not logged in at %s: run 'devpi-credd login --url %s USER'", root, root)}
 }
 
-// client returns a devpi client for root, with the session when
-// needSession is set.
-func (a *app) client(root *url.URL, needSession bool) (*devpi.Client, error) {
-	c := &devpi.Client{Root: root, HTTP: a.http, UserAgent: "devpi-credd/" + version}
-	if needSession {
-		auth, err := a.session(root)
-		if err != nil {
-			return nil, err
-		}
-		c.Auth = &auth
+// newClient returns a devpi client for root, without credentials.
+func (a *app) newClient(root *url.URL) *devpi.Client {
+	return &devpi.Client{Root: root, HTTP: a.http, UserAgent: "devpi-credd/" + version}
+}
+
+// sessionClient returns a client for the server picked by urlFlag, logged in
+// with a session, and the user to act for: user, else the session's.
+func (a *app) sessionClient(urlFlag, user string) (*devpi.Client, string, error) {
+	root, err := a.serverRoot(urlFlag)
+	if err != nil {
+		return nil, "", err
 	}
-	return c, nil
+	auth, err := a.session(root)
+	if err != nil {
+		return nil, "", err
+	}
+	c := a.newClient(root)
+	c.Auth = &auth
+	if user == "" {
+		user = auth.User
+	}
+	return c, user, nil
+}
+
+// urlFlag registers --url, which every command that talks to a server has.
+func urlFlag(fs *pflag.FlagSet, p *string) {
+	fs.StringVar(p, "url", "", "devpi-server root URL (default: the current server)")
 }
 
 // sessionHint adds what to do when a stored session no longer works.
@@ -105,7 +121,7 @@ input with --password-stdin; never from a flag.`,
 			return a.runLogin(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.url, "url", "", "devpi-server root URL (default: the current server)")
+	urlFlag(cmd.Flags(), &o.url)
 	cmd.Flags().BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from standard input")
 	return cmd
 }
@@ -133,7 +149,7 @@ func (a *app) runLogin(ctx context.Context, o loginOptions) error {
 	if err != nil {
 		return err
 	}
-	c, _ := a.client(root, false)
+	c := a.newClient(root)
 	s, err := c.Login(ctx, o.user, password)
 	if err != nil {
 		return err
@@ -171,6 +187,6 @@ func (a *app) newLogoutCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&rootFlag, "url", "", "devpi-server root URL (default: the current server)")
+	urlFlag(cmd.Flags(), &rootFlag)
 	return cmd
 }

@@ -199,7 +199,7 @@ to -o FILE with mode 0600.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runTokenCreate(cmd.Context(), o) },
 	}
-	cmd.Flags().StringVar(&o.url, "url", "", "devpi-server root URL (default: the current server)")
+	urlFlag(cmd.Flags(), &o.url)
 	cmd.Flags().StringVarP(&o.user, "user", "u", "", "create the token for this user instead of the logged-in one")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write the token to FILE (mode 0600) instead of standard output")
 	o.r.register(cmd.Flags(), "1 year")
@@ -211,17 +211,9 @@ func (a *app) runTokenCreate(ctx context.Context, o createOptions) error {
 	if err != nil {
 		return err
 	}
-	root, err := a.serverRoot(o.url)
+	c, user, err := a.sessionClient(o.url, o.user)
 	if err != nil {
 		return err
-	}
-	c, err := a.client(root, true)
-	if err != nil {
-		return err
-	}
-	user := o.user
-	if user == "" {
-		user = c.Auth.User
 	}
 	req := devpi.CreateRequest{Allowed: p.allowed, Indexes: p.indexes, Projects: p.projects}
 	switch {
@@ -232,7 +224,7 @@ func (a *app) runTokenCreate(ctx context.Context, o createOptions) error {
 	}
 	t, err := c.CreateToken(ctx, user, req)
 	if err != nil {
-		return sessionHint(err, root)
+		return sessionHint(err, c.Root)
 	}
 	return a.writeToken(o.output, o.r.yes, t)
 }
@@ -244,26 +236,19 @@ func (a *app) newTokenDeleteCmd() *cobra.Command {
 		Short: "Delete a token on the server; every token derived from it stops working",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			root, err := a.serverRoot(rootFlag)
+			c, user, err := a.sessionClient(rootFlag, user)
 			if err != nil {
 				return err
-			}
-			c, err := a.client(root, true)
-			if err != nil {
-				return err
-			}
-			if user == "" {
-				user = c.Auth.User
 			}
 			msg, err := c.DeleteToken(cmd.Context(), user, args[0])
 			if err != nil {
-				return sessionHint(err, root)
+				return sessionHint(err, c.Root)
 			}
 			fmt.Fprintln(a.stdout, msg)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&rootFlag, "url", "", "devpi-server root URL (default: the current server)")
+	urlFlag(cmd.Flags(), &rootFlag)
 	cmd.Flags().StringVarP(&user, "user", "u", "", "the token's user instead of the logged-in one")
 	return cmd
 }
@@ -276,23 +261,16 @@ func (a *app) newTokenListCmd() *cobra.Command {
 		Short: "List a user's tokens and their restrictions",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			root, err := a.serverRoot(rootFlag)
+			c, user, err := a.sessionClient(rootFlag, user)
 			if err != nil {
 				return err
-			}
-			c, err := a.client(root, true)
-			if err != nil {
-				return err
-			}
-			if user == "" {
-				user = c.Auth.User
 			}
 			tokens, err := c.ListTokens(cmd.Context(), user)
 			if err != nil {
-				return sessionHint(err, root)
+				return sessionHint(err, c.Root)
 			}
 			if asJSON {
-				return printJSON(a, map[string]any{"user": user, "server": root.String(), "tokens": tokens})
+				return printJSON(a, map[string]any{"user": user, "server": c.Root.String(), "tokens": tokens})
 			}
 			if len(tokens) == 0 {
 				fmt.Fprintf(a.stdout, "No tokens for '%s'\n", user)
@@ -311,7 +289,7 @@ func (a *app) newTokenListCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&rootFlag, "url", "", "devpi-server root URL (default: the current server)")
+	urlFlag(cmd.Flags(), &rootFlag)
 	cmd.Flags().StringVarP(&user, "user", "u", "", "list this user's tokens instead of the logged-in one's")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -476,7 +454,7 @@ token-login does.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runTokenLogin(cmd.Context(), o) },
 	}
 	o.in.register(cmd.Flags())
-	cmd.Flags().StringVar(&o.url, "url", "", "devpi-server root URL (default: the current server)")
+	urlFlag(cmd.Flags(), &o.url)
 	cmd.Flags().StringVar(&o.name, "name", "", "name for this server in devpi-credd (default: from the URL's host and port)")
 	cmd.Flags().BoolVar(&o.devpiClient, "devpi-client", false, "also log devpi-client in with the token (writes its auth.json)")
 	return cmd
@@ -497,7 +475,7 @@ func (a *app) runTokenLogin(ctx context.Context, o tokenLoginOptions) error {
 	} else if !store.ValidName(name) {
 		return usageErrorf("--name %q: use letters, digits, '.', '_' and '-'", name)
 	}
-	c, _ := a.client(root, false)
+	c := a.newClient(root)
 	c.Auth = &devpi.Auth{User: t.User(), Secret: t.Reveal()}
 	info, err := c.API(ctx)
 	if err != nil {
