@@ -201,7 +201,7 @@ func TestTokenLogin(t *testing.T) {
 		t.Errorf("devpi use after token login: %s", out)
 	}
 	// The token is now this machine's long-lived token for the server.
-	stored := filepath.Join(u.home, ".local", "state", "devpi-credd", "tokens", "127.0.0.1-"+port(t)+".token")
+	stored := filepath.Join(u.home, ".local", "state", "devpi-credd", "tokens", "127-0-0-1-"+port(t)+".token")
 	st, err := os.Stat(stored)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("stored token: %v %v", st, err)

@@ -57,26 +57,32 @@ func TokenPath(stateDir, name string) string {
 	return filepath.Join(stateDir, "tokens", name+".token")
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+var (
+	unsafeName = regexp.MustCompile(`[^a-z0-9_-]+`)
+	validName  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+)
 
-// ServerName makes a default name for a server from its root URL:
-// host, port and path, in characters safe for a file name and a TOML key.
+// ServerName makes a default name for a server from its root URL: host,
+// port and path in lower-case letters, digits and dashes, which are safe in
+// a file name and as a config key (the config reader lower-cases keys and
+// would split them at dots).
 func ServerName(root *url.URL) string {
-	name := root.Hostname()
+	name := strings.ToLower(root.Hostname())
 	if p := root.Port(); p != "" {
 		name += "-" + p
 	}
 	if p := strings.Trim(root.Path, "/"); p != "" {
-		name += "-" + p
+		name += "-" + strings.ToLower(p)
 	}
-	name = strings.Trim(unsafeName.ReplaceAllString(name, "-"), "-.")
-	if name == "" {
+	name = strings.Trim(unsafeName.ReplaceAllString(name, "-"), "-_")
+	if len(name) > 64 {
+		name = strings.TrimRight(name[:64], "-_")
+	}
+	if !validName.MatchString(name) {
 		return "default"
 	}
 	return name
 }
 
 // ValidName reports whether name can name a server (and its token file).
-func ValidName(name string) bool {
-	return name != "" && !unsafeName.MatchString(name) && !strings.HasPrefix(name, ".")
-}
+func ValidName(name string) bool { return validName.MatchString(name) }

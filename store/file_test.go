@@ -53,9 +53,9 @@ func TestFileRoundTrip(t *testing.T) {
 
 func TestServerName(t *testing.T) {
 	for in, want := range map[string]string{
-		"http://127.0.0.1:3141/":      "127.0.0.1-3141",
-		"https://devpi.example.com/":  "devpi.example.com",
-		"https://h.example/sub/path/": "h.example-sub-path",
+		"http://127.0.0.1:3141/":      "127-0-0-1-3141",
+		"https://Devpi.Example.com/":  "devpi-example-com",
+		"https://h.example/Sub/path/": "h-example-sub-path",
 		"http://[::1]:3141/":          "1-3141",
 		"https://h/we%20ird:x/":       "h-we-ird-x",
 	} {
@@ -64,7 +64,7 @@ func TestServerName(t *testing.T) {
 			t.Errorf("ServerName(%s) = %q, want %q", in, got, want)
 		}
 	}
-	for _, bad := range []string{"", "../x", "a/b", ".hidden", "sp ace"} {
+	for _, bad := range []string{"", "../x", "a/b", ".hidden", "sp ace", "Upper", "a.b", "-x"} {
 		if ValidName(bad) {
 			t.Errorf("ValidName(%q)", bad)
 		}

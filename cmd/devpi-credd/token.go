@@ -473,7 +473,7 @@ func (a *app) runTokenLogin(ctx context.Context, o tokenLoginOptions) error {
 	if name == "" {
 		name = store.ServerName(root)
 	} else if !store.ValidName(name) {
-		return usageErrorf("--name %q: use letters, digits, '.', '_' and '-'", name)
+		return usageErrorf("--name %q: use lower-case letters, digits, '_' and '-'", name)
 	}
 	c := a.newClient(root)
 	c.Auth = &devpi.Auth{User: t.User(), Secret: t.Reveal()}

@@ -4,6 +4,7 @@
 package xdg
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -43,4 +44,36 @@ func StateDir(getenv func(string) string) string {
 // ~/.config/devpi-credd.
 func ConfigDir(getenv func(string) string) string {
 	return base(getenv, "XDG_CONFIG_HOME", ".config")
+}
+
+// RuntimeDir holds the daemon's socket: $XDG_RUNTIME_DIR/devpi-credd. Where
+// that variable is unset (containers, CI agents, macOS), a per-user
+// directory under the temporary directory, as tmux does; whoever creates it
+// must check that it is private and its own.
+func RuntimeDir(getenv func(string) string) string {
+	if d := getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, App)
+	}
+	tmp := getenv("TMPDIR")
+	if !filepath.IsAbs(tmp) {
+		tmp = os.TempDir()
+	}
+	return filepath.Join(tmp, fmt.Sprintf("%s-%d", App, os.Getuid()))
+}
+
+// Socket is the daemon's socket path: $DEVPI_CREDD_SOCKET, else
+// RuntimeDir/socket. Daemon and clients both ask here, so they agree.
+func Socket(getenv func(string) string) string {
+	if s := getenv("DEVPI_CREDD_SOCKET"); s != "" {
+		return s
+	}
+	return filepath.Join(RuntimeDir(getenv), "socket")
+}
+
+// ConfigFile is $DEVPI_CREDD_CONFIG, else ConfigDir/config.toml.
+func ConfigFile(getenv func(string) string) string {
+	if s := getenv("DEVPI_CREDD_CONFIG"); s != "" {
+		return s
+	}
+	return filepath.Join(ConfigDir(getenv), "config.toml")
 }

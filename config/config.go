@@ -1,0 +1,260 @@
+// Package config reads devpi-credd's TOML configuration: the daemon's
+// socket, token lifetimes, audit log and the servers it holds tokens for.
+// Every load uses a fresh viper instance and validates the result, so a bad
+// edit can be refused while the previous configuration keeps serving.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/internal/xdg"
+	"github.com/devpi-credd/devpi-credd/store"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// Defaults for what the file leaves out.
+const (
+	DefaultTTL = 5 * time.Minute
+	MaxTTL     = time.Hour
+)
+
+// Config is a validated configuration.
+type Config struct {
+	Path       string
+	Socket     string
+	DefaultTTL time.Duration
+	MaxTTL     time.Duration
+	AuditLog   string
+	// AllowUIDs may use the daemon besides its own user and root.
+	AllowUIDs []int
+	// Servers, sorted by name.
+	Servers []Server
+}
+
+// Server is one devpi-server and where its long-lived token lives.
+type Server struct {
+	Name      string
+	URL       *url.URL // root, with a trailing slash
+	TokenFile string
+	Keychain  bool
+	// Added to every token minted for this server.
+	Indexes  []string
+	Projects []string
+	Allowed  []string
+	// DevpiClient keeps devpi-client's auth.json fresh for this server
+	// (see devpi-login).
+	DevpiClient bool
+}
+
+// Server returns the server called name.
+func (c *Config) Server(name string) (*Server, bool) {
+	for i := range c.Servers {
+		if c.Servers[i].Name == name {
+			return &c.Servers[i], true
+		}
+	}
+	return nil, false
+}
+
+// Match returns the server whose URL is the longest prefix of u (scheme,
+// host and path), as devpi-client matches its sessions.
+func (c *Config) Match(u *url.URL) (*Server, bool) {
+	var best *Server
+	for i := range c.Servers {
+		s := &c.Servers[i]
+		if !strings.EqualFold(s.URL.Scheme, u.Scheme) || !strings.EqualFold(s.URL.Host, u.Host) {
+			continue
+		}
+		p := u.EscapedPath()
+		if !strings.HasSuffix(p, "/") {
+			p += "/"
+		}
+		if strings.HasPrefix(p, s.URL.EscapedPath()) && (best == nil || len(s.URL.Path) > len(best.URL.Path)) {
+			best = s
+		}
+	}
+	return best, best != nil
+}
+
+type fileServer struct {
+	URL         string   `mapstructure:"url"`
+	TokenFile   string   `mapstructure:"token_file"`
+	Keychain    bool     `mapstructure:"keychain"`
+	Indexes     []string `mapstructure:"indexes"`
+	Projects    []string `mapstructure:"projects"`
+	Allowed     []string `mapstructure:"allowed"`
+	DevpiClient bool     `mapstructure:"devpi_client"`
+}
+
+type fileConfig struct {
+	Socket     string                `mapstructure:"socket"`
+	DefaultTTL string                `mapstructure:"default_ttl"`
+	MaxTTL     string                `mapstructure:"max_ttl"`
+	AuditLog   string                `mapstructure:"audit_log"`
+	AllowUIDs  []int                 `mapstructure:"allow_uids"`
+	Servers    map[string]fileServer `mapstructure:"servers"`
+}
+
+// ErrEmpty is returned for an empty file, which is what a reader sees in the
+// middle of a truncate-then-write save.
+var ErrEmpty = errors.New("config file is empty")
+
+// Load reads and validates the file at path. Environment variables
+// DEVPI_CREDD_SOCKET, _DEFAULT_TTL, _MAX_TTL and _AUDIT_LOG override the
+// file. A missing file is an error wrapping fs.ErrNotExist.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, getenv)
+}
+
+// Parse is Load on bytes already read.
+func Parse(path string, data []byte, getenv func(string) string) (*Config, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrEmpty)
+	}
+	// "::" because server names are keys and viper splits keys at dots.
+	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
+	v.SetConfigType("toml")
+	v.SetDefault("socket", "")
+	v.SetDefault("default_ttl", DefaultTTL.String())
+	v.SetDefault("max_ttl", MaxTTL.String())
+	v.SetDefault("audit_log", "")
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, oneLine(err.Error()))
+	}
+	// Environment overrides go through getenv, not viper's AutomaticEnv, so
+	// that the daemon and tests control what is read.
+	for _, k := range []string{"socket", "default_ttl", "max_ttl", "audit_log"} {
+		if val := getenv("DEVPI_CREDD_" + strings.ToUpper(k)); val != "" {
+			v.Set(k, val)
+		}
+	}
+	var fc fileConfig
+	if err := v.UnmarshalExact(&fc); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, oneLine(err.Error()))
+	}
+	c, err := validate(fc, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
+	c := &Config{Socket: fc.Socket, AuditLog: fc.AuditLog, AllowUIDs: fc.AllowUIDs}
+	var err error
+	if c.DefaultTTL, err = positive("default_ttl", fc.DefaultTTL); err != nil {
+		return nil, err
+	}
+	if c.MaxTTL, err = positive("max_ttl", fc.MaxTTL); err != nil {
+		return nil, err
+	}
+	if c.DefaultTTL > c.MaxTTL {
+		return nil, fmt.Errorf("default_ttl %s is longer than max_ttl %s", c.DefaultTTL, c.MaxTTL)
+	}
+	if c.Socket == "" {
+		c.Socket = xdg.Socket(getenv)
+	}
+	if c.AuditLog == "" {
+		c.AuditLog = filepath.Join(xdg.StateDir(getenv), "audit.log")
+	}
+	for _, p := range []string{c.Socket, c.AuditLog} {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("path %q must be absolute", p)
+		}
+	}
+	for _, uid := range c.AllowUIDs {
+		if uid < 0 {
+			return nil, fmt.Errorf("allow_uids: %d is not a uid", uid)
+		}
+	}
+	seen := map[string]string{}
+	for name, fs := range fc.Servers {
+		s, err := validateServer(name, fs, getenv)
+		if err != nil {
+			return nil, fmt.Errorf("servers.%s: %w", name, err)
+		}
+		if other, dup := seen[s.URL.String()]; dup {
+			return nil, fmt.Errorf("servers.%s and servers.%s have the same url", other, name)
+		}
+		seen[s.URL.String()] = name
+		c.Servers = append(c.Servers, s)
+	}
+	sort.Slice(c.Servers, func(i, j int) bool { return c.Servers[i].Name < c.Servers[j].Name })
+	return c, nil
+}
+
+func positive(key, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s = %q is not a positive duration such as \"5m\"", key, s)
+	}
+	return d, nil
+}
+
+func validateServer(name string, fs fileServer, getenv func(string) string) (Server, error) {
+	if !store.ValidName(name) {
+		return Server{}, fmt.Errorf("name: use lower-case letters, digits, '_' and '-'")
+	}
+	if fs.URL == "" {
+		return Server{}, errors.New("url is missing")
+	}
+	u, err := devpi.ParseRoot(fs.URL)
+	if err != nil {
+		return Server{}, err
+	}
+	s := Server{Name: name, URL: u, TokenFile: fs.TokenFile, Keychain: fs.Keychain, DevpiClient: fs.DevpiClient}
+	switch {
+	case s.Keychain && s.TokenFile != "":
+		return Server{}, errors.New("token_file and keychain = true exclude each other")
+	case !s.Keychain && s.TokenFile == "":
+		s.TokenFile = store.TokenPath(xdg.StateDir(getenv), name)
+	case s.TokenFile != "" && !filepath.IsAbs(s.TokenFile):
+		return Server{}, fmt.Errorf("token_file %q must be absolute", s.TokenFile)
+	}
+	if fs.Indexes != nil {
+		if _, err := token.Indexes(fs.Indexes...); err != nil {
+			return Server{}, err
+		}
+		s.Indexes, _ = token.NormalizeList(fs.Indexes)
+	}
+	if fs.Projects != nil {
+		if s.Projects, err = nonEmpty("projects", fs.Projects); err != nil {
+			return Server{}, err
+		}
+	}
+	if fs.Allowed != nil {
+		if s.Allowed, err = nonEmpty("allowed", fs.Allowed); err != nil {
+			return Server{}, err
+		}
+	}
+	return s, nil
+}
+
+func nonEmpty(key string, items []string) ([]string, error) {
+	list, err := token.NormalizeList(items)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("%s: the list is empty (leave it out for no restriction)", key)
+	}
+	return list, nil
+}
