@@ -1,0 +1,219 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// Op is what a minted token is for.
+type Op string
+
+const (
+	OpRead   Op = "read"   // pkg_read: simple pages, files, project pages
+	OpUpload Op = "upload" // upload to USER/INDEX
+)
+
+// Permission is the devpi permission an Op needs.
+func (o Op) Permission() string {
+	if o == OpUpload {
+		return "upload"
+	}
+	return "pkg_read"
+}
+
+// Target is what a URL addresses on a server.
+type Target struct {
+	Op      Op
+	Index   string // USER/INDEX, or "" for the whole server
+	Project string // as in the URL, or ""
+}
+
+// Classify reads the path of u below the server root:
+//
+//	""  or +anything       read, whole server (a bare host, /+api, ...)
+//	USER                   read, whole server
+//	USER/INDEX             upload to USER/INDEX (twine's and uv's publish URL)
+//	USER/INDEX/+simple/P/  read USER/INDEX, project P
+//	USER/INDEX/+f/...      read USER/INDEX (files)
+//	USER/INDEX/P[/...]     read USER/INDEX, project P (JSON pages)
+func Classify(root, u *url.URL) Target {
+	rel := strings.TrimPrefix(u.Path, strings.TrimSuffix(root.Path, "/"))
+	var segs []string
+	for _, s := range strings.Split(rel, "/") {
+		if s != "" {
+			segs = append(segs, s)
+		}
+	}
+	if len(segs) < 2 || strings.HasPrefix(segs[0], "+") || strings.HasPrefix(segs[1], "+") {
+		return Target{Op: OpRead}
+	}
+	t := Target{Op: OpRead, Index: segs[0] + "/" + segs[1]}
+	switch {
+	case len(segs) == 2:
+		t.Op = OpUpload
+	case segs[2] == "+simple":
+		if len(segs) > 3 {
+			t.Project = segs[3]
+		}
+	case strings.HasPrefix(segs[2], "+"):
+	default:
+		t.Project = segs[2]
+	}
+	return t
+}
+
+// ParseServiceURL reads what a caller names a service: a URL, a bare
+// host[:port] (pip's second keyring lookup) or scheme://host[:port]. A bare
+// host matches a server of either scheme, so it comes back without one.
+func ParseServiceURL(s string) (*url.URL, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("no url given")
+	}
+	if !strings.Contains(s, "://") {
+		u, err := url.Parse("//" + s)
+		if err != nil || u.Host == "" || u.User != nil || u.Path != "" {
+			return nil, fmt.Errorf("%q is neither a URL nor host[:port]", redact(s))
+		}
+		return u, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an http(s) URL", redact(s))
+	}
+	// Credentials in the URL are not ours to use, and must not reach a log.
+	u.User = nil
+	return u, nil
+}
+
+// matchServer finds the configured server for u; a URL without a scheme
+// tries https, then http.
+func matchServer(c *config.Config, u *url.URL) (*config.Server, bool) {
+	if u.Scheme != "" {
+		return c.Match(u)
+	}
+	for _, scheme := range []string{"https", "http"} {
+		v := *u
+		v.Scheme = scheme
+		if s, ok := c.Match(&v); ok {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// Plan is the result of scoping one request: the caveats to add and when
+// the token expires.
+type Plan struct {
+	Target  Target
+	Expires time.Time
+	Caveats []token.Restriction
+}
+
+// ErrRefused marks a request the root token cannot serve.
+var ErrRefused = errors.New("refused")
+
+func refusedf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+}
+
+// plan scopes a token for target from root, on server srv: the operation's
+// permission, the index (with bases for reads), the project, the server's
+// configured restrictions and an expiry of now+ttl that never outlives the
+// root token. It refuses what the root token's own caveats would make the
+// server refuse, so callers get a clear reason instead of a dead token.
+func plan(root *token.Token, srv *config.Server, target Target, bases []string, username string, now time.Time, ttl time.Duration) (*Plan, error) {
+	if username != "" && username != root.User() {
+		return nil, refusedf("the token for %s is user %q's; devpi-server refuses it under the user name %q (403 Token doesn't match user name)", srv.Name, root.User(), username)
+	}
+	scope := root.Scope()
+	if len(scope.Problems) > 0 {
+		return nil, refusedf("the root token for %s has a caveat devpi-server refuses: %s", srv.Name, scope.Problems[0])
+	}
+	if scope.Expires != nil && !now.Before(*scope.Expires) {
+		return nil, refusedf("the root token for %s expired at %s; run 'devpi-credd token login' with a new one", srv.Name, scope.Expires.Format(time.RFC3339))
+	}
+	if scope.NotBefore != nil && now.Before(*scope.NotBefore) {
+		return nil, refusedf("the root token for %s is not valid before %s", srv.Name, scope.NotBefore.Format(time.RFC3339))
+	}
+	perm := target.Op.Permission()
+	for _, allowed := range [][]string{scope.Allowed, srv.Allowed} {
+		if allowed != nil && !slices.Contains(allowed, perm) {
+			return nil, refusedf("%s needs permission %q, which the root token or config for %s does not allow (allowed: %s)", target.Op, perm, srv.Name, strings.Join(allowed, ","))
+		}
+	}
+	var indexes []string
+	if target.Index != "" {
+		indexes = append([]string{target.Index}, bases...)
+		for _, limit := range [][]string{scope.Indexes, srv.Indexes} {
+			if limit != nil && !slices.Contains(limit, target.Index) {
+				return nil, refusedf("index %s is outside what the root token or config for %s allows (indexes: %s)", target.Index, srv.Name, strings.Join(limit, ","))
+			}
+		}
+	}
+	if target.Project != "" {
+		p := token.NormalizeProject(target.Project)
+		for _, limit := range [][]string{scope.Projects, normalized(srv.Projects)} {
+			if limit != nil && !slices.Contains(limit, p) {
+				return nil, refusedf("project %s is outside what the root token or config for %s allows", p, srv.Name)
+			}
+		}
+	}
+
+	expires := now.Add(ttl)
+	if scope.Expires != nil && scope.Expires.Before(expires) {
+		expires = *scope.Expires
+	}
+	p := &Plan{Target: target, Expires: expires}
+	add := func(r token.Restriction, err error) {
+		if err == nil {
+			p.Caveats = append(p.Caveats, r)
+		}
+	}
+	p.Caveats = append(p.Caveats, token.Expires(expires))
+	add(token.Allowed(perm))
+	if indexes != nil {
+		add(token.Indexes(indexes...))
+	}
+	if target.Project != "" {
+		add(token.Projects(target.Project))
+	}
+	if srv.Allowed != nil {
+		add(token.Allowed(srv.Allowed...))
+	}
+	// Configured indexes and projects bind reads of the whole server too.
+	if srv.Indexes != nil && target.Index == "" {
+		add(token.Indexes(srv.Indexes...))
+	}
+	if srv.Projects != nil {
+		add(token.Projects(srv.Projects...))
+	}
+	return p, nil
+}
+
+func normalized(ps []string) []string {
+	if ps == nil {
+		return nil
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = token.NormalizeProject(p)
+	}
+	return out
+}
+
+// redact drops what could be a credential from a string that failed to
+// parse as a URL: everything before an '@'.
+func redact(s string) string {
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		return "..." + s[i:]
+	}
+	return s
+}

@@ -1,0 +1,172 @@
+package daemon
+
+import (
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestClassify(t *testing.T) {
+	root := mustURL(t, "http://h:3141/")
+	sub := mustURL(t, "https://h/devpi/")
+	tests := []struct {
+		root *url.URL
+		in   string
+		want Target
+	}{
+		{root, "http://h:3141", Target{Op: OpRead}},
+		{root, "http://h:3141/", Target{Op: OpRead}},
+		{root, "http://h:3141/+api", Target{Op: OpRead}},
+		{root, "http://h:3141/alice/", Target{Op: OpRead}},
+		{root, "http://h:3141/alice/dev/", Target{Op: OpUpload, Index: "alice/dev"}},
+		{root, "http://h:3141/alice/dev", Target{Op: OpUpload, Index: "alice/dev"}},
+		{root, "http://h:3141/alice/dev/+simple/", Target{Op: OpRead, Index: "alice/dev"}},
+		{root, "http://h:3141/alice/dev/+simple/Foo.Bar/", Target{Op: OpRead, Index: "alice/dev", Project: "Foo.Bar"}},
+		{root, "http://h:3141/alice/dev/+f/abc/def/x.whl", Target{Op: OpRead, Index: "alice/dev"}},
+		{root, "http://h:3141/alice/dev/foo/1.0", Target{Op: OpRead, Index: "alice/dev", Project: "foo"}},
+		{root, "http://h:3141/alice/+simple/", Target{Op: OpRead}},
+		{sub, "https://h/devpi/alice/dev/", Target{Op: OpUpload, Index: "alice/dev"}},
+		{sub, "https://h/devpi/alice/dev/+simple/x/", Target{Op: OpRead, Index: "alice/dev", Project: "x"}},
+		{sub, "https://h/devpi", Target{Op: OpRead}},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.root, mustURL(t, tt.in)); got != tt.want {
+			t.Errorf("Classify(%s) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseServiceURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:3141":           "//127.0.0.1:3141",
+		"devpi.example":            "//devpi.example",
+		"http://h:1/a/b/":          "http://h:1/a/b/",
+		" https://h/ ":             "https://h/",
+		"https://h/x/+simple/?q=1": "https://h/x/+simple/?q=1",
+	} {
+		u, err := ParseServiceURL(in)
+		if err != nil || u.String() != want {
+			t.Errorf("ParseServiceURL(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+	for _, bad := range []string{"", "ftp://h/", "http://", "u:secret@h", "h/path", "ftp://u:secret@h/"} {
+		_, err := ParseServiceURL(bad)
+		if err == nil {
+			t.Errorf("ParseServiceURL(%q) accepted", bad)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	}
+}
+
+func planFixture(t *testing.T, rootCaveats ...token.Restriction) (*token.Token, *config.Server) {
+	t.Helper()
+	root, err := token.New([]byte("k"), "alice", "abcd2345", rootCaveats...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, &config.Server{Name: "local", URL: mustURL(t, "http://h/")}
+}
+
+func caveats(p *Plan) []string {
+	var out []string
+	for _, c := range p.Caveats {
+		out = append(out, c.Caveat())
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	root, srv := planFixture(t, token.Expires(now.Add(24*time.Hour)))
+
+	p, err := plan(root, srv, Target{Op: OpUpload, Index: "alice/dev"}, nil, "", now, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"expires=1000300", "allowed=upload", "indexes=alice/dev"}; !slices.Equal(caveats(p), want) {
+		t.Errorf("upload caveats %q, want %q", caveats(p), want)
+	}
+	p, err = plan(root, srv, Target{Op: OpRead, Index: "alice/dev", Project: "Foo_Bar"}, []string{"root/base", "alice/base"}, "alice", now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"expires=1000060", "allowed=pkg_read", "indexes=alice/base,alice/dev,root/base", "projects=Foo_Bar"}; !slices.Equal(caveats(p), want) {
+		t.Errorf("read caveats %q, want %q", caveats(p), want)
+	}
+	// The derived token verifies for what it is for and nothing else.
+	d, _ := root.Derive(p.Caveats...)
+	ok := token.Request{Now: now, Index: "root/base", Permission: "pkg_read", User: "alice"}
+	if err := d.Verify([]byte("k"), ok); err != nil {
+		t.Errorf("read token refused for its base index: %v", err)
+	}
+	if err := d.Verify([]byte("k"), token.Request{Now: now, Index: "alice/dev", Permission: "upload"}); err == nil {
+		t.Error("a read token may upload")
+	}
+	if err := d.Verify([]byte("k"), token.Request{Now: now.Add(time.Minute), Permission: "pkg_read"}); err == nil {
+		t.Error("the token outlives its ttl")
+	}
+
+	// Never past the root token's expiry.
+	short, _ := planFixture(t, token.Expires(now.Add(time.Minute)))
+	p, _ = plan(short, srv, Target{Op: OpRead}, nil, "", now, time.Hour)
+	if !p.Expires.Equal(now.Add(time.Minute)) {
+		t.Errorf("expires %v past the root's", p.Expires)
+	}
+}
+
+func TestPlanRefuses(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	ix, _ := token.Indexes("alice/dev")
+	ro, _ := token.Allowed("pkg_read")
+	pr, _ := token.Projects("foo")
+	tests := []struct {
+		name   string
+		root   []token.Restriction
+		srv    func(*config.Server)
+		target Target
+		user   string
+		want   string
+	}{
+		{"expired", []token.Restriction{token.Expires(now)}, nil, Target{Op: OpRead}, "", "expired"},
+		{"not yet", []token.Restriction{token.NotBefore(now.Add(time.Hour))}, nil, Target{Op: OpRead}, "", "not valid before"},
+		{"other index", []token.Restriction{ix}, nil, Target{Op: OpUpload, Index: "alice/prod"}, "", "index alice/prod is outside"},
+		{"read-only root", []token.Restriction{ro}, nil, Target{Op: OpUpload, Index: "alice/dev"}, "", `needs permission "upload"`},
+		{"other project", []token.Restriction{pr}, nil, Target{Op: OpRead, Index: "alice/dev", Project: "bar"}, "", "project bar is outside"},
+		{"other user", nil, nil, Target{Op: OpRead}, "bob", "Token doesn't match user name"},
+		{"config index", nil, func(s *config.Server) { s.Indexes = []string{"alice/dev"} }, Target{Op: OpUpload, Index: "alice/x"}, "", "outside"},
+		{"config allowed", nil, func(s *config.Server) { s.Allowed = []string{"pkg_read"} }, Target{Op: OpUpload, Index: "alice/x"}, "", "needs permission"},
+		{"config project", nil, func(s *config.Server) { s.Projects = []string{"Foo.Bar"} }, Target{Op: OpRead, Index: "a/b", Project: "baz"}, "", "project baz"},
+	}
+	for _, tt := range tests {
+		root, srv := planFixture(t, tt.root...)
+		if tt.srv != nil {
+			tt.srv(srv)
+		}
+		_, err := plan(root, srv, tt.target, nil, tt.user, now, time.Minute)
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	// The config's own project list accepts its normalised spelling.
+	root, srv := planFixture(t)
+	srv.Projects = []string{"Foo.Bar"}
+	if _, err := plan(root, srv, Target{Op: OpRead, Index: "a/b", Project: "foo-bar"}, nil, "", now, time.Minute); err != nil {
+		t.Errorf("normalised project refused: %v", err)
+	}
+}

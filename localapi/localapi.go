@@ -1,0 +1,82 @@
+// Package localapi is the one definition of the daemon's local HTTP API on
+// its Unix socket: paths, request and answer bodies. The daemon serves it;
+// the helper, the keyring adapters and the Python backend speak it.
+package localapi
+
+import "time"
+
+// Paths of the API. Everything is JSON.
+const (
+	PathCredentials = "/v1/credentials" // POST CredentialsRequest -> Credentials
+	PathStatus      = "/v1/status"      // GET -> Status
+)
+
+// CredentialsRequest asks for a token for a URL (an index, upload or simple
+// URL, a bare host[:port], or scheme://host[:port]).
+type CredentialsRequest struct {
+	URL string `json:"url"`
+	// Username, when the caller already has one; it must be the token's.
+	Username string `json:"username,omitempty"`
+	// TTL such as "2m"; the daemon clamps it to its max_ttl.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// Credentials is a freshly minted token and what it is for.
+type Credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	// Expires is a Unix time.
+	Expires int64  `json:"expires"`
+	Server  string `json:"server"`
+	TokenID string `json:"token_id"`
+	// Caveats added to the root token, for display; no secret.
+	Caveats []string `json:"caveats"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+	// Code is a stable word for programs: not_found, refused, bad_request,
+	// forbidden, unavailable.
+	Code string `json:"code"`
+}
+
+// Error codes.
+const (
+	CodeNotFound    = "not_found"   // no configured server for the URL
+	CodeRefused     = "refused"     // the root token cannot do what is asked
+	CodeBadRequest  = "bad_request" // malformed request
+	CodeForbidden   = "forbidden"   // the caller's uid is not allowed
+	CodeUnavailable = "unavailable" // no usable root token right now
+)
+
+// Status describes the running daemon.
+type Status struct {
+	PID        int            `json:"pid"`
+	Version    string         `json:"version"`
+	Started    time.Time      `json:"started"`
+	Config     string         `json:"config"`
+	Socket     string         `json:"socket"`
+	AuditLog   string         `json:"audit_log"`
+	DefaultTTL string         `json:"default_ttl"`
+	MaxTTL     string         `json:"max_ttl"`
+	Locked     bool           `json:"locked"`
+	Minted     int64          `json:"minted"`
+	Refused    int64          `json:"refused"`
+	Servers    []ServerStatus `json:"servers"`
+	// ConfigError is the last reload's error; the previous config serves.
+	ConfigError string `json:"config_error,omitempty"`
+}
+
+// ServerStatus is one configured server and its root token.
+type ServerStatus struct {
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	Store   string `json:"store"` // token file path, or "keychain"
+	User    string `json:"user,omitempty"`
+	TokenID string `json:"token_id,omitempty"`
+	// Expires is the root token's Unix expiry; 0 for never.
+	Expires int64  `json:"expires,omitempty"`
+	Minted  int64  `json:"minted"`
+	Error   string `json:"error,omitempty"`
+}
