@@ -3,6 +3,8 @@ package devpi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -20,6 +22,8 @@ import (
 
 // ErrUnreachable is wrapped when no HTTP answer came from the server.
 var ErrUnreachable = errors.New("cannot reach devpi-server")
+
+var errRedirect = errors.New("redirect")
 
 // ServerError is a non-2xx answer; Message is the server's own text.
 type ServerError struct {
@@ -93,11 +97,11 @@ func DefaultHTTPClient() *http.Client {
 		Timeout:   2 * time.Minute,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 5 {
-				return errors.New("too many redirects")
+				return fmt.Errorf("%w: too many", errRedirect)
 			}
 			// X-Devpi-Auth is not a header Go drops on a redirect.
 			if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
-				return fmt.Errorf("refusing to follow a redirect to %s://%s with credentials", req.URL.Scheme, req.URL.Host)
+				return fmt.Errorf("%w to %s://%s: refusing to send credentials there", errRedirect, req.URL.Scheme, req.URL.Host)
 			}
 			return nil
 		},
@@ -151,7 +155,10 @@ func (c *Client) do(ctx context.Context, method, target string, body any, result
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%w at %s: %s", ErrUnreachable, c.Root.Redacted(), netReason(err))
+		if unreachable(err) {
+			return "", fmt.Errorf("%w at %s: %s", ErrUnreachable, c.Root.Redacted(), netReason(err))
+		}
+		return "", fmt.Errorf("%s %s: %s", method, target, netReason(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
@@ -190,6 +197,24 @@ func messageText(m any) string {
 		b, _ := json.Marshal(v)
 		return string(b)
 	}
+}
+
+// unreachable tells "no answer" (refused, reset, timed out, no such host)
+// from a server that answered in a way we refuse (a redirect elsewhere, a
+// certificate that does not verify).
+func unreachable(err error) bool {
+	var tlsErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	if errors.As(err, &tlsErr) || errors.As(err, &hostErr) || errors.As(err, &authErr) {
+		return false
+	}
+	if errors.Is(err, errRedirect) {
+		return false
+	}
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &oe) || (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func netReason(err error) string {
@@ -271,8 +296,28 @@ type CreateRequest struct {
 	Projects []string `json:"projects,omitempty"`
 }
 
+// checkUser refuses user names that would change the URL's meaning.
+func checkUser(user string) error {
+	if user == "" || user == "." || user == ".." || strings.ContainsAny(user, "/\\?#") {
+		return fmt.Errorf("%q is not a devpi user name", user)
+	}
+	return nil
+}
+
+// checkTokenID refuses anything but devpi-tokens' id characters, so an id
+// can never become a path such as "..".
+func checkTokenID(id string) error {
+	if id == "" || len(id) > 64 || strings.Trim(id, token.IDAlphabet) != "" {
+		return fmt.Errorf("%q is not a token id (devpi token ids are 8 letters and digits)", id)
+	}
+	return nil
+}
+
 // CreateToken asks the server for a new root token for user.
 func (c *Client) CreateToken(ctx context.Context, user string, req CreateRequest) (*token.Token, error) {
+	if err := checkUser(user); err != nil {
+		return nil, err
+	}
 	var res struct {
 		Token string `json:"token"`
 	}
@@ -281,7 +326,7 @@ func (c *Client) CreateToken(ctx context.Context, user string, req CreateRequest
 	}
 	t, err := token.Parse(res.Token)
 	if err != nil {
-		return nil, fmt.Errorf("the server answered with an unreadable token: %w", err)
+		return nil, fmt.Errorf("the server answered with an unreadable token: %v", err)
 	}
 	return t, nil
 }
@@ -294,6 +339,9 @@ type TokenInfo struct {
 
 // ListTokens returns user's tokens sorted by id.
 func (c *Client) ListTokens(ctx context.Context, user string) ([]TokenInfo, error) {
+	if err := checkUser(user); err != nil {
+		return nil, err
+	}
 	var res struct {
 		Tokens map[string]TokenInfo `json:"tokens"`
 	}
@@ -315,5 +363,30 @@ func (c *Client) ListTokens(ctx context.Context, user string) ([]TokenInfo, erro
 // DeleteToken removes a token on the server, which revokes every token
 // derived from it. It returns the server's message.
 func (c *Client) DeleteToken(ctx context.Context, user, id string) (string, error) {
+	if err := checkUser(user); err != nil {
+		return "", err
+	}
+	if err := checkTokenID(id); err != nil {
+		return "", err
+	}
 	return c.do(ctx, http.MethodDelete, c.URL(user, "+tokens", id), nil, nil)
+}
+
+// IndexConfig is the part of an index's configuration devpi-credd uses.
+type IndexConfig struct {
+	Type  string   `json:"type"`
+	Bases []string `json:"bases"`
+}
+
+// Index reads USER/INDEX's configuration, without its project list.
+func (c *Client) Index(ctx context.Context, index string) (*IndexConfig, error) {
+	user, name, ok := strings.Cut(index, "/")
+	if !ok || checkUser(user) != nil || checkUser(name) != nil {
+		return nil, fmt.Errorf("index %q is not USER/INDEX", index)
+	}
+	var ic IndexConfig
+	if _, err := c.do(ctx, http.MethodGet, c.URL(user, name)+"?no_projects=", nil, &ic); err != nil {
+		return nil, err
+	}
+	return &ic, nil
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,6 +163,7 @@ func mustAPI(t *testing.T, c *Client) *APIInfo {
 func TestClientFailures(t *testing.T) {
 	srv, _, _ := fakeServer(t, []byte("k"))
 	auth := &Auth{User: "alice", Secret: "s3cret-session"}
+	var errs []error
 
 	// A port that was just free: nothing listens there.
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -170,22 +173,53 @@ func TestClientFailures(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("dead server: %v", err)
 	}
+	errs = append(errs, err)
 
-	_, err = client(t, srv.URL+"/redirect", auth).API(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "refusing to follow a redirect") {
+	// A redirect to another host must not carry X-Devpi-Auth there.
+	var leaked atomic.Value
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Store(r.Header.Get("X-Devpi-Auth"))
+	}))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/+api", http.StatusFound)
+	}))
+	defer redirector.Close()
+	_, err = client(t, redirector.URL, auth).API(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "refusing to send credentials") || errors.Is(err, ErrUnreachable) {
 		t.Errorf("cross-host redirect: %v", err)
 	}
+	if v, _ := leaked.Load().(string); v != "" {
+		t.Errorf("the credentials reached the other host: %q", v)
+	}
+	errs = append(errs, err)
+
 	_, err = client(t, srv.URL+"/html/", auth).API(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "not devpi-server's JSON") {
 		t.Errorf("html answer: %v", err)
 	}
-	for _, err := range []error{err} {
-		if strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("error leaks the secret: %v", err)
+	errs = append(errs, err)
+
+	c := client(t, srv.URL, auth)
+	for _, bad := range []string{"", ".", "..", "a/b", "x?y"} {
+		if _, err := c.ListTokens(context.Background(), bad); err == nil {
+			t.Errorf("ListTokens(%q) was sent", bad)
 		}
 	}
-	if s := (Auth{User: "u", Secret: "s3cret"}); strings.Contains(s.String(), "s3cret") {
-		t.Error("Auth.String leaks")
+	for _, bad := range []string{"", "..", "ab/cd", "abc d", "abcd-234"} {
+		_, err := c.DeleteToken(context.Background(), "alice", bad)
+		if err == nil {
+			t.Errorf("DeleteToken(%q) was sent", bad)
+		}
+		errs = append(errs, err)
+	}
+	for _, err := range errs {
+		if err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("error leaks the secret or spans lines: %v", err)
+		}
+	}
+	if s := fmt.Sprintf("%v %+v %s", Auth{User: "u", Secret: "s3cret"}, &Auth{User: "u", Secret: "s3cret"}, Auth{Secret: "s3cret"}); strings.Contains(s, "s3cret") {
+		t.Errorf("Auth formatting leaks: %s", s)
 	}
 }
 

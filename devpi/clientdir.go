@@ -118,6 +118,24 @@ func (d StateDir) Root() (string, error) {
 	return u.ResolveReference(&url.URL{Path: "."}).String(), nil
 }
 
+// CurrentUser is the user devpi-client acts as: $DEVPI_USER, else the
+// "username" in current.json ("" when neither is set; then the most recent
+// session for the server is the one).
+func (d StateDir) CurrentUser(getenv func(string) string) (string, error) {
+	if u := getenv("DEVPI_USER"); u != "" {
+		return u, nil
+	}
+	m, err := readJSON(d.currentPath())
+	if err != nil {
+		return "", fmt.Errorf("reading devpi state: %w", err)
+	}
+	var user string
+	if raw, ok := m["username"]; ok {
+		_ = json.Unmarshal(raw, &user)
+	}
+	return user, nil
+}
+
 // SetRoot records root as the server in use, keeping the file's other keys.
 func (d StateDir) SetRoot(root string) error {
 	m, err := readJSON(d.currentPath())

@@ -95,6 +95,24 @@ func TestStateDir(t *testing.T) {
 	}
 }
 
+func TestCurrentUser(t *testing.T) {
+	dir := t.TempDir()
+	sd := StateDir{Dir: dir}
+	env := map[string]string{}
+	get := func(k string) string { return env[k] }
+	if u, err := sd.CurrentUser(get); err != nil || u != "" {
+		t.Errorf("no state: %q %v", u, err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "current.json"), []byte(`{"username": "bob"}`), 0o600)
+	if u, _ := sd.CurrentUser(get); u != "bob" {
+		t.Errorf("from current.json: %q", u)
+	}
+	env["DEVPI_USER"] = "carol"
+	if u, _ := sd.CurrentUser(get); u != "carol" {
+		t.Errorf("from DEVPI_USER: %q", u)
+	}
+}
+
 func TestClientDir(t *testing.T) {
 	env := map[string]string{"HOME": "/home/x"}
 	get := func(k string) string { return env[k] }

@@ -200,6 +200,30 @@ func TestTokenLogin(t *testing.T) {
 	if out := u.devpi(t, 0, "use").stdout; !strings.Contains(out, "logged in as "+u.name) {
 		t.Errorf("devpi use after token login: %s", out)
 	}
+	// devpi-client really authenticates with the token: creating an index
+	// needs a login.
+	u.devpi(t, 0, "index", "-c", "via-token")
+	if err := bed.api("GET", u.name+"/via-token", "-", nil, nil); err != nil {
+		t.Errorf("the index made through the token login is missing: %v", err)
+	}
+	authFile := filepath.Join(u.home, ".devpi", "client", "auth.json")
+	if st, err := os.Stat(authFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("devpi-client's auth.json: %v %v", st, err)
+	}
+	// Logging devpi-client in at a server other than its current one would
+	// log it out where it is: refused, and its state is left alone.
+	before := readFile(t, authFile)
+	other := strings.Replace(bed.url, "127.0.0.1", "localhost", 1)
+	r = u.credd(t, 1, "token", "login", "-f", f, "--url", other, "--devpi-client")
+	if !strings.Contains(r.stderr, "devpi-client uses "+bed.url+", not "+other) {
+		t.Errorf("token login for another server: %s", r)
+	}
+	if readFile(t, authFile) != before {
+		t.Error("the refused login changed devpi-client's auth.json")
+	}
+	if _, err := os.Stat(filepath.Join(u.home, ".local", "state", "devpi-credd", "tokens", "localhost-"+port(t)+".token")); err == nil {
+		t.Error("the refused login stored the token")
+	}
 	// The token is now this machine's long-lived token for the server.
 	stored := filepath.Join(u.home, ".local", "state", "devpi-credd", "tokens", "127-0-0-1-"+port(t)+".token")
 	st, err := os.Stat(stored)

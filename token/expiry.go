@@ -43,6 +43,10 @@ func ParseExpiry(arg string, now time.Time) (at time.Time, never bool, err error
 	return at, false, nil
 }
 
+// maxYears bounds a delta so that time arithmetic cannot overflow: far
+// beyond any sensible expiry, far inside what time.Time holds.
+const maxYears = 1000
+
 func addDelta(now time.Time, s string, sign int) (time.Time, error) {
 	if s == "" {
 		return now, fmt.Errorf("no duration")
@@ -55,20 +59,41 @@ func addDelta(now time.Time, s string, sign int) (time.Time, error) {
 		}
 		s = s[len(m[0]):]
 		num, err := strconv.ParseFloat(m[1], 64)
-		if err != nil || num > 1e6 {
-			return now, fmt.Errorf("number %q out of range", m[1])
+		unit := m[2]
+		var years float64
+		switch {
+		case unit == "y" || strings.HasPrefix(unit, "year"):
+			years = num
+		case unit == "M" || strings.HasPrefix(unit, "month"):
+			years = num / 12
+		default:
+			years = num * unitDuration(unit).Hours() / (365 * 24)
+		}
+		if err != nil || years > maxYears {
+			return now, fmt.Errorf("%s %s is more than %d years", m[1], unit, maxYears)
 		}
 		whole, frac := math.Modf(num)
 		w := int(whole) * sign
 		f := frac * float64(sign)
-		switch unit := m[2]; {
+		switch {
 		case unit == "y" || strings.HasPrefix(unit, "year"):
 			t = t.AddDate(w, 0, 0).Add(time.Duration(f * 365 * 24 * float64(time.Hour)))
 		case unit == "M" || strings.HasPrefix(unit, "month"):
 			t = t.AddDate(0, w, 0).Add(time.Duration(f * 30 * 24 * float64(time.Hour)))
 		default:
-			t = t.Add(time.Duration(num * float64(sign) * float64(unitDuration(unit))))
+			// Whole units by day arithmetic, the fraction as a duration:
+			// both stay far from time.Duration's 292-year limit.
+			d := unitDuration(unit)
+			if d >= 24*time.Hour {
+				t = t.AddDate(0, 0, w*int(d/(24*time.Hour)))
+			} else {
+				t = t.Add(time.Duration(w) * d)
+			}
+			t = t.Add(time.Duration(f * float64(d)))
 		}
+	}
+	if t.After(now.AddDate(maxYears, 0, 1)) || t.Before(now.AddDate(-maxYears, 0, -1)) {
+		return now, fmt.Errorf("the total is more than %d years", maxYears)
 	}
 	return t, nil
 }

@@ -3,6 +3,7 @@ package token
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,9 @@ func ParseCaveat(raw string) Caveat {
 			}
 		case KeyNotBefore:
 			c.NotBefore = epoch(value, &c)
+		case KeyAllowed:
+			// The server splits allowed without trimming, unlike the others.
+			c.List = strings.Split(value, ",")
 		default:
 			for _, item := range strings.Split(value, ",") {
 				c.List = append(c.List, strings.TrimSpace(item))
@@ -90,8 +94,8 @@ func ParseCaveat(raw string) Caveat {
 			}
 			return c
 		}
-		if nbf, ok := jsonInt(d["nbf"]); ok {
-			if exp, ok := jsonInt(d["exp"]); ok {
+		if nbf, ok := pyInt(d["nbf"]); ok {
+			if exp, ok := pyInt(d["exp"]); ok {
 				c.Kind = KindPyPIExpiry
 				c.NotBefore, c.Expires = unix(nbf), unix(exp)
 				return c
@@ -129,6 +133,22 @@ func epoch(value string, c *Caveat) *time.Time {
 func unix(n int64) *time.Time {
 	t := time.Unix(n, 0).UTC()
 	return &t
+}
+
+// pyInt reads a value as the server's int() does for the PyPI expiry
+// caveat: numbers (truncated) and strings of digits.
+func pyInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) > 1e15 {
+			return 0, false
+		}
+		return int64(x), true
+	case string:
+		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+		return n, err == nil
+	}
+	return 0, false
 }
 
 func jsonInt(v any) (int64, bool) {

@@ -49,13 +49,21 @@ func (a *app) serverRoot(flag string) (*url.URL, error) {
 }
 
 // session finds a login session for root: devpi-credd's own first, then
-// devpi-client's, so that a devpi-client user need not log in twice.
+// devpi-client's, so that a devpi-client user need not log in twice. In
+// each, the session is the current user's ($DEVPI_USER, else current.json's
+// username), as devpi-client chooses it, and only without one the most
+// recent.
 func (a *app) session(root *url.URL) (devpi.Auth, error) {
-	if auth, ok, err := a.sessions().Auth(root.String(), ""); err != nil || ok {
-		return auth, err
-	}
+	dirs := []devpi.StateDir{a.sessions()}
 	if cd, err := a.clientDir(); err == nil {
-		if auth, ok, err := cd.Auth(root.String(), ""); err != nil || ok {
+		dirs = append(dirs, cd)
+	}
+	for _, d := range dirs {
+		user, err := d.CurrentUser(a.getenv)
+		if err != nil {
+			return devpi.Auth{}, err
+		}
+		if auth, ok, err := d.Auth(root.String(), user); err != nil || ok {
 			return auth, err
 		}
 	}
@@ -176,7 +184,12 @@ func (a *app) newLogoutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			user, ok, err := a.sessions().DeleteAuth(root.String(), "")
+			st := a.sessions()
+			current, err := st.CurrentUser(a.getenv)
+			if err != nil {
+				return err
+			}
+			user, ok, err := st.DeleteAuth(root.String(), current)
 			if err != nil {
 				return err
 			}

@@ -131,6 +131,8 @@ long-lived token per server from which short-lived ones are derived.
 		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Args:          args(cobra.NoArgs),
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{exitUsage, err}

@@ -108,8 +108,9 @@ func mustDeriveRaw(ts *testscript.TestScript, tok *token.Token, caveat string) *
 	return out
 }
 
-// verifytoken FILE [index=U/I] [project=P] [perm=P] [user=U]: checks the
-// token as the server would, with scriptRootKey, at the current time.
+// verifytoken FILE [index=U/I] [project=P] [perm=P] [user=U] [reason=TEXT]:
+// checks the token as the server would, with scriptRootKey, at the current
+// time. Negated, the refusal must contain reason.
 func cmdVerifytoken(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 1 {
 		ts.Fatalf("usage: verifytoken FILE [index=..] [project=..] [perm=..] [user=..]")
@@ -123,6 +124,7 @@ func cmdVerifytoken(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%v", err)
 	}
 	req := token.Request{Now: time.Now()}
+	reason := ""
 	for _, a := range args[1:] {
 		k, v, _ := strings.Cut(a, "=")
 		switch k {
@@ -134,6 +136,8 @@ func cmdVerifytoken(ts *testscript.TestScript, neg bool, args []string) {
 			req.Permission = v
 		case "user":
 			req.User = v
+		case "reason":
+			reason = v
 		default:
 			ts.Fatalf("unknown verifytoken argument %q", a)
 		}
@@ -144,6 +148,12 @@ func cmdVerifytoken(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if (err != nil) != neg {
 		ts.Fatalf("verify: got %v, want refused=%v", err, neg)
+	}
+	if neg && reason == "" {
+		ts.Fatalf("verifytoken: a negated check must say why with reason=")
+	}
+	if neg && !strings.Contains(err.Error(), reason) {
+		ts.Fatalf("verify refused for another reason: %v, want %q", err, reason)
 	}
 }
 

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -28,6 +31,8 @@ func (a *app) newTokenCmd() *cobra.Command {
 with devpi-client's token-* commands. create, list and delete need a login
 session (see 'devpi-credd login', or devpi-client's own login); derive and
 inspect work offline.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(a.newTokenCreateCmd(), a.newTokenDeleteCmd(), a.newTokenListCmd(),
 		a.newTokenDeriveCmd(), a.newTokenInspectCmd(), a.newTokenLoginCmd())
@@ -398,10 +403,11 @@ func (a *app) printInspect(t *token.Token) {
 	type row struct{ k, v string }
 	rows := []row{{"user", t.User()}, {"id", t.ID()}}
 	for _, c := range t.ParsedCaveats() {
-		v := c.Raw
+		raw := printable(c.Raw)
+		v := raw
 		switch {
 		case c.Kind == token.KindDevpi && c.Expires != nil:
-			v = fmt.Sprintf("%s (%s)", c.Raw, c.Expires.Local().Format(localTime))
+			v = fmt.Sprintf("%s (%s)", raw, c.Expires.Local().Format(localTime))
 		case c.Kind != token.KindDevpi && c.Kind != token.KindUnknown:
 			var notes []string
 			if c.NotBefore != nil {
@@ -416,10 +422,10 @@ func (a *app) printInspect(t *token.Token) {
 			if c.UserScope {
 				notes = append(notes, "user scope")
 			}
-			v = fmt.Sprintf("%s (%s: %s)", c.Raw, c.Kind, strings.Join(notes, ", "))
+			v = fmt.Sprintf("%s (%s: %s)", raw, c.Kind, printable(strings.Join(notes, ", ")))
 		}
 		if c.Problem != "" {
-			v = fmt.Sprintf("%s (%s)", c.Raw, c.Problem)
+			v = fmt.Sprintf("%s (%s)", raw, c.Problem)
 		}
 		rows = append(rows, row{"restriction", v})
 	}
@@ -431,6 +437,17 @@ func (a *app) printInspect(t *token.Token) {
 	for _, r := range rows {
 		fmt.Fprintf(a.stdout, "    %-*s: %s\n", width, r.k, r.v)
 	}
+}
+
+// printable quotes a caveat that holds control characters or invalid text,
+// so that a crafted token cannot draw fake lines on the terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 type tokenLoginOptions struct {
@@ -475,6 +492,12 @@ func (a *app) runTokenLogin(ctx context.Context, o tokenLoginOptions) error {
 	} else if !store.ValidName(name) {
 		return usageErrorf("--name %q: use lower-case letters, digits, '_' and '-'", name)
 	}
+	if o.devpiClient {
+		// Refuse before anything is stored.
+		if _, _, err := a.devpiClientFor(root); err != nil {
+			return err
+		}
+	}
 	c := a.newClient(root)
 	c.Auth = &devpi.Auth{User: t.User(), Secret: t.Reveal()}
 	info, err := c.API(ctx)
@@ -490,19 +513,47 @@ func (a *app) runTokenLogin(ctx context.Context, o tokenLoginOptions) error {
 	}
 	fmt.Fprintf(a.stdout, "logged in '%s' at %s with token %s; stored for server '%s' in %s\n", t.User(), root, t.ID(), name, f.Path)
 	if o.devpiClient {
-		cd, err := a.clientDir()
-		if err != nil {
+		if err := a.devpiClientLogin(root, *c.Auth); err != nil {
 			return err
 		}
-		if err := cd.SetAuth(root.String(), *c.Auth); err != nil {
+		fmt.Fprintf(a.stdout, "devpi-client logged in as '%s' at %s\n", t.User(), root)
+	}
+	return nil
+}
+
+// devpiClientFor returns devpi-client's state and current server, and
+// refuses when that is a server other than root.
+func (a *app) devpiClientFor(root *url.URL) (devpi.StateDir, string, error) {
+	cd, err := a.clientDir()
+	if err != nil {
+		return cd, "", err
+	}
+	cur, err := cd.Root()
+	if err != nil {
+		return cd, "", err
+	}
+	if cur != "" && cur != root.String() {
+		return cd, "", &exitError{exitFailed, fmt.Errorf("devpi-client uses %s, not %s: run 'devpi use %s' first, or leave out --devpi-client", cur, root, root)}
+	}
+	return cd, cur, nil
+}
+
+// devpiClientLogin writes the credentials into devpi-client's state, as
+// devpi-tokens' token-login does. devpi-client keeps one current server and
+// user: logging it in for another server than its current one would log it
+// out where it is, so that is refused.
+func (a *app) devpiClientLogin(root *url.URL, auth devpi.Auth) error {
+	cd, cur, err := a.devpiClientFor(root)
+	if err != nil {
+		return err
+	}
+	if cur == "" {
+		if err := cd.SetRoot(root.String()); err != nil {
 			return fmt.Errorf("logging devpi-client in: %w", err)
 		}
-		if cur, err := cd.Root(); err == nil && cur == "" {
-			if err := cd.SetRoot(root.String()); err != nil {
-				return fmt.Errorf("logging devpi-client in: %w", err)
-			}
-		}
-		fmt.Fprintf(a.stdout, "devpi-client logged in as '%s' at %s\n", t.User(), root)
+	}
+	if err := cd.SetAuth(root.String(), auth); err != nil {
+		return fmt.Errorf("logging devpi-client in: %w", err)
 	}
 	return nil
 }
