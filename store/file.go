@@ -86,3 +86,13 @@ func ServerName(root *url.URL) string {
 
 // ValidName reports whether name can name a server (and its token file).
 func ValidName(name string) bool { return validName.MatchString(name) }
+
+// String says where the token is, for status and messages.
+func (f File) String() string { return f.Path }
+
+// Backend is where one server's long-lived token lives.
+type Backend interface {
+	Load() (*token.Token, error)
+	Save(*token.Token) error
+	String() string
+}

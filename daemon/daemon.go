@@ -1,0 +1,431 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/store"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// Options configure a Daemon. Zero values get sane defaults.
+type Options struct {
+	ConfigPath string
+	Getenv     func(string) string
+	Logger     *slog.Logger
+	Version    string
+	Now        func() time.Time
+	// HTTP is used to look up index bases on the servers.
+	HTTP *http.Client
+	// Backend picks where a server's root token lives; the default is the
+	// file or keychain the config names.
+	Backend func(config.Server) store.Backend
+}
+
+// Daemon serves the local API. Its config and root tokens are swapped
+// atomically on reload, so requests never see a half-loaded state.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	started time.Time
+
+	cfg       atomic.Pointer[config.Config]
+	cfgErr    atomic.Pointer[string]
+	roots     atomic.Pointer[map[string]*rootState]
+	reloadMu  sync.Mutex // serialises reloads, never held by requests
+	minted    atomic.Int64
+	refused   atomic.Int64
+	perServer sync.Map // server name -> *atomic.Int64
+
+	auditMu sync.Mutex
+	audit   *auditLog
+
+	bases basesCache
+}
+
+type rootState struct {
+	tok   *token.Token
+	err   error
+	store string
+}
+
+// New loads the config at opts.ConfigPath; an invalid config is an error
+// here, and only here: later reloads keep the old one instead.
+func New(opts Options) (*Daemon, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HTTP == nil {
+		opts.HTTP = devpi.DefaultHTTPClient()
+		opts.HTTP.Timeout = 10 * time.Second
+	}
+	if opts.Backend == nil {
+		opts.Backend = defaultBackend
+	}
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now()}
+	d.bases.m = map[string]basesEntry{}
+	cfg, err := config.Load(opts.ConfigPath, opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	a, err := openAudit(cfg.AuditLog)
+	if err != nil {
+		return nil, err
+	}
+	d.audit = a
+	d.cfg.Store(cfg)
+	d.loadRoots()
+	return d, nil
+}
+
+func defaultBackend(s config.Server) store.Backend {
+	if s.Keychain {
+		return store.Keychain{Name: s.Name}
+	}
+	return store.File{Path: s.TokenFile}
+}
+
+// Config returns the config in force.
+func (d *Daemon) Config() *config.Config { return d.cfg.Load() }
+
+// loadRoots reads every server's root token and swaps them in together.
+func (d *Daemon) loadRoots() {
+	cfg := d.cfg.Load()
+	next := make(map[string]*rootState, len(cfg.Servers))
+	old := d.roots.Load()
+	for _, s := range cfg.Servers {
+		b := d.opts.Backend(s)
+		tok, err := b.Load()
+		rs := &rootState{tok: tok, err: err, store: b.String()}
+		next[s.Name] = rs
+		var prev *rootState
+		if old != nil {
+			prev = (*old)[s.Name]
+		}
+		switch {
+		case err != nil && (prev == nil || prev.err == nil || prev.err.Error() != err.Error()):
+			d.log.Warn("root token unavailable", "server", s.Name, "err", err)
+		case err == nil && (prev == nil || prev.tok == nil || !prev.tok.Equal(tok)):
+			d.log.Info("root token loaded", "server", s.Name, "token", tok, "store", rs.store)
+		}
+	}
+	d.roots.Store(&next)
+}
+
+// reloadConfig loads the config file again. A config that does not load or
+// validate is logged and ignored: the previous one keeps serving.
+func (d *Daemon) reloadConfig() bool {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	old := d.cfg.Load()
+	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Getenv)
+	if err != nil {
+		msg := err.Error()
+		if prev := d.cfgErr.Load(); prev == nil || *prev != msg {
+			d.log.Error("config not reloaded; the previous one keeps serving", "err", msg)
+		}
+		d.cfgErr.Store(&msg)
+		return false
+	}
+	d.cfgErr.Store(nil)
+	if cfg.Socket != old.Socket {
+		d.log.Warn("socket changes take effect on restart", "socket", old.Socket, "new", cfg.Socket)
+		cfg.Socket = old.Socket
+	}
+	if cfg.AuditLog != old.AuditLog {
+		if a, err := openAudit(cfg.AuditLog); err != nil {
+			d.log.Error("keeping the old audit log", "err", err)
+			cfg.AuditLog = old.AuditLog
+		} else {
+			d.auditMu.Lock()
+			prev := d.audit
+			d.audit = a
+			d.auditMu.Unlock()
+			_ = prev.Close()
+		}
+	}
+	d.cfg.Store(cfg)
+	d.loadRoots()
+	d.log.Info("config reloaded", "servers", len(cfg.Servers))
+	return true
+}
+
+func (d *Daemon) writeAudit(e auditEntry) {
+	d.auditMu.Lock()
+	a := d.audit
+	d.auditMu.Unlock()
+	if err := a.write(e); err != nil {
+		d.log.Error("audit log write failed", "err", err)
+	}
+}
+
+type peerKey struct{}
+
+// Handler is the local API, for a server whose connections carry a Peer in
+// their context (see Serve).
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+localapi.PathCredentials, d.handleCredentials)
+	mux.HandleFunc("GET "+localapi.PathStatus, d.handleStatus)
+	return d.permit(mux)
+}
+
+// permit answers only the daemon's own user, root and the configured
+// uids; everyone else gets 403 and an audit line.
+func (d *Daemon) permit(next http.Handler) http.Handler {
+	own := os.Getuid()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peer, _ := r.Context().Value(peerKey{}).(Peer)
+		if peer.Known && peer.UID != own && peer.UID != 0 && !contains(d.cfg.Load().AllowUIDs, peer.UID) {
+			d.refused.Add(1)
+			d.writeAudit(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer, Reason: "uid not allowed"})
+			writeError(w, http.StatusForbidden, localapi.CodeForbidden, fmt.Sprintf("uid %d may not use this daemon (it serves uid %d)", peer.UID, own))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func contains(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, localapi.Error{Error: msg, Code: code})
+}
+
+// apiError is a refusal with its HTTP status.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func (d *Daemon) handleCredentials(w http.ResponseWriter, r *http.Request) {
+	peer, _ := r.Context().Value(peerKey{}).(Peer)
+	var req localapi.CredentialsRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err := dec.Decode(&req); err != nil {
+		d.refused.Add(1)
+		writeError(w, http.StatusBadRequest, localapi.CodeBadRequest, "the request is not a JSON credentials request")
+		return
+	}
+	creds, entry, aerr := d.Mint(r.Context(), req)
+	entry.Peer = peer
+	if aerr != nil {
+		d.refused.Add(1)
+		entry.Event, entry.Reason = "refuse", aerr.msg
+		d.writeAudit(entry)
+		writeError(w, aerr.status, aerr.code, aerr.msg)
+		return
+	}
+	d.writeAudit(entry)
+	writeJSON(w, http.StatusOK, creds)
+}
+
+// Mint scopes and derives a token for req. It returns the audit entry for
+// the caller to complete and write, whether it minted or refused.
+func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, auditEntry, *apiError) {
+	now := d.opts.Now()
+	cfg := d.cfg.Load()
+	entry := auditEntry{Time: now.UTC(), Event: "mint"}
+	u, err := ParseServiceURL(req.URL)
+	if err != nil {
+		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error()}
+	}
+	u.RawQuery, u.Fragment = "", ""
+	entry.URL = u.String()
+	srv, ok := matchServer(cfg, u)
+	if !ok {
+		return nil, entry, &apiError{http.StatusNotFound, localapi.CodeNotFound, "no configured server matches " + entry.URL}
+	}
+	entry.Server = srv.Name
+	if u.Scheme == "" {
+		u.Scheme = srv.URL.Scheme
+	}
+	ttl := cfg.DefaultTTL
+	if req.TTL != "" {
+		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl <= 0 {
+			return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, fmt.Sprintf("ttl %q is not a positive duration such as \"2m\"", req.TTL)}
+		}
+	}
+	ttl = min(ttl, cfg.MaxTTL)
+	rs := (*d.roots.Load())[srv.Name]
+	if rs == nil || rs.err != nil {
+		reason := "no root token loaded"
+		if rs != nil {
+			reason = rs.err.Error()
+		}
+		return nil, entry, &apiError{http.StatusServiceUnavailable, localapi.CodeUnavailable, fmt.Sprintf("no usable token for server %s: %s", srv.Name, reason)}
+	}
+	root := rs.tok
+	entry.User, entry.TokenID = root.User(), root.ID()
+	target := Classify(srv.URL, u)
+	entry.Op = string(target.Op)
+	var bases []string
+	if target.Op == OpRead && target.Index != "" {
+		b, err := d.bases.lookup(ctx, d.opts.HTTP, srv, root, target.Index, now)
+		if err != nil {
+			// Without the bases a read token would break on inherited
+			// files: fall back to reads of the whole server.
+			entry.Note = fmt.Sprintf("bases of %s unknown (%v): token reads every index", target.Index, err)
+			target.Index = ""
+		}
+		bases = b
+	}
+	p, err := plan(root, srv, target, bases, req.Username, now, ttl)
+	if err != nil {
+		return nil, entry, &apiError{http.StatusForbidden, localapi.CodeRefused, err.Error()}
+	}
+	tok, err := root.Derive(p.Caveats...)
+	if err != nil {
+		return nil, entry, &apiError{http.StatusInternalServerError, localapi.CodeRefused, err.Error()}
+	}
+	caveats := make([]string, len(p.Caveats))
+	for i, c := range p.Caveats {
+		caveats[i] = c.Caveat()
+	}
+	entry.Caveats, entry.Expires = caveats, p.Expires.Unix()
+	d.minted.Add(1)
+	n, _ := d.perServer.LoadOrStore(srv.Name, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+	return &localapi.Credentials{
+		Username: root.User(),
+		Password: tok.Reveal(),
+		Expires:  p.Expires.Unix(),
+		Server:   srv.Name,
+		TokenID:  root.ID(),
+		Caveats:  caveats,
+	}, entry, nil
+}
+
+func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.Status())
+}
+
+// Status reports the daemon's state.
+func (d *Daemon) Status() localapi.Status {
+	cfg := d.cfg.Load()
+	st := localapi.Status{
+		PID: os.Getpid(), Version: d.opts.Version, Started: d.started, Config: cfg.Path,
+		Socket: cfg.Socket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
+		MaxTTL: cfg.MaxTTL.String(), Minted: d.minted.Load(), Refused: d.refused.Load(),
+		Servers: []localapi.ServerStatus{},
+	}
+	if e := d.cfgErr.Load(); e != nil {
+		st.ConfigError = *e
+	}
+	roots := *d.roots.Load()
+	for _, s := range cfg.Servers {
+		ss := localapi.ServerStatus{Name: s.Name, URL: s.URL.String()}
+		if n, ok := d.perServer.Load(s.Name); ok {
+			ss.Minted = n.(*atomic.Int64).Load()
+		}
+		if rs := roots[s.Name]; rs != nil {
+			ss.Store = rs.store
+			if rs.err != nil {
+				ss.Error = rs.err.Error()
+			} else {
+				ss.User, ss.TokenID = rs.tok.User(), rs.tok.ID()
+				if e := rs.tok.Scope().Expires; e != nil {
+					ss.Expires = e.Unix()
+				}
+			}
+		}
+		st.Servers = append(st.Servers, ss)
+	}
+	return st
+}
+
+// Serve answers the local API on l until ctx ends, then stops gracefully.
+func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{
+		Handler: d.Handler(),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, peerOf(c))
+		},
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	return err
+}
+
+// Close releases the audit log.
+func (d *Daemon) Close() error {
+	d.auditMu.Lock()
+	defer d.auditMu.Unlock()
+	return d.audit.Close()
+}
+
+// Run listens on the configured socket, serves until ctx ends, and reloads
+// the config and tokens when their files change or reload receives (SIGHUP).
+// The socket is removed when Run returns.
+func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	cfg := d.cfg.Load()
+	l, err := listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- d.watch(ctx, reload) }()
+	d.log.Info("serving", "socket", cfg.Socket, "config", cfg.Path, "servers", len(cfg.Servers), "audit_log", cfg.AuditLog, "peer_check", PeerCheck)
+	err = d.Serve(ctx, l)
+	cancel()
+	if werr := <-watchErr; werr != nil && err == nil {
+		err = werr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,535 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+var testKey = []byte("daemon test root key")
+
+// fixture is a daemon on a socket in a temp dir, with one server whose
+// root token is a file.
+type fixture struct {
+	t         *testing.T
+	dir       string
+	config    string
+	tokenFile string
+	socket    string
+	audit     string
+	logs      *syncBuffer
+	d         *Daemon
+	client    *helper.Client
+	cancel    context.CancelFunc
+	done      chan error
+	reload    chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func mintRoot(t *testing.T, id string, rs ...token.Restriction) *token.Token {
+	t.Helper()
+	tok, err := token.New(testKey, "alice", id, rs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func writeToken(t *testing.T, path string, tok *token.Token) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(tok.Reveal()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func configText(serverURL, tokenFile, socket, audit, extra string) string {
+	return fmt.Sprintf("socket = %q\naudit_log = %q\ndefault_ttl = \"2m\"\nmax_ttl = \"10m\"\n\n[servers.local]\nurl = %q\ntoken_file = %q\n%s",
+		socket, audit, serverURL, tokenFile, extra)
+}
+
+func newFixture(t *testing.T, serverURL string, root *token.Token) *fixture {
+	t.Helper()
+	// Short paths: a Unix socket path has ~100 bytes at most.
+	dir, err := os.MkdirTemp("", "credd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f := &fixture{t: t, dir: dir, config: filepath.Join(dir, "conf", "config.toml"),
+		tokenFile: filepath.Join(dir, "tokens", "local.token"), socket: filepath.Join(dir, "run", "s"),
+		audit: filepath.Join(dir, "state", "audit.log"), logs: &syncBuffer{}, reload: make(chan struct{}, 1)}
+	for _, d := range []string{"conf", "tokens"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeToken(t, f.tokenFile, root)
+	if err := os.WriteFile(f.config, []byte(configText(serverURL, f.tokenFile, f.socket, f.audit, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.d, err = New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" },
+		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel, f.done = cancel, make(chan error, 1)
+	go func() { f.done <- f.d.Run(ctx, f.reload) }()
+	f.client = &helper.Client{Socket: f.socket}
+	// Ready when the socket answers.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := f.client.Status(context.Background()); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("daemon not ready: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fixture) stop() {
+	if f.cancel == nil {
+		return
+	}
+	f.cancel()
+	f.cancel = nil
+	if err := <-f.done; err != nil {
+		f.t.Errorf("Run: %v", err)
+	}
+	_ = f.d.Close()
+}
+
+func (f *fixture) get(url string) (*localapi.Credentials, error) {
+	return f.client.Credentials(context.Background(), localapi.CredentialsRequest{URL: url})
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMintUploadAndRefusals(t *testing.T) {
+	root := mintRoot(t, "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+	f := newFixture(t, "http://127.0.0.1:3141/", root)
+
+	c, err := f.get("http://127.0.0.1:3141/alice/dev/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Username != "alice" || c.Server != "local" || c.TokenID != "abcd2345" || !strings.HasPrefix(c.Password, "devpi-") {
+		t.Errorf("credentials = %+v", c)
+	}
+	if d := time.Until(time.Unix(c.Expires, 0)); d > 2*time.Minute || d < time.Minute {
+		t.Errorf("expires in %s, want the default ttl of 2m", d)
+	}
+	tok, err := token.Parse(c.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.Verify(testKey, token.Request{Index: "alice/dev", Permission: "upload", User: "alice"}); err != nil {
+		t.Errorf("minted token refused for its own upload: %v", err)
+	}
+	if err := tok.Verify(testKey, token.Request{Index: "alice/prod", Permission: "upload"}); err == nil {
+		t.Error("minted token accepted for another index")
+	}
+
+	// ttl: clamped to max_ttl.
+	c2, err := f.client.Credentials(context.Background(), localapi.CredentialsRequest{URL: "http://127.0.0.1:3141/alice/dev/", TTL: "10h"})
+	if err != nil || time.Until(time.Unix(c2.Expires, 0)) > 10*time.Minute {
+		t.Errorf("ttl 10h not clamped to 10m: %+v %v", c2, err)
+	}
+
+	for _, tt := range []struct {
+		req  localapi.CredentialsRequest
+		code string
+		msg  string
+	}{
+		{localapi.CredentialsRequest{URL: "http://elsewhere/alice/dev/"}, localapi.CodeNotFound, "no configured server matches http://elsewhere/alice/dev/"},
+		{localapi.CredentialsRequest{URL: "http://127.0.0.1:3141/alice/dev/", Username: "bob"}, localapi.CodeRefused, "Token doesn't match user name"},
+		{localapi.CredentialsRequest{URL: "http://127.0.0.1:3141/", TTL: "soon"}, localapi.CodeBadRequest, "ttl"},
+		{localapi.CredentialsRequest{URL: "ftp://x/"}, localapi.CodeBadRequest, "not an http(s) URL"},
+	} {
+		_, err := f.client.Credentials(context.Background(), tt.req)
+		var ae *helper.APIError
+		if !errors.As(err, &ae) || ae.Code != tt.code || !strings.Contains(ae.Msg, tt.msg) {
+			t.Errorf("%+v: got %v, want %s %q", tt.req, err, tt.code, tt.msg)
+		}
+	}
+
+	st, err := f.client.Status(context.Background())
+	if err != nil || st.Minted != 2 || st.Refused != 4 || len(st.Servers) != 1 || st.Servers[0].TokenID != "abcd2345" {
+		t.Errorf("status = %+v, %v", st, err)
+	}
+
+	// The audit log has a line per mint and refusal, and no secret.
+	f.stop()
+	lines := readLines(t, f.audit)
+	if len(lines) != 6 {
+		t.Fatalf("audit has %d lines, want 6:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	var first auditEntry
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Event != "mint" || first.TokenID != "abcd2345" || first.Op != "upload" || first.Peer.UID != os.Getuid() ||
+		first.Peer.PID <= 0 || first.Server != "local" || len(first.Caveats) != 3 {
+		t.Errorf("audit line = %+v", first)
+	}
+	noSecrets(t, strings.Join(lines, "\n")+f.logs.String(), root, tok)
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var out []string
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// noSecrets fails when any token's text or signature shows in s.
+func noSecrets(t *testing.T, s string, toks ...*token.Token) {
+	t.Helper()
+	for _, tok := range toks {
+		body := strings.TrimPrefix(tok.Reveal(), token.Prefix)
+		sig := tok.Signature()
+		for _, needle := range []string{body[len(body)-24:], hex.EncodeToString(sig)[:16], base64.RawURLEncoding.EncodeToString(sig)[:16], base64.StdEncoding.EncodeToString(sig)[:16]} {
+			if strings.Contains(s, needle) {
+				t.Errorf("a secret of %v leaked: %q found", tok, needle)
+			}
+		}
+	}
+}
+
+func TestReadTokenIncludesBases(t *testing.T) {
+	var calls sync.Map
+	devpiFake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Store(r.URL.Path, r.Header.Get("X-Devpi-Auth") != "")
+		bases := map[string][]string{"/alice/dev": {"alice/base"}, "/alice/base": {"root/common"}, "/root/common": {}}[r.URL.Path]
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"type": "indexconfig", "result": map[string]any{"type": "stage", "bases": bases}})
+	}))
+	defer devpiFake.Close()
+	root := mintRoot(t, "abcd2345")
+	f := newFixture(t, devpiFake.URL+"/", root)
+	c, err := f.get(devpiFake.URL + "/alice/dev/+simple/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := token.Parse(c.Password)
+	for _, ix := range []string{"alice/dev", "alice/base", "root/common"} {
+		if err := tok.Verify(testKey, token.Request{Index: ix, Permission: "pkg_read"}); err != nil {
+			t.Errorf("read token refused for %s: %v", ix, err)
+		}
+	}
+	if err := tok.Verify(testKey, token.Request{Index: "alice/dev", Permission: "upload"}); err == nil {
+		t.Error("read token may upload")
+	}
+	if err := tok.Verify(testKey, token.Request{Index: "bob/other", Permission: "pkg_read"}); err == nil {
+		t.Error("read token reads an unrelated index")
+	}
+	if authed, _ := calls.Load("/alice/base"); authed != true {
+		t.Error("the bases lookup did not authenticate")
+	}
+	// The lookup is cached: a second mint asks nothing.
+	calls.Delete("/alice/dev")
+	if _, err := f.get(devpiFake.URL + "/alice/dev/+simple/"); err != nil {
+		t.Fatal(err)
+	}
+	if _, asked := calls.Load("/alice/dev"); asked {
+		t.Error("bases were looked up again within a minute")
+	}
+}
+
+func TestRotationPickedUp(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "firstAAA"))
+	tokenID := func() string {
+		st, err := f.client.Status(context.Background())
+		if err != nil || len(st.Servers) == 0 {
+			return ""
+		}
+		return st.Servers[0].TokenID
+	}
+	// Renamed over, as an atomic writer or 'token login' does.
+	writeToken(t, f.tokenFile, mintRoot(t, "secondBB"))
+	waitFor(t, 2*time.Second, "rename over the token file", func() bool { return tokenID() == "secondBB" })
+	c, err := f.get("http://h/")
+	if err != nil || c.TokenID != "secondBB" {
+		t.Errorf("mint after rotation: %+v %v", c, err)
+	}
+
+	// A Kubernetes-style symlink swap: token -> ..data/token, ..data -> a
+	// timestamped directory, swapped by renaming a new ..data over.
+	dir := filepath.Dir(f.tokenFile)
+	mk := func(name, id string) {
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "local.token"), []byte(mintRoot(t, id).Reveal()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("..v1", "thirdCCC")
+	if err := os.Symlink("..v1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(f.tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "local.token"), f.tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "token file replaced by a symlink", func() bool { return tokenID() == "thirdCCC" })
+	mk("..v2", "fourthDD")
+	if err := os.Symlink("..v2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "symlink swap of ..data", func() bool { return tokenID() == "fourthDD" })
+}
+
+func TestBadConfigKeepsServing(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	good, _ := os.ReadFile(f.config)
+	status := func() *localapi.Status {
+		st, err := f.client.Status(context.Background())
+		if err != nil {
+			t.Fatalf("daemon stopped answering: %v", err)
+		}
+		return st
+	}
+	mintOK := func(what string) {
+		t.Helper()
+		if _, err := f.get("http://h/"); err != nil {
+			t.Fatalf("%s: the old config no longer serves: %v", what, err)
+		}
+	}
+
+	// A syntax error: logged, ignored, the old config serves.
+	if err := os.WriteFile(f.config, []byte("[servers.local\nurl="), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "config error reported", func() bool { return status().ConfigError != "" })
+	mintOK("after a syntax error")
+
+	// A valid edit is picked up: a second server.
+	edited := string(good) + "\n[servers.other]\nurl = \"http://other/\"\ntoken_file = " + fmt.Sprintf("%q", f.tokenFile) + "\n"
+	if err := os.WriteFile(f.config, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "valid edit", func() bool { st := status(); return st.ConfigError == "" && len(st.Servers) == 2 })
+
+	// Deleted, then recreated.
+	if err := os.Remove(f.config); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "deleted config reported", func() bool { return status().ConfigError != "" })
+	mintOK("with the config deleted")
+	if err := os.WriteFile(f.config, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "recreated config", func() bool { st := status(); return st.ConfigError == "" && len(st.Servers) == 1 })
+
+	// Truncate-then-write, as many editors save: whatever the daemon sees
+	// in between, it always has a valid config.
+	for i := 0; i < 20; i++ {
+		fh, err := os.OpenFile(f.config, os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+		_, _ = fh.Write(good[:len(good)/2])
+		time.Sleep(time.Millisecond)
+		_, _ = fh.Write(good[len(good)/2:])
+		fh.Close()
+		mintOK("during truncate-then-write")
+	}
+	waitFor(t, 2*time.Second, "settled after truncate-then-write", func() bool { st := status(); return st.ConfigError == "" && len(st.Servers) == 1 })
+
+	// SIGHUP (the reload channel) reloads too.
+	if err := os.WriteFile(f.config, []byte(strings.Replace(string(good), `default_ttl = "2m"`, `default_ttl = "3m"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.reload <- struct{}{}
+	waitFor(t, 2*time.Second, "reload on signal", func() bool { return status().DefaultTTL == "3m0s" })
+	if !strings.Contains(f.logs.String(), "config not reloaded") {
+		t.Error("a bad config was not logged")
+	}
+}
+
+func TestOtherUIDRefused(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	h := f.d.Handler()
+	for _, tt := range []struct {
+		peer Peer
+		want int
+	}{
+		{Peer{UID: os.Getuid() + 4242, PID: 1, Known: true}, http.StatusForbidden},
+		{Peer{UID: os.Getuid(), PID: 1, Known: true}, http.StatusOK},
+		{Peer{UID: -1, PID: -1, Known: false}, http.StatusOK}, // systems without peer credentials
+	} {
+		req := httptest.NewRequest("POST", localapi.PathCredentials, strings.NewReader(`{"url":"http://h/"}`))
+		req = req.WithContext(context.WithValue(req.Context(), peerKey{}, tt.peer))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("peer %+v: status %d, want %d: %s", tt.peer, rec.Code, tt.want, rec.Body)
+		}
+		if tt.want == http.StatusForbidden && strings.Contains(rec.Body.String(), "devpi-") {
+			t.Error("a refused peer got a token")
+		}
+	}
+	f.stop()
+	lines := readLines(t, f.audit)
+	if len(lines) == 0 || !strings.Contains(lines[0], `"event":"refuse"`) || !strings.Contains(lines[0], `"reason":"uid not allowed"`) {
+		t.Errorf("no refusal in the audit log: %q", lines)
+	}
+}
+
+func TestHostileClients(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", f.socket)
+	}}}
+	for _, body := range []string{"", "{", "[]", strings.Repeat("x", 100<<10), `{"url": 7}`} {
+		resp, err := hc.Post("http://d"+localapi.PathCredentials, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("body %.10q: %v", body, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("body %.10q: status %d, want 400", body, resp.StatusCode)
+		}
+	}
+	// Garbage that is not HTTP, and a client that connects and says nothing.
+	raw, err := net.Dial("unix", f.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = raw.Write([]byte("\x00\x01garbage\r\n\r\n"))
+	raw.Close()
+	idle, err := net.Dial("unix", f.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if _, err := f.get("http://h/"); err != nil {
+		t.Errorf("the daemon stopped serving: %v", err)
+	}
+}
+
+func TestStaleSocketReplaced(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	// A second daemon on the same socket: refused, the first keeps it.
+	d2, err := New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d2.Run(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "already serving") {
+		t.Errorf("second daemon: %v", err)
+	}
+	d2.Close()
+	if _, err := f.get("http://h/"); err != nil {
+		t.Errorf("first daemon lost its socket: %v", err)
+	}
+	// After a clean stop the socket is gone.
+	f.stop()
+	if _, err := os.Lstat(f.socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+	// A stale socket (a crashed daemon's) is replaced.
+	l, err := net.Listen("unix", f.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Lstat(f.socket); err != nil {
+		t.Fatalf("could not leave a stale socket: %v", err)
+	}
+	d3, err := New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d3.Run(ctx, nil) }()
+	c := &helper.Client{Socket: f.socket}
+	waitFor(t, 5*time.Second, "daemon on a stale socket", func() bool { _, err := c.Status(context.Background()); return err == nil })
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	d3.Close()
+}
+
+func TestNotRunningFailsFast(t *testing.T) {
+	c := &helper.Client{Socket: filepath.Join(t.TempDir(), "nothing")}
+	start := time.Now()
+	_, err := c.Status(context.Background())
+	if !errors.Is(err, helper.ErrNotRunning) {
+		t.Errorf("err = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("took %s", d)
+	}
+}

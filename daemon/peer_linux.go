@@ -1,0 +1,36 @@
+package daemon
+
+import (
+	"net"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// peerOf reads the connecting process's credentials from the kernel
+// (SO_PEERCRED): they cannot be forged by the client.
+func peerOf(c net.Conn) Peer {
+	p := Peer{UID: -1, PID: -1}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return p
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return p
+	}
+	_ = raw.Control(func(fd uintptr) {
+		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err == nil {
+			p.UID, p.PID, p.Known = int(cred.Uid), int(cred.Pid), true
+		}
+	})
+	if p.PID > 0 {
+		p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/exe")
+	}
+	return p
+}
+
+// PeerCheck says what this system checks of a caller.
+const PeerCheck = "SO_PEERCRED: the caller's uid and pid, from the kernel"

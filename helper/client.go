@@ -1,0 +1,132 @@
+package helper
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/localapi"
+)
+
+// ErrNotRunning is wrapped when nothing answers on the socket.
+var ErrNotRunning = errors.New("devpi-credd daemon is not running")
+
+// APIError is a refusal from the daemon, with its stable code.
+type APIError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *APIError) Error() string { return e.Msg }
+
+// IsNotFound reports whether the daemon knows no server for the URL.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == localapi.CodeNotFound
+}
+
+// Client talks to the daemon. Its zero value is not usable: set Socket.
+type Client struct {
+	Socket string
+	// DialTimeout bounds connecting; a daemon that is not running fails at
+	// once (no socket, or connection refused), a hung one within this.
+	DialTimeout time.Duration
+	// Timeout bounds a whole call.
+	Timeout time.Duration
+
+	hc *http.Client
+}
+
+func (c *Client) http() *http.Client {
+	if c.hc == nil {
+		dt := c.DialTimeout
+		if dt == 0 {
+			dt = 100 * time.Millisecond
+		}
+		to := c.Timeout
+		if to == 0 {
+			to = 10 * time.Second
+		}
+		d := net.Dialer{Timeout: dt}
+		c.hc = &http.Client{
+			Timeout: to,
+			Transport: &http.Transport{
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return d.DialContext(ctx, "unix", c.Socket)
+				},
+				MaxIdleConnsPerHost: 4,
+			},
+		}
+	}
+	return c.hc
+}
+
+func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	// The host is a placeholder: the transport always dials the socket.
+	req, err := http.NewRequestWithContext(ctx, method, "http://devpi-credd"+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http().Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return fmt.Errorf("%w (nothing answers on %s)", ErrNotRunning, c.Socket)
+		}
+		return fmt.Errorf("asking the daemon on %s: %v", c.Socket, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading the daemon's answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e localapi.Error
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return &APIError{Status: resp.StatusCode, Code: e.Code, Msg: e.Error}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("the daemon's answer is not JSON: %v", err)
+	}
+	return nil
+}
+
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// Credentials asks for a token for req.URL.
+func (c *Client) Credentials(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, error) {
+	var out localapi.Credentials
+	if err := c.call(ctx, http.MethodPost, localapi.PathCredentials, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Status asks for the daemon's state.
+func (c *Client) Status(ctx context.Context) (*localapi.Status, error) {
+	var out localapi.Status
+	if err := c.call(ctx, http.MethodGet, localapi.PathStatus, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
