@@ -87,6 +87,14 @@ func (c *Config) Match(u *url.URL) (*Server, bool) {
 	return best, best != nil
 }
 
+// Backend is where this server's long-lived token lives.
+func (s Server) Backend() store.Backend {
+	if s.Keychain {
+		return store.Keychain{Name: s.Name}
+	}
+	return store.File{Path: s.TokenFile}
+}
+
 type fileServer struct {
 	URL         string   `mapstructure:"url"`
 	TokenFile   string   `mapstructure:"token_file"`

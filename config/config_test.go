@@ -140,23 +140,23 @@ func TestEnsureServer(t *testing.T) {
 	get := env(map[string]string{"HOME": "/h"})
 	path := filepath.Join(t.TempDir(), "sub", "config.toml")
 	u, _ := url.Parse("http://127.0.0.1:3141/")
-	name, added, err := EnsureServer(path, "local", u, get)
+	name, added, err := EnsureServer(path, "local", u, false, get)
 	if err != nil || !added || name != "local" {
 		t.Fatalf("first = %q %v %v", name, added, err)
 	}
-	name, added, err = EnsureServer(path, "other-name", u, get)
+	name, added, err = EnsureServer(path, "other-name", u, false, get)
 	if err != nil || added || name != "local" {
 		t.Errorf("same url again = %q %v %v", name, added, err)
 	}
 	u2, _ := url.Parse("http://127.0.0.1:4000/")
-	if _, _, err := EnsureServer(path, "local", u2, get); err == nil {
+	if _, _, err := EnsureServer(path, "local", u2, false, get); err == nil {
 		t.Error("a taken name with another url was accepted")
 	}
 	// Comments survive an append.
 	data, _ := os.ReadFile(path)
 	data = append(data, []byte("# my note\n")...)
 	_ = os.WriteFile(path, data, 0o600)
-	if _, added, err := EnsureServer(path, "second", u2, get); err != nil || !added {
+	if _, added, err := EnsureServer(path, "second", u2, true, get); err != nil || !added {
 		t.Fatal(err)
 	}
 	data, _ = os.ReadFile(path)
@@ -167,8 +167,14 @@ func TestEnsureServer(t *testing.T) {
 	if err != nil || len(c.Servers) != 2 {
 		t.Fatalf("Load = %+v, %v", c, err)
 	}
+	if s, _ := c.Server("second"); !s.Keychain || s.Backend().String() != "keychain:devpi-credd/second" {
+		t.Errorf("second = %+v", s)
+	}
+	if s, _ := c.Server("local"); s.Backend().String() != "/h/.local/state/devpi-credd/tokens/local.token" {
+		t.Errorf("local backend = %s", s.Backend())
+	}
 	_ = os.WriteFile(path, []byte("broken = ["), 0o600)
-	if _, _, err := EnsureServer(path, "x", u, get); err == nil || !strings.Contains(err.Error(), "fix the config first") {
+	if _, _, err := EnsureServer(path, "x", u, false, get); err == nil || !strings.Contains(err.Error(), "fix the config first") {
 		t.Errorf("broken config: %v", err)
 	}
 }

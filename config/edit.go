@@ -22,7 +22,7 @@ const header = `# devpi-credd configuration; see 'devpi-credd serve --help' and 
 // url: it returns that server's name, or appends a [servers.NAME] section
 // (creating the file if needed) and reports added. Appending keeps the
 // user's comments and layout; the file is replaced atomically.
-func EnsureServer(path, name string, root *url.URL, getenv func(string) string) (string, bool, error) {
+func EnsureServer(path, name string, root *url.URL, keychain bool, getenv func(string) string) (string, bool, error) {
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", false, err
@@ -47,6 +47,9 @@ func EnsureServer(path, name string, root *url.URL, getenv func(string) string) 
 		data = append(data, '\n')
 	}
 	data = fmt.Appendf(data, "\n[servers.%s]\nurl = %s\n", name, strconv.Quote(root.String()))
+	if keychain {
+		data = append(data, "keychain = true\n"...)
+	}
 	if _, err := Parse(path, data, getenv); err != nil {
 		return "", false, fmt.Errorf("adding server %s: %w", name, err)
 	}

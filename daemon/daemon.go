@@ -78,7 +78,7 @@ func New(opts Options) (*Daemon, error) {
 		opts.HTTP.Timeout = 10 * time.Second
 	}
 	if opts.Backend == nil {
-		opts.Backend = defaultBackend
+		opts.Backend = config.Server.Backend
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now()}
 	d.bases.m = map[string]basesEntry{}
@@ -94,13 +94,6 @@ func New(opts Options) (*Daemon, error) {
 	d.cfg.Store(cfg)
 	d.loadRoots()
 	return d, nil
-}
-
-func defaultBackend(s config.Server) store.Backend {
-	if s.Keychain {
-		return store.Keychain{Name: s.Name}
-	}
-	return store.File{Path: s.TokenFile}
 }
 
 // Config returns the config in force.

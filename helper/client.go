@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"time"
@@ -85,6 +86,9 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http().Do(req)
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("no permission to use the daemon's socket %s (it serves its own user)", c.Socket)
+		}
 		if isDialError(err) {
 			return fmt.Errorf("%w (nothing answers on %s)", ErrNotRunning, c.Socket)
 		}

@@ -25,14 +25,14 @@ const (
 	exitOK          = 0
 	exitFailed      = 1 // refused by the server, not found, or any other failure
 	exitUsage       = 2 // bad flags, arguments or input (malformed token, bad expiry)
-	exitUnreachable = 3 // no answer from devpi-server
+	exitUnreachable = 3 // no answer from devpi-server, or no daemon
 )
 
 const exitCodesHelp = `Exit codes:
   0  success
-  1  refused or failed: the server said no, nothing found, nothing done
-  2  usage: bad flags, arguments or input (a malformed token, a bad expiry)
-  3  unreachable: no answer from devpi-server`
+  1  refused or failed: the server or daemon said no, nothing found, nothing done
+  2  usage: bad flags, arguments, input or config (a malformed token, a bad expiry)
+  3  unreachable: no answer from devpi-server, or the daemon is not running`
 
 // app is what a command may touch of the outside world. Tests build their
 // own; Main builds the real one.
@@ -125,7 +125,8 @@ func (a *app) newRootCmd() *cobra.Command {
 		Short: "Short-lived, narrowly scoped devpi tokens for pip, uv, twine and devpi-client",
 		Long: `devpi-credd manages devpi-tokens tokens: it creates, lists, deletes, derives
 and inspects them like devpi-client's token-* commands, and keeps one
-long-lived token per server from which short-lived ones are derived.
+long-lived token per server ('token login'), from which its daemon ('serve')
+derives short-lived, narrowly scoped tokens on request ('get').
 
 ` + exitCodesHelp,
 		Version:       version,
@@ -137,7 +138,7 @@ long-lived token per server from which short-lived ones are derived.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{exitUsage, err}
 	})
-	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd())
+	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd())
 	return root
 }
 

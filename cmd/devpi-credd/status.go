@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/xdg"
+	"github.com/devpi-credd/devpi-credd/localapi"
+)
+
+// daemonClient is the client of the running daemon, on the socket the
+// daemon uses by default ($DEVPI_CREDD_SOCKET overrides both).
+func (a *app) daemonClient(socket string) *helper.Client {
+	if socket == "" {
+		socket = xdg.Socket(a.getenv)
+	}
+	return &helper.Client{Socket: socket}
+}
+
+// daemonError maps the daemon's answers to exit codes.
+func daemonError(err error) error {
+	var ae *helper.APIError
+	switch {
+	case errors.Is(err, helper.ErrNotRunning):
+		return &exitError{exitUnreachable, fmt.Errorf("%w: start it with 'devpi-credd serve'", err)}
+	case errors.As(err, &ae) && ae.Code == localapi.CodeBadRequest:
+		return &exitError{exitUsage, err}
+	}
+	return &exitError{exitFailed, err}
+}
+
+func socketFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "socket", "", "the daemon's socket (default $DEVPI_CREDD_SOCKET, else $XDG_RUNTIME_DIR/devpi-credd/socket)")
+}
+
+func (a *app) newGetCmd() *cobra.Command {
+	var socket, ttl string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "get [--json] [--ttl D] URL [USERNAME]",
+		Short: "Ask the daemon for a short-lived token for URL",
+		Long: `Ask the running daemon for a token scoped to URL: an index URL for reads
+(.../+simple/), the index itself (USER/INDEX/) for uploads, or a bare host.
+Prints the token, or with --json the user name, token, expiry, server and
+the caveats it carries.`,
+		Args: args(cobra.RangeArgs(1, 2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := localapi.CredentialsRequest{URL: args[0], TTL: ttl}
+			if len(args) == 2 {
+				req.Username = args[1]
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			c, err := a.daemonClient(socket).Credentials(ctx, req)
+			if err != nil {
+				return daemonError(err)
+			}
+			if asJSON {
+				return printJSON(a, c)
+			}
+			_, err = fmt.Fprintln(a.stdout, c.Password)
+			return err
+		},
+	}
+	socketFlag(cmd, &socket)
+	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime such as 2m (default: the daemon's default_ttl; at most its max_ttl)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) newStatusCmd() *cobra.Command {
+	var socket string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "Show the daemon's servers, root tokens and counts",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			st, err := a.daemonClient(socket).Status(ctx)
+			if err != nil {
+				return daemonError(err)
+			}
+			if asJSON {
+				return printJSON(a, st)
+			}
+			a.printStatus(st)
+			return nil
+		},
+	}
+	socketFlag(cmd, &socket)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) printStatus(st *localapi.Status) {
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "daemon\t%s, pid %d, up %s\n", st.Version, st.PID, time.Since(st.Started).Round(time.Second))
+	fmt.Fprintf(w, "socket\t%s\n", st.Socket)
+	fmt.Fprintf(w, "config\t%s\n", st.Config)
+	if st.ConfigError != "" {
+		fmt.Fprintf(w, "config error\t%s (the previous config serves)\n", st.ConfigError)
+	}
+	fmt.Fprintf(w, "audit log\t%s\n", st.AuditLog)
+	fmt.Fprintf(w, "ttl\tdefault %s, max %s\n", st.DefaultTTL, st.MaxTTL)
+	fmt.Fprintf(w, "tokens\t%d minted, %d refused\n", st.Minted, st.Refused)
+	w.Flush()
+	fmt.Fprintln(a.stdout, "servers:")
+	w = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	for _, s := range st.Servers {
+		root := "no token: " + s.Error
+		if s.Error == "" {
+			exp := "never expires"
+			if s.Expires != 0 {
+				exp = "expires " + time.Unix(s.Expires, 0).Local().Format(localTime)
+			}
+			root = fmt.Sprintf("%s-%s, %s", s.User, s.TokenID, exp)
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%d minted\t%s\n", s.Name, s.URL, root, s.Minted, strings.TrimSpace(s.Store))
+	}
+	w.Flush()
+}
