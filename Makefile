@@ -30,14 +30,18 @@ unit:
 cross:
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./...
 	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 e2e: venv
 	DEVPI_CREDD_VENV=$(VENV) $(GO) test -race -count=1 -tags e2e -timeout 20m ./e2e/
 
-## bench: Go benchmarks, then devpi-credd beside devpi-client (Python).
+## bench: Go benchmarks; devpi-credd beside devpi-client (Python); load on
+## the daemon's socket beside a bare Go server on a socket (the ceiling).
 bench: build venv
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
+	bench/daemon.sh $(BIN)
 
 demo: build venv
 	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)

@@ -46,12 +46,16 @@ func ConfigDir(getenv func(string) string) string {
 	return base(getenv, "XDG_CONFIG_HOME", ".config")
 }
 
-// RuntimeDir holds the daemon's socket: $XDG_RUNTIME_DIR/devpi-credd. Where
-// that variable is unset (containers, CI agents, macOS), a per-user
-// directory under the temporary directory, as tmux does; whoever creates it
-// must check that it is private and its own.
+// RuntimeDir holds the daemon's socket: $XDG_RUNTIME_DIR/devpi-credd; on
+// Windows %LOCALAPPDATA%\devpi-credd. Where neither applies (containers,
+// CI agents, macOS), a per-user directory under the temporary directory, as
+// tmux does; whoever creates it must check that it is private and its own.
 func RuntimeDir(getenv func(string) string) string {
 	if d := getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, App)
+	}
+	// On Windows, the user's profile, which only the user can open.
+	if d := getenv("LOCALAPPDATA"); runtime.GOOS == "windows" && filepath.IsAbs(d) {
 		return filepath.Join(d, App)
 	}
 	tmp := getenv("TMPDIR")

@@ -1,0 +1,183 @@
+// Command load measures devpi-credd's daemon over its Unix socket: N
+// concurrent keep-alive clients ask for credentials for a bounded time and
+// count, and it reports mints/s, latency percentiles and the daemon's RSS.
+// With -ceiling it serves a bare Go HTTP server on a socket instead, which
+// answers a fixed body: the ceiling for the same load.
+//
+//	load -socket S -pid P [-c 64] [-d 10s] [-n 2000000] [-url URL]
+//	load -ceiling S
+//	load -mktoken FILE   (writes a root token with a made-up key)
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+func main() {
+	socket := flag.String("socket", "", "the daemon's socket")
+	pid := flag.Int("pid", 0, "the daemon's pid, for its RSS")
+	conc := flag.Int("c", 64, "concurrent clients")
+	dur := flag.Duration("d", 10*time.Second, "how long to load")
+	maxN := flag.Int64("n", 2_000_000, "stop after this many requests")
+	target := flag.String("url", "http://127.0.0.1:3141/bench/dev/", "URL to ask credentials for")
+	ceiling := flag.String("ceiling", "", "serve a bare Go HTTP server on this socket")
+	mktoken := flag.String("mktoken", "", "write a root token (made-up key) to this file")
+	rate := flag.Int("rate", 0, "requests per second in all (0: as fast as answers come)")
+	flag.Parse()
+	var err error
+	switch {
+	case *mktoken != "":
+		err = writeToken(*mktoken)
+	case *ceiling != "":
+		err = serveCeiling(*ceiling)
+	case *socket != "":
+		err = run(*socket, *pid, *conc, *dur, *maxN, *target, *rate)
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+func writeToken(path string) error {
+	tok, err := token.New([]byte("bench key, not a server's"), "bench", "abcd2345", token.Expires(time.Now().Add(24*time.Hour)))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(tok.Reveal()+"\n"), 0o600)
+}
+
+// serveCeiling answers every request with a body shaped like a mint's.
+func serveCeiling(path string) error {
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	body := []byte(`{"username":"bench","password":"devpi-` + strings.Repeat("A", 150) + `","expires":1,"server":"s","token_id":"abcd2345","caveats":["expires=1","allowed=upload","indexes=bench/dev"]}` + "\n")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func rssKB(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}
+
+func run(socket string, pid, conc int, dur time.Duration, maxN int64, target string, rate int) error {
+	idle := rssKB(pid)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: conc,
+		MaxConnsPerHost:     conc,
+	}
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	body := []byte(fmt.Sprintf(`{"url":%q}`, target))
+	var n, failed atomic.Int64
+	lat := make([][]time.Duration, conc)
+	deadline := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	start := time.Now()
+	// With a rate, each client sends on its own schedule (open loop), so
+	// latency is measured at that load, not at saturation.
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(int64(time.Second) * int64(conc) / int64(rate))
+	}
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			next := time.Now().Add(time.Duration(i) * interval / time.Duration(conc))
+			for time.Now().Before(deadline) && n.Add(1) <= maxN {
+				if interval > 0 {
+					time.Sleep(time.Until(next))
+					next = next.Add(interval)
+				}
+				t0 := time.Now()
+				resp, err := hc.Post("http://d"+localapi.PathCredentials, "application/json", bytes.NewReader(body))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return fmt.Errorf("no successful request (%d failed)", failed.Load())
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+	mode := "as fast as answered"
+	if rate > 0 {
+		mode = fmt.Sprintf("at %d/s offered", rate)
+	}
+	fmt.Printf("requests %d ok, %d failed, in %s with %d clients, %s\n", len(all), failed.Load(), elapsed.Round(time.Millisecond), conc, mode)
+	fmt.Printf("throughput %.0f/s\n", float64(len(all))/elapsed.Seconds())
+	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", pct(0.50), pct(0.90), pct(0.99), all[len(all)-1])
+	if pid != 0 {
+		fmt.Printf("daemon RSS idle %.1f MB, after load %.1f MB\n", float64(idle)/1024, float64(rssKB(pid))/1024)
+	}
+	if failed.Load() > 0 {
+		return fmt.Errorf("%d requests failed", failed.Load())
+	}
+	return nil
+}
