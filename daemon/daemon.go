@@ -240,10 +240,14 @@ func (d *Daemon) handleCredentials(w http.ResponseWriter, r *http.Request) {
 		d.refused.Add(1)
 		entry.Event, entry.Reason = "refuse", aerr.msg
 		d.writeAudit(entry)
+		d.log.Info("refused", "url", entry.URL, "reason", aerr.msg, "peer_uid", peer.UID, "peer_pid", peer.PID)
 		writeError(w, aerr.status, aerr.code, aerr.msg)
 		return
 	}
 	d.writeAudit(entry)
+	if d.log.Enabled(r.Context(), slog.LevelDebug) {
+		d.log.Debug("minted", "server", entry.Server, "op", entry.Op, "token_id", entry.TokenID, "caveats", entry.Caveats, "peer_uid", peer.UID, "peer_pid", peer.PID)
+	}
 	writeJSON(w, http.StatusOK, creds)
 }
 

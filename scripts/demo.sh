@@ -9,17 +9,19 @@ bin=$(realpath "$1")
 venv=${DEVPI_CREDD_VENV:?set DEVPI_CREDD_VENV (make demo does)}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d -t devpi-credd-demo.XXXXXX)
-server_pid=
+server_pid= daemon_pid=
 cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  for pid in $daemon_pid $server_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
 export HOME=$work/home DEVPI_CLIENTDIR=$work/home/.devpi/client PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring
+export XDG_RUNTIME_DIR=$work/run XDG_CONFIG_HOME=$work/home/.config XDG_STATE_HOME=$work/home/.local/state
 mkdir -p "$HOME"
+mkdir -m 700 "$XDG_RUNTIME_DIR"
 py=$venv/client/bin/python
 
 bold=$(tput bold 2>/dev/null || true) reset=$(tput sgr0 2>/dev/null || true)
@@ -91,4 +93,32 @@ grep -m1 -o '403 Forbidden.*' "$work/refused.log" || tail -3 "$work/refused.log"
 step "alice's tokens on the server (derived tokens are not listed: only the daemon can keep that record)"
 show "$bin" token list
 
-step "Done. Stopping devpi-server and removing $work"
+step "Handing the long-lived token to devpi-credd: checked against the server, stored 0600, added to the config"
+show "$bin" token login -f "$work/root.token" --name demo
+rm "$work/root.token" "$work/upload.token"
+cat "$XDG_CONFIG_HOME/devpi-credd/config.toml"
+
+step "Starting the daemon (devpi-credd serve) on a private Unix socket"
+"$bin" serve >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 1 100); do "$bin" status >/dev/null 2>&1 && break; sleep 0.05; done
+show "$bin" status
+
+step "Asking the daemon for an upload token for alice/dev: 5 minutes, upload only, that index only"
+show "$bin" get --json "$url/alice/dev/"
+
+step "twine upload with a token straight from the daemon; no long-lived token outside its store"
+wheel2=$("$py" "$here/e2e/mkwheel.py" hello-credd 1.1 "$work/dist")
+TWINE_USERNAME=alice TWINE_PASSWORD=$("$bin" get "$url/alice/dev/") \
+  show "$venv/client/bin/twine" upload --non-interactive --disable-progress-bar --repository-url "$url/alice/dev/" "$wheel2"
+
+step "A read token for alice/dev: pip installs hello-credd with it"
+read_token=$("$bin" get "$url/alice/dev/+simple/")
+PIP_INDEX_URL="http://alice:$read_token@127.0.0.1:$port/alice/dev/+simple/" \
+  "$py" -m pip install --disable-pip-version-check --no-cache-dir --quiet --target "$work/site" hello-credd==1.1
+echo "installed: $(ls "$work/site" | grep -v dist-info)"
+
+step "The audit log: one line per token minted (never the token itself)"
+cat "$XDG_STATE_HOME/devpi-credd/audit.log"
+
+step "Done. Stopping the daemon and devpi-server, removing $work"
