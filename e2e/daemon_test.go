@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,9 +24,28 @@ import (
 type daemonProc struct {
 	cmd    *exec.Cmd
 	socket string
-	logs   *bytes.Buffer
+	logs   *lockedBuffer
 	done   chan error
 	client *helper.Client
+}
+
+// lockedBuffer collects a running process's output; the test may read it
+// while the process still writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // runtimeDir is u's private XDG_RUNTIME_DIR, which holds the socket.
@@ -37,7 +57,7 @@ func (u *user) serve(t *testing.T) *daemonProc {
 	if err := os.MkdirAll(u.runtimeDir(), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := &daemonProc{socket: filepath.Join(u.runtimeDir(), "devpi-credd", "socket"), logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &daemonProc{socket: filepath.Join(u.runtimeDir(), "devpi-credd", "socket"), logs: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bed.bin, "serve", "--log-format", "json", "--log-level", "debug")
 	p.cmd.Env = u.env(u.daemonEnv()...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -45,6 +65,8 @@ func (u *user) serve(t *testing.T) *daemonProc {
 		t.Fatal(err)
 	}
 	go func() { p.done <- p.cmd.Wait() }()
+	// Registered before anything can fail: the daemon never outlives the test.
+	t.Cleanup(func() { p.stop(t) })
 	p.client = &helper.Client{Socket: p.socket}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -53,6 +75,7 @@ func (u *user) serve(t *testing.T) *daemonProc {
 		}
 		select {
 		case err := <-p.done:
+			p.done = nil
 			t.Fatalf("devpi-credd serve exited: %v\n%s", err, p.logs)
 		default:
 		}
@@ -61,12 +84,11 @@ func (u *user) serve(t *testing.T) *daemonProc {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Cleanup(func() { p.stop(t) })
 	return p
 }
 
 func (p *daemonProc) stop(t *testing.T) {
-	if p.cmd.ProcessState != nil || p.done == nil {
+	if p.done == nil {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

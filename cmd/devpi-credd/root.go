@@ -67,9 +67,14 @@ func realApp() *app {
 	}
 }
 
-// Main runs the command line and returns the process exit code.
+// Main runs the command line and returns the process exit code. Started
+// as "keyring", it is the keyring CLI that pip and uv run.
 func Main() int {
-	return realApp().run(os.Args[1:])
+	a := realApp()
+	if keyringName(os.Args[0]) {
+		return a.keyringMain(os.Args[1:])
+	}
+	return a.run(os.Args[1:])
 }
 
 // exitError carries an exit code with the message.
@@ -114,8 +119,10 @@ func (a *app) run(args []string) int {
 	if err == nil {
 		return exitOK
 	}
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	fmt.Fprintf(a.stderr, "devpi-credd: %s\n", msg)
+	if !errors.Is(err, errQuiet) {
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		fmt.Fprintf(a.stderr, "devpi-credd: %s\n", msg)
+	}
 	return exitCode(err)
 }
 
@@ -138,7 +145,8 @@ derives short-lived, narrowly scoped tokens on request ('get').
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{exitUsage, err}
 	})
-	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd())
+	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd(),
+		a.newKeyringCmd(), a.newKeyringLinkCmd())
 	return root
 }
 

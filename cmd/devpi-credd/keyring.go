@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devpi-credd/devpi-credd/helper"
+)
+
+// keyringName reports whether the program was started under the name
+// "keyring": then it is the keyring CLI that pip and uv run.
+func keyringName(argv0 string) bool {
+	base := strings.ToLower(filepath.Base(argv0))
+	return base == "keyring" || base == "keyring.exe"
+}
+
+// keyringMain answers the keyring protocol without building the CLI: pip
+// and uv start it for every lookup, so it starts fast and never waits on a
+// terminal.
+func (a *app) keyringMain(args []string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return helper.Keyring(ctx, args, a.stdout, a.stderr, a.daemonClient(""))
+}
+
+func (a *app) newKeyringCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "keyring [--mode password|creds] [--output plain|json] get SERVICE [USERNAME]",
+		Short: "Answer as the keyring command line that pip and uv run",
+		Long: `Answer the keyring CLI protocol from the daemon: 'get SERVICE [USERNAME]'
+prints a short-lived token for SERVICE (an index URL, host[:port] or
+scheme://host[:port]); with --mode creds the user name too; with
+--output json as JSON. A service devpi-credd does not know is exit 1 with no
+output, so other tools' keyrings are not disturbed. 'set' and 'del' are
+refused. The same happens when this binary is started as 'keyring' (see
+'devpi-credd keyring-link').`,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := helper.Keyring(cmd.Context(), args, a.stdout, a.stderr, a.daemonClient("")); code != 0 {
+				return &exitError{code, errQuiet}
+			}
+			return nil
+		},
+	}
+}
+
+// errQuiet carries an exit code whose message was already printed.
+var errQuiet = errors.New("")
+
+func (a *app) newKeyringLinkCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "keyring-link DIR",
+		Short: "Make DIR/keyring run devpi-credd, and show the pip and uv settings that use it",
+		Long: `Create DIR/keyring, a symbolic link to this devpi-credd, so that pip and uv
+with keyring-provider "subprocess" get their credentials from the daemon.
+DIR should be on PATH and outside any virtualenv: pip skips a keyring in its
+own environment's scripts folder.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runKeyringLink(args[0], force) },
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing DIR/keyring")
+	return cmd
+}
+
+func (a *app) runKeyringLink(dir string, force bool) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	name := "keyring"
+	if runtime.GOOS == "windows" {
+		name = "keyring.exe"
+	}
+	link := filepath.Join(dir, name)
+	if target, err := filepath.EvalSymlinks(link); err == nil {
+		if target == self {
+			fmt.Fprintf(a.stdout, "%s already runs %s\n", link, self)
+			return a.printKeyringSettings(dir)
+		}
+		if !force {
+			return &exitError{exitFailed, fmt.Errorf("%s exists (it runs %s); pass --force to replace it", link, target)}
+		}
+	} else if _, lerr := os.Lstat(link); lerr == nil && !force {
+		return &exitError{exitFailed, fmt.Errorf("%s exists; pass --force to replace it", link)}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// A new link under a temporary name, renamed over: never a moment
+	// without a keyring, never a half-made one.
+	tmp := filepath.Join(dir, ".keyring.devpi-credd.tmp")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(self, tmp); err != nil {
+		return fmt.Errorf("creating the link: %w", err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("creating the link: %w", err)
+	}
+	fmt.Fprintf(a.stdout, "created %s -> %s\n", link, self)
+	return a.printKeyringSettings(dir)
+}
+
+func (a *app) printKeyringSettings(dir string) error {
+	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "pyvenv.cfg")); err == nil {
+		a.warnf("%s is a virtualenv's scripts folder: pip skips a keyring found in its own environment", dir)
+	}
+	onPath := false
+	for _, p := range filepath.SplitList(a.getenv("PATH")) {
+		if abs, err := filepath.Abs(p); err == nil && abs == dir {
+			onPath = true
+		}
+	}
+	if !onPath {
+		a.warnf("%s is not on PATH: pip and uv look for 'keyring' there", dir)
+	}
+	fmt.Fprint(a.stdout, `
+pip: pip config set global.keyring-provider subprocess
+     (or PIP_KEYRING_PROVIDER=subprocess; no user name in the index URL is needed from pip 26.2 on)
+uv:  keyring-provider = "subprocess" in uv.toml (or UV_KEYRING_PROVIDER=subprocess)
+`)
+	return nil
+}

@@ -1,0 +1,99 @@
+package helper
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/devpi-credd/devpi-credd/localapi"
+)
+
+// fakeSource answers like the daemon for one server.
+type fakeSource struct {
+	got  []localapi.CredentialsRequest
+	down bool
+}
+
+func (f *fakeSource) Credentials(_ context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, error) {
+	f.got = append(f.got, req)
+	switch {
+	case f.down:
+		return nil, fmt.Errorf("%w (nothing answers on /run/s)", ErrNotRunning)
+	case !strings.Contains(req.URL, "devpi.example"):
+		return nil, &APIError{Status: 404, Code: localapi.CodeNotFound, Msg: "no configured server matches " + req.URL}
+	case req.Username != "" && req.Username != "alice":
+		return nil, &APIError{Status: 403, Code: localapi.CodeRefused, Msg: "the token is user \"alice\"'s"}
+	}
+	return &localapi.Credentials{Username: "alice", Password: "devpi-TOKEN"}, nil
+}
+
+func TestKeyringProtocol(t *testing.T) {
+	const idx = "https://devpi.example/alice/dev/+simple/"
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		stdout  string
+		stderr  string // substring; "" means empty
+		askUser string
+	}{
+		// pip >= 26.2: JSON creds, user name known or not.
+		{"pip 26.2 no user", []string{"--mode=creds", "--output=json", "get", idx}, 0, `{"password":"devpi-TOKEN","username":"alice"}` + "\n", "", ""},
+		{"pip 26.2 user", []string{"--mode=creds", "--output=json", "get", idx, "alice"}, 0, `{"password":"devpi-TOKEN","username":"alice"}` + "\n", "", "alice"},
+		// pip 23.1 - 26.1: plain password, user name always given.
+		{"pip 25 plain", []string{"get", idx, "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
+		{"pip netloc", []string{"get", "devpi.example", "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
+		// uv: with a user name, plain; without, creds mode after the positionals.
+		{"uv user", []string{"get", "https://devpi.example/", "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
+		{"uv creds", []string{"get", "https://devpi.example/alice/dev/+simple/", "--mode", "creds"}, 0, "alice\ndevpi-TOKEN\n", "", ""},
+		{"json password", []string{"get", idx, "alice", "--output", "json"}, 0, `{"password":"devpi-TOKEN"}` + "\n", "", "alice"},
+		{"backend flag ignored", []string{"-b", "keyring.backends.fail.Keyring", "get", idx, "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
+		// Not ours: exit 1, no output at all.
+		{"not found", []string{"--mode=creds", "--output=json", "get", "https://pypi.org/simple/"}, 1, "", "", ""},
+		// Ours but refused: exit 1, one line why.
+		{"wrong user", []string{"get", idx, "bob"}, 1, "", "devpi-credd: no credentials for " + idx + `: the token is user "alice"'s`, "bob"},
+		// Usage.
+		{"password mode needs user", []string{"get", idx}, 2, "", "get requires service and username", ""},
+		{"unknown flag", []string{"--frobnicate", "get", idx}, 2, "", "unrecognized arguments: --frobnicate", ""},
+		{"bad mode", []string{"--mode", "x", "get", idx, "u"}, 2, "", "invalid choice: 'x'", ""},
+		{"too many", []string{"get", idx, "u", "extra"}, 2, "", "unrecognized arguments: extra", ""},
+		{"bad op", []string{"list", idx}, 2, "", "invalid choice: 'list'", ""},
+		{"dangling mode", []string{"get", idx, "--mode"}, 2, "", "expected one argument", ""},
+		// Writes are refused, never prompted for.
+		{"set", []string{"set", idx, "alice"}, 1, "", "keyring set is not supported", ""},
+		{"del", []string{"del", idx, "alice"}, 1, "", "keyring del is not supported", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &fakeSource{}
+			var out, errb bytes.Buffer
+			code := Keyring(context.Background(), tt.args, &out, &errb, src)
+			if code != tt.code || out.String() != tt.stdout {
+				t.Errorf("exit %d stdout %q, want %d %q (stderr %q)", code, out.String(), tt.code, tt.stdout, errb.String())
+			}
+			if tt.stderr == "" && errb.Len() != 0 || tt.stderr != "" && !strings.Contains(errb.String(), tt.stderr) {
+				t.Errorf("stderr %q, want %q", errb.String(), tt.stderr)
+			}
+			if len(src.got) == 1 && src.got[0].Username != tt.askUser {
+				t.Errorf("asked for user %q, want %q", src.got[0].Username, tt.askUser)
+			}
+			if tt.code == 2 && len(src.got) != 0 {
+				t.Error("a usage error reached the daemon")
+			}
+		})
+	}
+}
+
+func TestKeyringDaemonDown(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := Keyring(context.Background(), []string{"--mode=creds", "--output=json", "get", "https://u:pw@devpi.example/x/"}, &out, &errb, &fakeSource{down: true})
+	if code != 1 || out.Len() != 0 {
+		t.Errorf("exit %d stdout %q", code, out.String())
+	}
+	if got := errb.String(); !strings.HasPrefix(got, "devpi-credd: no credentials for https://...@devpi.example/x/: devpi-credd daemon is not running") ||
+		strings.Count(got, "\n") != 1 || strings.Contains(got, "pw") {
+		t.Errorf("stderr %q", got)
+	}
+}
