@@ -2,41 +2,72 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
-// basesTTL bounds how stale an index's bases may be: an index whose bases
-// change is served with the old ones for at most this long.
-const basesTTL = time.Minute
+const (
+	// basesTTL bounds how stale an index's bases may be: an index whose
+	// bases change is served with the old ones for at most this long.
+	basesTTL = time.Minute
+	// basesFailTTL: after a failed lookup, mints for that index fail at once
+	// for this long instead of each waiting for the server again.
+	basesFailTTL = 5 * time.Second
+	// maxBases bounds the walk; devpi itself refuses deeper inheritance
+	// long before.
+	maxBases = 64
+)
 
 // basesCache remembers each index's transitive bases, so a read mint costs
-// a request to the server at most once a minute per index.
+// a request to the server at most once a minute per index; concurrent
+// misses for one index share one lookup.
 type basesCache struct {
-	mu sync.Mutex
-	m  map[string]basesEntry
+	mu     sync.Mutex
+	m      map[string]basesEntry
+	flight singleflight.Group
 }
 
 type basesEntry struct {
 	bases []string
+	err   error
 	at    time.Time
 }
 
 // lookup returns the transitive bases of index, asking the server with a
 // one-minute read-only token derived from root.
 func (c *basesCache) lookup(ctx context.Context, hc *http.Client, srv *config.Server, root *token.Token, index string, now time.Time) ([]string, error) {
-	key := srv.Name + " " + srv.URL.String() + " " + index
+	key := srv.Name + " " + srv.URL.String() + " " + root.ID() + " " + index
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()
-	if ok && now.Sub(e.at) < basesTTL {
+	if ok && e.err == nil && now.Sub(e.at) < basesTTL {
 		return e.bases, nil
 	}
+	if ok && e.err != nil && now.Sub(e.at) < basesFailTTL {
+		return nil, e.err
+	}
+	v, err, _ := c.flight.Do(key, func() (any, error) {
+		bases, err := fetchBases(ctx, hc, srv, root, index, now)
+		c.mu.Lock()
+		c.m[key] = basesEntry{bases: bases, err: err, at: now}
+		c.mu.Unlock()
+		return bases, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]string), nil
+}
+
+func fetchBases(ctx context.Context, hc *http.Client, srv *config.Server, root *token.Token, index string, now time.Time) ([]string, error) {
 	ro, _ := token.Allowed("pkg_read")
 	lookupTok, err := root.Derive(token.Expires(now.Add(time.Minute)), ro)
 	if err != nil {
@@ -44,12 +75,14 @@ func (c *basesCache) lookup(ctx context.Context, hc *http.Client, srv *config.Se
 	}
 	client := &devpi.Client{Root: srv.URL, HTTP: hc, UserAgent: "devpi-credd",
 		Auth: &devpi.Auth{User: root.User(), Secret: lookupTok.Reveal()}}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Not the caller's context: a caller that gives up must not fail the
+	// lookup that others share.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	seen := map[string]bool{index: true}
 	queue := []string{index}
-	var bases []string
-	for len(queue) > 0 && len(seen) < 64 {
+	bases := []string{}
+	for len(queue) > 0 {
 		ix := queue[0]
 		queue = queue[1:]
 		ic, err := client.Index(ctx, ix)
@@ -57,15 +90,16 @@ func (c *basesCache) lookup(ctx context.Context, hc *http.Client, srv *config.Se
 			return nil, err
 		}
 		for _, b := range ic.Bases {
-			if !seen[b] {
-				seen[b] = true
-				bases = append(bases, b)
-				queue = append(queue, b)
+			if seen[b] {
+				continue
 			}
+			if len(seen) > maxBases {
+				return nil, fmt.Errorf("%s inherits from more than %d indexes", index, maxBases)
+			}
+			seen[b] = true
+			bases = append(bases, b)
+			queue = append(queue, b)
 		}
 	}
-	c.mu.Lock()
-	c.m[key] = basesEntry{bases: bases, at: now}
-	c.mu.Unlock()
 	return bases, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,25 +35,33 @@ type Options struct {
 	Backend func(config.Server) store.Backend
 }
 
-// Daemon serves the local API. Its config and root tokens are swapped
-// atomically on reload, so requests never see a half-loaded state.
+// Daemon serves the local API. Its config and the root tokens that config
+// names are one snapshot, swapped whole on reload, so a request never pairs
+// a new config with old tokens or sees a half-loaded state.
 type Daemon struct {
 	opts    Options
 	log     *slog.Logger
 	started time.Time
 
-	cfg       atomic.Pointer[config.Config]
+	state     atomic.Pointer[state]
 	cfgErr    atomic.Pointer[string]
-	roots     atomic.Pointer[map[string]*rootState]
 	reloadMu  sync.Mutex // serialises reloads, never held by requests
 	minted    atomic.Int64
 	refused   atomic.Int64
 	perServer sync.Map // server name -> *atomic.Int64
 
-	auditMu sync.Mutex
+	// auditMu is held shared by every audit write and exclusively to swap
+	// or reopen the file, so no line goes to a closed file.
+	auditMu sync.RWMutex
 	audit   *auditLog
 
 	bases basesCache
+}
+
+// state is one consistent view: a config and its servers' root tokens.
+type state struct {
+	cfg   *config.Config
+	roots map[string]*rootState
 }
 
 type rootState struct {
@@ -91,27 +100,25 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.audit = a
-	d.cfg.Store(cfg)
-	d.loadRoots()
+	d.state.Store(d.withRoots(cfg, nil))
 	return d, nil
 }
 
 // Config returns the config in force.
-func (d *Daemon) Config() *config.Config { return d.cfg.Load() }
+func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
 
-// loadRoots reads every server's root token and swaps them in together.
-func (d *Daemon) loadRoots() {
-	cfg := d.cfg.Load()
-	next := make(map[string]*rootState, len(cfg.Servers))
-	old := d.roots.Load()
+// withRoots reads the root token of every server of cfg into a new state;
+// old, when set, is the state it replaces, to log only what changed.
+func (d *Daemon) withRoots(cfg *config.Config, old *state) *state {
+	next := &state{cfg: cfg, roots: make(map[string]*rootState, len(cfg.Servers))}
 	for _, s := range cfg.Servers {
 		b := d.opts.Backend(s)
 		tok, err := b.Load()
 		rs := &rootState{tok: tok, err: err, store: b.String()}
-		next[s.Name] = rs
+		next.roots[s.Name] = rs
 		var prev *rootState
 		if old != nil {
-			prev = (*old)[s.Name]
+			prev = old.roots[s.Name]
 		}
 		switch {
 		case err != nil && (prev == nil || prev.err == nil || prev.err.Error() != err.Error()):
@@ -120,7 +127,15 @@ func (d *Daemon) loadRoots() {
 			d.log.Info("root token loaded", "server", s.Name, "token", tok, "store", rs.store)
 		}
 	}
-	d.roots.Store(&next)
+	return next
+}
+
+// reloadRoots reads the root tokens again under the config in force.
+func (d *Daemon) reloadRoots() {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	old := d.state.Load()
+	d.state.Store(d.withRoots(old.cfg, old))
 }
 
 // reloadConfig loads the config file again. A config that does not load or
@@ -128,8 +143,13 @@ func (d *Daemon) loadRoots() {
 func (d *Daemon) reloadConfig() bool {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	old := d.cfg.Load()
+	oldState := d.state.Load()
+	old := oldState.cfg
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Getenv)
+	if err == nil && len(cfg.Servers) == 0 && len(old.Servers) > 0 {
+		// What a reader sees of a config cut short mid-save: keep serving.
+		err = fmt.Errorf("%s names no servers; keeping the previous config (remove the servers one by one, or restart)", d.opts.ConfigPath)
+	}
 	if err != nil {
 		msg := err.Error()
 		if prev := d.cfgErr.Load(); prev == nil || *prev != msg {
@@ -144,28 +164,35 @@ func (d *Daemon) reloadConfig() bool {
 		cfg.Socket = old.Socket
 	}
 	if cfg.AuditLog != old.AuditLog {
-		if a, err := openAudit(cfg.AuditLog); err != nil {
+		if err := d.reopenAudit(cfg.AuditLog); err != nil {
 			d.log.Error("keeping the old audit log", "err", err)
 			cfg.AuditLog = old.AuditLog
-		} else {
-			d.auditMu.Lock()
-			prev := d.audit
-			d.audit = a
-			d.auditMu.Unlock()
-			_ = prev.Close()
 		}
 	}
-	d.cfg.Store(cfg)
-	d.loadRoots()
+	d.state.Store(d.withRoots(cfg, oldState))
 	d.log.Info("config reloaded", "servers", len(cfg.Servers))
 	return true
 }
 
-func (d *Daemon) writeAudit(e auditEntry) {
+// reopenAudit opens path and swaps it in once no write is in flight; on
+// SIGHUP with the same path, this is what log rotation needs.
+func (d *Daemon) reopenAudit(path string) error {
+	a, err := openAudit(path)
+	if err != nil {
+		return err
+	}
 	d.auditMu.Lock()
-	a := d.audit
+	prev := d.audit
+	d.audit = a
 	d.auditMu.Unlock()
-	if err := a.write(e); err != nil {
+	return prev.Close()
+}
+
+func (d *Daemon) writeAudit(e auditEntry) {
+	d.auditMu.RLock()
+	err := d.audit.write(e)
+	d.auditMu.RUnlock()
+	if err != nil {
 		d.log.Error("audit log write failed", "err", err)
 	}
 }
@@ -187,7 +214,14 @@ func (d *Daemon) permit(next http.Handler) http.Handler {
 	own := os.Getuid()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peer, _ := r.Context().Value(peerKey{}).(Peer)
-		if peer.Known && peer.UID != own && peer.UID != 0 && !contains(d.cfg.Load().AllowUIDs, peer.UID) {
+		// Where the kernel can say who calls, an unknown caller is refused.
+		if !peer.Known && peerCredentials {
+			d.refused.Add(1)
+			d.writeAudit(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer, Reason: "caller unknown"})
+			writeError(w, http.StatusForbidden, localapi.CodeForbidden, "cannot tell who is calling: refused")
+			return
+		}
+		if peer.Known && peer.UID != own && peer.UID != 0 && !contains(d.Config().AllowUIDs, peer.UID) {
 			d.refused.Add(1)
 			d.writeAudit(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer, Reason: "uid not allowed"})
 			writeError(w, http.StatusForbidden, localapi.CodeForbidden, fmt.Sprintf("uid %d may not use this daemon (it serves uid %d)", peer.UID, own))
@@ -231,7 +265,9 @@ func (d *Daemon) handleCredentials(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err := dec.Decode(&req); err != nil {
 		d.refused.Add(1)
-		writeError(w, http.StatusBadRequest, localapi.CodeBadRequest, "the request is not a JSON credentials request")
+		const msg = "the request is not a JSON credentials request"
+		d.writeAudit(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer, Reason: msg})
+		writeError(w, http.StatusBadRequest, localapi.CodeBadRequest, msg)
 		return
 	}
 	creds, entry, aerr := d.Mint(r.Context(), req)
@@ -255,7 +291,8 @@ func (d *Daemon) handleCredentials(w http.ResponseWriter, r *http.Request) {
 // the caller to complete and write, whether it minted or refused.
 func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, auditEntry, *apiError) {
 	now := d.opts.Now()
-	cfg := d.cfg.Load()
+	st := d.state.Load()
+	cfg := st.cfg
 	entry := auditEntry{Time: now.UTC(), Event: "mint"}
 	u, err := ParseServiceURL(req.URL)
 	if err != nil {
@@ -273,12 +310,14 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	}
 	ttl := cfg.DefaultTTL
 	if req.TTL != "" {
-		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl <= 0 {
-			return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, fmt.Sprintf("ttl %q is not a positive duration such as \"2m\"", req.TTL)}
+		// Expiries are whole seconds: under one second the token would be
+		// dead on arrival.
+		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl < time.Second {
+			return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, fmt.Sprintf("ttl %q is not a duration of at least 1s, such as \"2m\"", req.TTL)}
 		}
 	}
 	ttl = min(ttl, cfg.MaxTTL)
-	rs := (*d.roots.Load())[srv.Name]
+	rs := st.roots[srv.Name]
 	if rs == nil || rs.err != nil {
 		reason := "no root token loaded"
 		if rs != nil {
@@ -288,18 +327,21 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	}
 	root := rs.tok
 	entry.User, entry.TokenID = root.User(), root.ID()
-	target := Classify(srv.URL, u)
+	target, err := Classify(srv.URL, u)
+	if err != nil {
+		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error()}
+	}
 	entry.Op = string(target.Op)
 	var bases []string
 	if target.Op == OpRead && target.Index != "" {
-		b, err := d.bases.lookup(ctx, d.opts.HTTP, srv, root, target.Index, now)
-		if err != nil {
-			// Without the bases a read token would break on inherited
-			// files: fall back to reads of the whole server.
-			entry.Note = fmt.Sprintf("bases of %s unknown (%v): token reads every index", target.Index, err)
-			target.Index = ""
+		// Without the bases a read token would fail on inherited files;
+		// a broader token instead would be more than was asked: say why.
+		if bases, err = d.bases.lookup(ctx, d.opts.HTTP, srv, root, target.Index, now); err != nil {
+			if devpi.IsStatus(err, http.StatusNotFound) {
+				return nil, entry, &apiError{http.StatusNotFound, localapi.CodeRefused, fmt.Sprintf("index %s does not exist on server %s", target.Index, srv.Name)}
+			}
+			return nil, entry, &apiError{http.StatusBadGateway, localapi.CodeUnavailable, fmt.Sprintf("cannot look up the bases of %s on server %s: %s", target.Index, srv.Name, oneLine(err.Error()))}
 		}
-		bases = b
 	}
 	p, err := plan(root, srv, target, bases, req.Username, now, ttl)
 	if err != nil {
@@ -333,7 +375,8 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 // Status reports the daemon's state.
 func (d *Daemon) Status() localapi.Status {
-	cfg := d.cfg.Load()
+	snap := d.state.Load()
+	cfg := snap.cfg
 	st := localapi.Status{
 		PID: os.Getpid(), Version: d.opts.Version, Started: d.started, Config: cfg.Path,
 		Socket: cfg.Socket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
@@ -343,7 +386,7 @@ func (d *Daemon) Status() localapi.Status {
 	if e := d.cfgErr.Load(); e != nil {
 		st.ConfigError = *e
 	}
-	roots := *d.roots.Load()
+	roots := snap.roots
 	for _, s := range cfg.Servers {
 		ss := localapi.ServerStatus{Name: s.Name, URL: s.URL.String()}
 		if n, ok := d.perServer.Load(s.Name); ok {
@@ -395,6 +438,8 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 // Close releases the audit log.
 func (d *Daemon) Close() error {
 	d.auditMu.Lock()
@@ -406,8 +451,8 @@ func (d *Daemon) Close() error {
 // the config and tokens when their files change or reload receives (SIGHUP).
 // The socket is removed when Run returns.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
-	cfg := d.cfg.Load()
-	l, err := listen(cfg.Socket)
+	cfg := d.Config()
+	l, err := listen(cfg.Socket, len(cfg.AllowUIDs) > 0)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,6 +198,8 @@ func TestMintUploadAndRefusals(t *testing.T) {
 		{localapi.CredentialsRequest{URL: "http://127.0.0.1:3141/alice/dev/", Username: "bob"}, localapi.CodeRefused, "Token doesn't match user name"},
 		{localapi.CredentialsRequest{URL: "http://127.0.0.1:3141/", TTL: "soon"}, localapi.CodeBadRequest, "ttl"},
 		{localapi.CredentialsRequest{URL: "ftp://x/"}, localapi.CodeBadRequest, "not an http(s) URL"},
+		{localapi.CredentialsRequest{URL: "http://127.0.0.1:3141/alice/dev/", TTL: "500ms"}, localapi.CodeBadRequest, "at least 1s"},
+		{localapi.CredentialsRequest{URL: "http://127.0.0.1:3141/alice/dev%2Cbob%2Fprod/"}, localapi.CodeBadRequest, "not a devpi USER/INDEX"},
 	} {
 		_, err := f.client.Credentials(context.Background(), tt.req)
 		var ae *helper.APIError
@@ -206,15 +209,15 @@ func TestMintUploadAndRefusals(t *testing.T) {
 	}
 
 	st, err := f.client.Status(context.Background())
-	if err != nil || st.Minted != 2 || st.Refused != 4 || len(st.Servers) != 1 || st.Servers[0].TokenID != "abcd2345" {
+	if err != nil || st.Minted != 2 || st.Refused != 6 || len(st.Servers) != 1 || st.Servers[0].TokenID != "abcd2345" {
 		t.Errorf("status = %+v, %v", st, err)
 	}
 
 	// The audit log has a line per mint and refusal, and no secret.
 	f.stop()
 	lines := readLines(t, f.audit)
-	if len(lines) != 6 {
-		t.Fatalf("audit has %d lines, want 6:\n%s", len(lines), strings.Join(lines, "\n"))
+	if len(lines) != 8 {
+		t.Fatalf("audit has %d lines, want 8:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 	var first auditEntry
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
@@ -387,21 +390,28 @@ func TestBadConfigKeepsServing(t *testing.T) {
 	}
 	waitFor(t, 2*time.Second, "recreated config", func() bool { st := status(); return st.ConfigError == "" && len(st.Servers) == 1 })
 
-	// Truncate-then-write, as many editors save: whatever the daemon sees
-	// in between, it always has a valid config.
-	for i := 0; i < 20; i++ {
+	// Truncate-then-write, as many editors save, slowly enough that the
+	// daemon reloads in between: an empty file, a cut mid-line (a syntax
+	// error) and a cut before the servers (valid TOML naming no server)
+	// all leave the previous config serving.
+	cut := strings.Index(string(good), "[servers.local]")
+	for _, part := range [][]byte{nil, good[:cut+8], good[:cut]} {
 		fh, err := os.OpenFile(f.config, os.O_WRONLY|os.O_TRUNC, 0o600)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Millisecond)
-		_, _ = fh.Write(good[:len(good)/2])
-		time.Sleep(time.Millisecond)
-		_, _ = fh.Write(good[len(good)/2:])
+		_, _ = fh.Write(part)
+		fh.Sync()
+		waitFor(t, 2*time.Second, fmt.Sprintf("a config cut at %d bytes reported", len(part)), func() bool { return status().ConfigError != "" })
+		mintOK(fmt.Sprintf("with the config cut at %d bytes", len(part)))
+		if st := status(); len(st.Servers) != 1 {
+			t.Fatalf("cut at %d bytes: servers %+v", len(part), st.Servers)
+		}
+		_, _ = fh.Seek(0, io.SeekStart)
+		_, _ = fh.Write(good)
 		fh.Close()
-		mintOK("during truncate-then-write")
+		waitFor(t, 2*time.Second, "settled after truncate-then-write", func() bool { st := status(); return st.ConfigError == "" && len(st.Servers) == 1 })
 	}
-	waitFor(t, 2*time.Second, "settled after truncate-then-write", func() bool { st := status(); return st.ConfigError == "" && len(st.Servers) == 1 })
 
 	// SIGHUP (the reload channel) reloads too.
 	if err := os.WriteFile(f.config, []byte(strings.Replace(string(good), `default_ttl = "2m"`, `default_ttl = "3m"`, 1)), 0o600); err != nil {
@@ -423,7 +433,8 @@ func TestOtherUIDRefused(t *testing.T) {
 	}{
 		{Peer{UID: os.Getuid() + 4242, PID: 1, Known: true}, http.StatusForbidden},
 		{Peer{UID: os.Getuid(), PID: 1, Known: true}, http.StatusOK},
-		{Peer{UID: -1, PID: -1, Known: false}, http.StatusOK}, // systems without peer credentials
+		// Where the kernel tells who calls, an unknown caller is refused.
+		{Peer{UID: -1, PID: -1, Known: false}, map[bool]int{true: http.StatusForbidden, false: http.StatusOK}[peerCredentials]},
 	} {
 		req := httptest.NewRequest("POST", localapi.PathCredentials, strings.NewReader(`{"url":"http://h/"}`))
 		req = req.WithContext(context.WithValue(req.Context(), peerKey{}, tt.peer))
@@ -580,5 +591,184 @@ func BenchmarkMintHTTP(b *testing.B) {
 		if rec.Code != 200 {
 			b.Fatal(rec.Body.String())
 		}
+	}
+}
+
+func TestBasesLookupFailures(t *testing.T) {
+	var asked atomic.Int64
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		if r.URL.Path == "/alice/missing" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"message": "The stage alice/missing could not be found."}`)
+			return
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer down.Close()
+	f := newFixture(t, down.URL+"/", mintRoot(t, "abcd2345"))
+	_, err := f.get(down.URL + "/alice/dev/+simple/")
+	var ae *helper.APIError
+	if !errors.As(err, &ae) || ae.Code != localapi.CodeUnavailable || !strings.Contains(ae.Msg, "cannot look up the bases of alice/dev") {
+		t.Errorf("server error: %v", err)
+	}
+	// A failure is remembered briefly: the next mint does not wait again.
+	n := asked.Load()
+	if _, err := f.get(down.URL + "/alice/dev/+simple/"); err == nil || asked.Load() != n {
+		t.Errorf("second mint asked the server again (%d -> %d) or succeeded: %v", n, asked.Load(), err)
+	}
+	_, err = f.get(down.URL + "/alice/missing/+simple/")
+	if !errors.As(err, &ae) || !strings.Contains(ae.Msg, "index alice/missing does not exist") {
+		t.Errorf("missing index: %v", err)
+	}
+	// Uploads need no lookup and still work.
+	if _, err := f.get(down.URL + "/alice/dev/"); err != nil {
+		t.Errorf("upload token: %v", err)
+	}
+}
+
+// TestReloadWhileMinting: reloads (config swaps, audit log moves, token
+// rotations) under a steady stream of mints lose no audit line and never
+// pair a config with another's tokens.
+func TestReloadWhileMinting(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	good, _ := os.ReadFile(f.config)
+	var wg sync.WaitGroup
+	var minted atomic.Int64
+	stop := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := f.get("http://h/"); err != nil {
+					t.Errorf("mint during reload: %v", err)
+					return
+				}
+				minted.Add(1)
+			}
+		}()
+	}
+	audit2 := filepath.Join(f.dir, "state", "audit2.log")
+	for i := 0; i < 20; i++ {
+		text := string(good)
+		if i%2 == 0 {
+			text = strings.Replace(text, f.audit, audit2, 1)
+		}
+		if err := os.WriteFile(f.config+".tmp", []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(f.config+".tmp", f.config); err != nil {
+			t.Fatal(err)
+		}
+		f.reload <- struct{}{}
+		writeToken(t, f.tokenFile, mintRoot(t, "abcd2345"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	f.stop()
+	lines := len(readLines(t, f.audit)) + len(readLines(t, audit2))
+	if int64(lines) != minted.Load() {
+		t.Errorf("%d mints, %d audit lines", minted.Load(), lines)
+	}
+	if strings.Contains(f.logs.String(), "audit log write failed") {
+		t.Error("audit writes failed during reloads")
+	}
+}
+
+func TestCheckSocketDir(t *testing.T) {
+	base := t.TempDir()
+	mk := func(name string, mode os.FileMode) string {
+		p := filepath.Join(base, name)
+		if err := os.Mkdir(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	private, open, traversable := mk("private", 0o700), mk("open", 0o755), mk("traverse", 0o711)
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(private, link); err != nil {
+		t.Fatal(err)
+	}
+	// A directory owned by someone else: as root, make one; otherwise "/"
+	// belongs to root, who is someone else.
+	foreign := "/"
+	if os.Getuid() == 0 {
+		foreign = mk("foreign", 0o700)
+		if err := os.Chown(foreign, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		dir      string
+		mode     os.FileMode
+		want     string
+		wantMode os.FileMode
+	}{
+		{private, 0o700, "", 0o700},
+		{traversable, 0o711, "", 0o711},
+		{open, 0o700, "", 0o700}, // ours: made private
+		{filepath.Join(base, "new", "dir"), 0o700, "", 0o700},
+		{link, 0o700, "symlink", 0},
+		{foreign, 0o700, "belongs to uid", 0},
+	} {
+		err := prepareSocketDir(tt.dir, tt.mode)
+		if (tt.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("prepareSocketDir(%s, %o) = %v, want %q", tt.dir, tt.mode, err, tt.want)
+		}
+		if tt.wantMode != 0 {
+			if st, _ := os.Stat(tt.dir); st == nil || st.Mode().Perm() != tt.wantMode {
+				t.Errorf("%s: mode %v, want %o", tt.dir, st.Mode(), tt.wantMode)
+			}
+		}
+	}
+	if st, _ := os.Lstat(private); st.Mode().Perm() != 0o700 {
+		t.Error("a refused symlink changed its target")
+	}
+	// A path that is there but not a socket is left alone.
+	sock := filepath.Join(private, "s")
+	if err := os.WriteFile(sock, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listen(sock, false); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("listen over a file: %v", err)
+	}
+	if b, _ := os.ReadFile(sock); string(b) != "precious" {
+		t.Error("listen destroyed a file")
+	}
+}
+
+func TestSharedSocketForAllowUIDs(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	f.stop()
+	text, _ := os.ReadFile(f.config)
+	_ = os.WriteFile(f.config, []byte("allow_uids = [4242]\n"+string(text)), 0o600)
+	d, err := New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	c := &helper.Client{Socket: f.socket}
+	waitFor(t, 5*time.Second, "daemon with allow_uids", func() bool { _, err := c.Status(context.Background()); return err == nil })
+	st, _ := os.Stat(f.socket)
+	dst, _ := os.Stat(filepath.Dir(f.socket))
+	if st.Mode().Perm() != 0o666 || dst.Mode().Perm() != 0o711 {
+		t.Errorf("socket %v in %v, want 0666 in 0711 so that allowed uids can connect", st.Mode(), dst.Mode())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

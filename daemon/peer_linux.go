@@ -32,5 +32,9 @@ func peerOf(c net.Conn) Peer {
 	return p
 }
 
+// peerCredentials: this system tells who is calling; an unknown caller is
+// then refused.
+const peerCredentials = true
+
 // PeerCheck says what this system checks of a caller.
 const PeerCheck = "SO_PEERCRED: the caller's uid and pid, from the kernel"

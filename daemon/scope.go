@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -35,6 +36,14 @@ type Target struct {
 	Project string // as in the URL, or ""
 }
 
+// Names the server accepts in a path: devpi user and index names, and
+// project names (PEP 508). Anything else could not become a caveat, and a
+// token must never lose a restriction because a name was odd.
+var (
+	validIndexPart = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	validProject   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+)
+
 // Classify reads the path of u below the server root:
 //
 //	""  or +anything       read, whole server (a bare host, /+api, ...)
@@ -43,7 +52,9 @@ type Target struct {
 //	USER/INDEX/+simple/P/  read USER/INDEX, project P
 //	USER/INDEX/+f/...      read USER/INDEX (files)
 //	USER/INDEX/P[/...]     read USER/INDEX, project P (JSON pages)
-func Classify(root, u *url.URL) Target {
+//
+// A user, index or project that is not a valid name is an error.
+func Classify(root, u *url.URL) (Target, error) {
 	rel := strings.TrimPrefix(u.Path, strings.TrimSuffix(root.Path, "/"))
 	var segs []string
 	for _, s := range strings.Split(rel, "/") {
@@ -52,7 +63,10 @@ func Classify(root, u *url.URL) Target {
 		}
 	}
 	if len(segs) < 2 || strings.HasPrefix(segs[0], "+") || strings.HasPrefix(segs[1], "+") {
-		return Target{Op: OpRead}
+		return Target{Op: OpRead}, nil
+	}
+	if !validIndexPart.MatchString(segs[0]) || !validIndexPart.MatchString(segs[1]) {
+		return Target{}, fmt.Errorf("%q is not a devpi USER/INDEX", segs[0]+"/"+segs[1])
 	}
 	t := Target{Op: OpRead, Index: segs[0] + "/" + segs[1]}
 	switch {
@@ -66,7 +80,10 @@ func Classify(root, u *url.URL) Target {
 	default:
 		t.Project = segs[2]
 	}
-	return t
+	if t.Project != "" && !validProject.MatchString(t.Project) {
+		return Target{}, fmt.Errorf("%q is not a project name", t.Project)
+	}
+	return t, nil
 }
 
 // ParseServiceURL reads what a caller names a service: a URL, a bare
@@ -172,10 +189,15 @@ func plan(root *token.Token, srv *config.Server, target Target, bases []string, 
 		expires = *scope.Expires
 	}
 	p := &Plan{Target: target, Expires: expires}
+	// Every restriction must make it into the token: one that cannot be
+	// built fails the request instead of being left out.
+	var errs []error
 	add := func(r token.Restriction, err error) {
-		if err == nil {
-			p.Caveats = append(p.Caveats, r)
+		if err != nil {
+			errs = append(errs, err)
+			return
 		}
+		p.Caveats = append(p.Caveats, r)
 	}
 	p.Caveats = append(p.Caveats, token.Expires(expires))
 	add(token.Allowed(perm))
@@ -185,15 +207,19 @@ func plan(root *token.Token, srv *config.Server, target Target, bases []string, 
 	if target.Project != "" {
 		add(token.Projects(target.Project))
 	}
+	// The server's configured limits are caveats of their own, for every
+	// operation: they bind reads of the whole server and of bases too.
 	if srv.Allowed != nil {
 		add(token.Allowed(srv.Allowed...))
 	}
-	// Configured indexes and projects bind reads of the whole server too.
-	if srv.Indexes != nil && target.Index == "" {
+	if srv.Indexes != nil {
 		add(token.Indexes(srv.Indexes...))
 	}
 	if srv.Projects != nil {
 		add(token.Projects(srv.Projects...))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: cannot scope the token: %v", ErrRefused, errors.Join(errs...))
 	}
 	return p, nil
 }
@@ -210,8 +236,11 @@ func normalized(ps []string) []string {
 }
 
 // redact drops what could be a credential from a string that failed to
-// parse as a URL: everything before an '@'.
+// parse as a URL: the query and fragment, and everything up to an '@'.
 func redact(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i] + "?..."
+	}
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
 		return "..." + s[i:]
 	}

@@ -45,8 +45,22 @@ func TestClassify(t *testing.T) {
 		{sub, "https://h/devpi", Target{Op: OpRead}},
 	}
 	for _, tt := range tests {
-		if got := Classify(tt.root, mustURL(t, tt.in)); got != tt.want {
-			t.Errorf("Classify(%s) = %+v, want %+v", tt.in, got, tt.want)
+		if got, err := Classify(tt.root, mustURL(t, tt.in)); err != nil || got != tt.want {
+			t.Errorf("Classify(%s) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+	// Names that could not become a caveat are refused, never dropped.
+	for _, bad := range []string{
+		"http://h:3141/alice/dev,x/",
+		"http://h:3141/alice/dev%2Cbob%2Fprod/",
+		"http://h:3141/alice/dev=x/",
+		"http://h:3141/al%20ice/dev/",
+		"http://h:3141/alice/dev/+simple/a,b/",
+		"http://h:3141/alice/dev/+simple/foo%20bar/",
+		"http://h:3141/alice/dev/-foo/",
+	} {
+		if got, err := Classify(root, mustURL(t, bad)); err == nil {
+			t.Errorf("Classify(%s) = %+v, want an error", bad, got)
 		}
 	}
 }
@@ -64,7 +78,8 @@ func TestParseServiceURL(t *testing.T) {
 			t.Errorf("ParseServiceURL(%q) = %v, %v; want %s", in, u, err, want)
 		}
 	}
-	for _, bad := range []string{"", "ftp://h/", "http://", "u:secret@h", "h/path", "ftp://u:secret@h/"} {
+	for _, bad := range []string{"", "ftp://h/", "http://", "u:secret@h", "h/path", "ftp://u:secret@h/",
+		"http://h/a/b/+simple/%zz?token=secret", "ftp://h/?token=secret", "http://h/%zz#secret"} {
 		_, err := ParseServiceURL(bad)
 		if err == nil {
 			t.Errorf("ParseServiceURL(%q) accepted", bad)
@@ -163,8 +178,18 @@ func TestPlanRefuses(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
 		}
 	}
-	// The config's own project list accepts its normalised spelling.
+	// Configured limits become caveats of their own, reads included.
 	root, srv := planFixture(t)
+	srv.Indexes, srv.Allowed = []string{"alice/dev"}, []string{"pkg_read", "upload"}
+	p, err := plan(root, srv, Target{Op: OpRead}, nil, "", now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(caveats(p), " "); !strings.Contains(got, "indexes=alice/dev") || !strings.Contains(got, "allowed=pkg_read,upload") {
+		t.Errorf("whole-server read under configured limits: %s", got)
+	}
+	// The config's own project list accepts its normalised spelling.
+	root, srv = planFixture(t)
 	srv.Projects = []string{"Foo.Bar"}
 	if _, err := plan(root, srv, Target{Op: OpRead, Index: "a/b", Project: "foo-bar"}, nil, "", now, time.Minute); err != nil {
 		t.Errorf("normalised project refused: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -24,27 +25,25 @@ func (d *Daemon) watch(ctx context.Context, reload <-chan struct{}) error {
 		return err
 	}
 	defer w.Close()
-	configDirs, tokenDirs := map[string]bool{}, map[string]bool{}
+	// For each watched directory, the names in it whose change matters.
+	var configNames, tokenNames watchSet
 	rewatch := func() {
 		for _, p := range w.WatchList() {
 			_ = w.Remove(p)
 		}
-		cfg := d.cfg.Load()
-		configDirs = map[string]bool{watchable(filepath.Dir(cfg.Path)): true}
-		tokenDirs = map[string]bool{}
+		cfg := d.Config()
+		configNames, tokenNames = watchSet{}, watchSet{}
+		configNames.add(cfg.Path)
 		for _, s := range cfg.Servers {
 			if s.TokenFile != "" {
-				tokenDirs[watchable(filepath.Dir(s.TokenFile))] = true
+				tokenNames.add(s.TokenFile)
 			}
 		}
-		for dir := range configDirs {
-			if err := w.Add(dir); err != nil {
-				d.log.Warn("cannot watch the config directory", "dir", dir, "err", err)
-			}
-		}
-		for dir := range tokenDirs {
-			if err := w.Add(dir); err != nil {
-				d.log.Warn("cannot watch a token directory", "dir", dir, "err", err)
+		for _, set := range []watchSet{configNames, tokenNames} {
+			for dir := range set {
+				if err := w.Add(dir); err != nil {
+					d.log.Warn("cannot watch a directory", "dir", dir, "err", err)
+				}
 			}
 		}
 	}
@@ -54,6 +53,9 @@ func (d *Daemon) watch(ctx context.Context, reload <-chan struct{}) error {
 	tokTimer := time.NewTimer(time.Hour)
 	cfgTimer.Stop()
 	tokTimer.Stop()
+	// The OS keychain sends no events: read it again now and then.
+	keychain := time.NewTicker(30 * time.Second)
+	defer keychain.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,11 +64,10 @@ func (d *Daemon) watch(ctx context.Context, reload <-chan struct{}) error {
 			if !ok {
 				return nil
 			}
-			dir := filepath.Dir(ev.Name)
-			if configDirs[dir] {
+			if configNames.matches(ev.Name) {
 				cfgTimer.Reset(debounce)
 			}
-			if tokenDirs[dir] {
+			if tokenNames.matches(ev.Name) {
 				tokTimer.Reset(debounce)
 			}
 		case err, ok := <-w.Errors:
@@ -75,21 +76,66 @@ func (d *Daemon) watch(ctx context.Context, reload <-chan struct{}) error {
 			}
 			d.log.Warn("file watch error; reloading everything", "err", err)
 			cfgTimer.Reset(debounce)
-		case <-reload: // SIGHUP
+			tokTimer.Reset(debounce)
+		case <-reload: // SIGHUP: also reopen the audit log, for log rotation
+			if err := d.reopenAudit(d.Config().AuditLog); err != nil {
+				d.log.Error("reopening the audit log", "err", err)
+			}
 			cfgTimer.Reset(0)
+			tokTimer.Reset(0)
+		case <-keychain.C:
+			for _, s := range d.Config().Servers {
+				if s.Keychain {
+					tokTimer.Reset(0)
+					break
+				}
+			}
 		case <-cfgTimer.C:
 			// The config names the token files: reload both, and watch
 			// what the new config names.
 			d.reloadConfig()
 			rewatch()
 		case <-tokTimer.C:
-			d.reloadMu.Lock()
-			d.loadRoots()
-			d.reloadMu.Unlock()
-			// A token directory may have just been created.
+			d.reloadRoots()
+			// A token directory may have just been created, or a symlink
+			// may point elsewhere now.
 			rewatch()
 		}
 	}
+}
+
+// watchSet maps a watched directory to the entry names in it that matter.
+type watchSet map[string]map[string]bool
+
+// add registers file: its directory (or, while that does not exist, the
+// nearest existing ancestor and the next name on the way down), Kubernetes'
+// "..data" symlink beside it, and, for a symlink, the target's directory.
+func (ws watchSet) add(file string) {
+	ws.addPath(file)
+	if real, err := filepath.EvalSymlinks(file); err == nil && real != file {
+		ws.addPath(real)
+	}
+}
+
+func (ws watchSet) addPath(file string) {
+	dir, name := filepath.Dir(file), filepath.Base(file)
+	at := watchable(dir)
+	if at != dir {
+		rel, err := filepath.Rel(at, dir)
+		if err != nil {
+			return
+		}
+		name = strings.SplitN(rel, string(filepath.Separator), 2)[0]
+	}
+	if ws[at] == nil {
+		ws[at] = map[string]bool{}
+	}
+	ws[at][name] = true
+	ws[at]["..data"] = true
+}
+
+func (ws watchSet) matches(path string) bool {
+	return ws[filepath.Dir(path)][filepath.Base(path)]
 }
 
 // watchable returns dir, or its nearest existing ancestor.

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -300,41 +301,72 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// TestDaemonOtherUIDRefused: a client under another uid gets no token. The
-// socket's directory normally keeps it out; here it is opened up on purpose
-// so that the daemon's own peer check is what refuses.
+// TestDaemonOtherUIDRefused: a client under another uid gets no token. By
+// default the socket's modes keep it out; with allow_uids the socket is
+// reachable and the daemon's peer check decides, refusing uids not listed.
 func TestDaemonOtherUIDRefused(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("switching to another uid needs root; CI runs as root")
 	}
-	u, _ := setupDaemonUser(t)
-	d := u.serve(t)
 	const nobody = 65534
-	// Let the other uid reach the socket and run the binary.
-	for _, p := range []string{filepath.Dir(u.home), u.home, u.runtimeDir(), filepath.Dir(d.socket)} {
-		must(t, os.Chmod(p, 0o755))
+	u, _ := setupDaemonUser(t)
+	// Let uid 65534 walk to the socket and run the binary; the socket's own
+	// directory and modes are the daemon's business.
+	must(t, os.MkdirAll(u.runtimeDir(), 0o700))
+	for _, p := range []string{filepath.Dir(u.home), u.home, u.runtimeDir(), filepath.Dir(bed.bin), filepath.Dir(filepath.Dir(bed.bin))} {
+		must(t, os.Chmod(p, 0o711))
 	}
-	must(t, os.Chmod(d.socket, 0o666))
-	must(t, os.Chmod(filepath.Dir(bed.bin), 0o755))
-	must(t, os.Chmod(filepath.Dir(filepath.Dir(bed.bin)), 0o755))
 	otherHome := t.TempDir()
 	must(t, os.Chmod(otherHome, 0o777))
-
-	cmd := exec.Command(bed.bin, "get", "--socket", d.socket, bed.url)
-	cmd.Env = []string{"HOME=" + otherHome, "PATH=/usr/bin:/bin"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err == nil || out.Len() != 0 {
-		t.Fatalf("uid %d got an answer: %v %q", nobody, err, out.String())
+	asNobody := func(socket string) (string, string, error) {
+		cmd := exec.Command(bed.bin, "get", "--socket", socket, bed.url)
+		cmd.Env = []string{"HOME=" + otherHome, "PATH=/usr/bin:/bin"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
 	}
-	if !strings.Contains(errb.String(), "uid 65534 may not use this daemon") {
-		t.Errorf("uid %d: %s", nobody, errb.String())
+	config := filepath.Join(u.home, ".config", "devpi-credd", "config.toml")
+	setAllow := func(uid int) {
+		text := readFile(t, config)
+		if i := strings.Index(text, "allow_uids"); i >= 0 {
+			text = text[strings.Index(text[i:], "\n")+i+1:]
+		}
+		must(t, os.WriteFile(config, []byte(fmt.Sprintf("allow_uids = [%d]\n%s", uid, text)), 0o600))
+	}
+
+	// Default: the socket is 0600 in a 0700 directory.
+	d := u.serve(t)
+	out, errOut, err := asNobody(d.socket)
+	if err == nil || out != "" || !strings.Contains(errOut, "no permission to use the daemon's socket") {
+		t.Errorf("default modes: uid %d got %q, %q, %v", nobody, out, errOut, err)
+	}
+	d.stop(t)
+
+	// allow_uids names someone else: reachable, but refused by the peer check.
+	setAllow(4242)
+	d = u.serve(t)
+	out, errOut, err = asNobody(d.socket)
+	if err == nil || out != "" || !strings.Contains(errOut, "uid 65534 may not use this daemon") {
+		t.Errorf("not allowed: uid %d got %q, %q, %v", nobody, out, errOut, err)
 	}
 	d.stop(t)
 	audit := readFile(t, filepath.Join(u.home, ".local", "state", "devpi-credd", "audit.log"))
 	if !strings.Contains(audit, `"event":"refuse","peer":{"uid":65534`) {
 		t.Errorf("no refusal of uid %d in the audit log:\n%s", nobody, audit)
+	}
+
+	// allow_uids names it: it gets a token, and the audit log says who.
+	setAllow(nobody)
+	d = u.serve(t)
+	out, errOut, err = asNobody(d.socket)
+	if err != nil || !strings.HasPrefix(out, "devpi-") {
+		t.Errorf("allowed: uid %d got %q, %q, %v", nobody, out, errOut, err)
+	}
+	d.stop(t)
+	audit = readFile(t, filepath.Join(u.home, ".local", "state", "devpi-credd", "audit.log"))
+	if !strings.Contains(audit, `"event":"mint","peer":{"uid":65534`) {
+		t.Errorf("no mint for uid %d in the audit log", nobody)
 	}
 }

@@ -60,6 +60,9 @@ func (c *Client) http() *http.Client {
 			Timeout: to,
 			Transport: &http.Transport{
 				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					if err := checkSocketDir(c.Socket); err != nil {
+						return nil, err
+					}
 					return d.DialContext(ctx, "unix", c.Socket)
 				},
 				MaxIdleConnsPerHost: 4,
