@@ -39,7 +39,7 @@ e2e: venv
 ## bench: Go benchmarks; devpi-credd beside devpi-client (Python); load on
 ## the daemon's socket beside a bare Go server on a socket (the ceiling).
 bench: build venv
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/ ./helper/
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
 	bench/daemon.sh $(BIN)
 

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -171,6 +173,8 @@ func (c *Client) do(ctx context.Context, method, target string, body any, result
 		msg := ""
 		if jsonErr == nil {
 			msg = messageText(r.Message)
+		} else {
+			msg = htmlMessage(raw)
 		}
 		return "", &ServerError{Method: method, URL: target, Status: resp.StatusCode, StatusText: resp.Status, Message: msg}
 	}
@@ -215,6 +219,21 @@ func unreachable(err error) bool {
 	var ne net.Error
 	var oe *net.OpError
 	return errors.As(err, &oe) || (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+var (
+	htmlContent = regexp.MustCompile(`(?s)<div id="content">(.*?)</div>`)
+	htmlTag     = regexp.MustCompile(`(?s)<[^>]*>`)
+)
+
+// htmlMessage reads the message of an error page that devpi-web renders
+// instead of JSON: the text of its content block.
+func htmlMessage(body []byte) string {
+	m := htmlContent.FindSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(html.UnescapeString(string(htmlTag.ReplaceAll(m[1], []byte(" "))))), " ")
 }
 
 func netReason(err error) string {

@@ -61,6 +61,17 @@ func fakeServer(t *testing.T, rootKey []byte) (*httptest.Server, *[]*http.Reques
 			"aaaa2345": map[string]any{},
 		}}})
 	})
+	mux.HandleFunc("DELETE /{user}/+tokens/gxne2345", func(w http.ResponseWriter, r *http.Request) {
+		// devpi-web renders errors as HTML, whatever the Accept header.
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `<html><body><div class="header"><p>search help</p></div>
+<div id="content">
+  <h1>Not Found</h1>
+  <p>The following resource could not be found:</p>
+  <p>No token with id gxne2345 &amp; that&#x27;s that</p>
+</div><footer>devpi-web</footer></body></html>`)
+	})
 	mux.HandleFunc("DELETE /{user}/+tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 200, map[string]any{"message": "token " + r.PathValue("id") + " deleted"})
 	})
@@ -148,6 +159,10 @@ func TestClientCalls(t *testing.T) {
 	}
 	if got := (*reqs)[len(*reqs)-1].URL.Path; got != "/alice/+tokens/abcd2345" {
 		t.Errorf("delete path = %s", got)
+	}
+	_, err = c.DeleteToken(ctx, "alice", "gxne2345")
+	if !IsStatus(err, 404) || !strings.HasSuffix(err.Error(), "404 Not Found: Not Found The following resource could not be found: No token with id gxne2345 & that's that") {
+		t.Errorf("HTML error page: %v", err)
 	}
 }
 

@@ -151,7 +151,7 @@ func TestDaemonUpload(t *testing.T) {
 		t.Errorf("credentials: %+v", c)
 	}
 	mustUpload(t, u.twineUpload(t, dev, tok, u.wheel(t, "pkg-d", "1.0")))
-	mustRefuse(t, u.twineUpload(t, prod, tok, u.wheel(t, "pkg-d", "1.1")), "Token denied access to index &#x27;"+prod+"&#x27;")
+	mustRefuse(t, u.twineUpload(t, prod, tok, u.wheel(t, "pkg-d", "1.1")), "Token denied access to index '"+prod+"'")
 
 	// Plain output is the token alone, for scripts.
 	plain := strings.TrimSpace(u.get(t, 0, bed.url+dev+"/").stdout)

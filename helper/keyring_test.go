@@ -97,3 +97,14 @@ func TestKeyringDaemonDown(t *testing.T) {
 		t.Errorf("stderr %q", got)
 	}
 }
+
+// BenchmarkNotRunning is the time a client takes to say that no daemon runs
+// (the target: well under 100 ms).
+func BenchmarkNotRunning(b *testing.B) {
+	c := &Client{Socket: b.TempDir() + "/no-daemon"}
+	for b.Loop() {
+		if _, err := c.Status(context.Background()); err == nil {
+			b.Fatal("a daemon answered")
+		}
+	}
+}
