@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build test unit cross e2e bench demo venv deps clean
+.PHONY: all build test unit cross pytest e2e bench demo venv deps clean
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/devpi-credd
 
 ## test: everything CI runs.
-test: unit cross e2e
+test: unit cross pytest e2e
 
 unit:
 	$(GO) vet ./...
@@ -33,8 +33,21 @@ cross:
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
-e2e: venv
+# The Python keyring backend, against the real binary and a stand-in daemon.
+pytest: build venv
+	DEVPI_CREDD_BIN=$(CURDIR)/$(BIN) $(VENV)/client/bin/python -m pytest -q -p no:cacheprovider packaging/python/tests
+
+e2e: deps venv
 	DEVPI_CREDD_VENV=$(VENV) $(GO) test -race -count=1 -tags e2e -timeout 20m ./e2e/
+
+## deps: system packages the test bed runs (nginx, in front of devpi-server).
+deps:
+	@command -v nginx >/dev/null || PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
+	  else \
+	    echo "nginx is missing: sudo apt-get install nginx-light" >&2; exit 1; \
+	  fi; }
 
 ## bench: Go benchmarks; devpi-credd beside devpi-client (Python); load on
 ## the daemon's socket beside a bare Go server on a socket (the ceiling).
@@ -46,8 +59,10 @@ bench: build venv
 demo: build venv
 	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)
 
-## venv: the pinned Python programs the e2e tests and the demo drive.
-venv: $(VENV)/server/.installed $(VENV)/client/.installed
+## venv: the pinned Python programs the e2e tests and the demo drive:
+## server (devpi-server + plugins), client (devpi-client, twine, keyring, uv,
+## and our keyring backend), pip25 (a pip that asks keyrings the old way).
+venv: $(VENV)/server/.installed $(VENV)/client/.installed $(VENV)/pip25/.installed $(VENV)/client/.backend
 
 $(VENV)/%/.installed: e2e/requirements-%.txt
 	rm -rf $(VENV)/$*
@@ -55,6 +70,11 @@ $(VENV)/%/.installed: e2e/requirements-%.txt
 	$(VENV)/$*/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(VENV)/$*/bin/python -m pip install -q --disable-pip-version-check --no-deps -r $<
 	$(VENV)/$*/bin/python -m pip check
+	touch $@
+
+# Our keyring backend, rebuilt when its sources change.
+$(VENV)/client/.backend: $(VENV)/client/.installed $(wildcard packaging/python/pyproject.toml packaging/python/src/*/*.py)
+	$(VENV)/client/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./packaging/python
 	touch $@
 
 clean:

@@ -1,0 +1,88 @@
+"""keyring backend that answers with short-lived devpi tokens minted by the
+devpi-credd daemon, for the services devpi-credd knows, and with nothing for
+all others, so that other backends keep answering for theirs.
+
+The protocol lives in devpi-credd itself: this backend runs
+``devpi-credd keyring --mode creds --output json get SERVICE [USERNAME]``
+and reads its answer (exit 0: JSON; exit 1: nothing for this service).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from keyring.backend import KeyringBackend
+from keyring.compat import properties
+from keyring.credentials import SimpleCredential
+from keyring.errors import PasswordDeleteError, PasswordSetError
+
+__version__ = "0.1.0"
+
+# Bounded: a lookup never hangs the tool that asked. devpi-credd itself
+# gives up on a daemon that does not answer well before this.
+TIMEOUT = 20
+
+
+def _program():
+    """The devpi-credd to run: $DEVPI_CREDD_BIN, else devpi-credd on PATH."""
+    path = os.environ.get("DEVPI_CREDD_BIN") or shutil.which("devpi-credd")
+    if path and os.path.isfile(path) and os.access(path, os.X_OK):
+        return path
+    return None
+
+
+class DevpiCreddKeyring(KeyringBackend):
+    """Short-lived devpi tokens from the devpi-credd daemon."""
+
+    @properties.classproperty
+    def priority(cls):
+        # Above the OS keyrings (5) and keyrings.alt, so that a devpi
+        # server's credentials come from the daemon; services it does not
+        # know fall through to the next backend in keyring's chain.
+        if _program() is None:
+            raise RuntimeError("devpi-credd is not on PATH (or $DEVPI_CREDD_BIN)")
+        return 9
+
+    def _ask(self, service, username):
+        program = _program()
+        if program is None:
+            return None
+        args = [program, "keyring", "--mode", "creds", "--output", "json", "get", service]
+        if username is not None:
+            args.append(username)
+        try:
+            proc = subprocess.run(
+                args, stdin=subprocess.DEVNULL, capture_output=True,
+                timeout=TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            sys.stderr.write("devpi-credd: no credentials for %s: %s\n" % (service, e))
+            return None
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        if err:
+            # devpi-credd says in one line why there are no credentials.
+            sys.stderr.write(err + "\n")
+        if proc.returncode != 0:
+            return None
+        try:
+            data = json.loads(proc.stdout)
+            return SimpleCredential(data["username"], data["password"])
+        except (ValueError, KeyError, TypeError):
+            sys.stderr.write("devpi-credd: unreadable answer for %s\n" % service)
+            return None
+
+    def get_credential(self, service, username):
+        return self._ask(service, username)
+
+    def get_password(self, service, username):
+        cred = self._ask(service, username)
+        return cred.password if cred is not None else None
+
+    def set_password(self, service, username, password):
+        raise PasswordSetError(
+            "devpi-credd mints tokens; store a long-lived one with "
+            "'devpi-credd token login'")
+
+    def delete_password(self, service, username):
+        raise PasswordDeleteError("devpi-credd holds no password to delete")

@@ -1,0 +1,141 @@
+"""Tests of the keyring backend against the real devpi-credd binary
+($DEVPI_CREDD_BIN, built by make) and a stand-in daemon on a Unix socket
+that answers the local API as devpi-credd's daemon does (localapi)."""
+
+import http.server
+import json
+import os
+import socketserver
+import threading
+
+import pytest
+
+import keyring
+import keyring.backends.chainer
+from keyring.errors import PasswordDeleteError, PasswordSetError
+
+import devpi_credd_keyring
+from devpi_credd_keyring import DevpiCreddKeyring
+
+KNOWN = "http://devpi.test:3141/"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def address_string(self):
+        return "unix"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(body)
+        if not body["url"].startswith(KNOWN):
+            status, reply = 404, {"error": "no configured server matches " + body["url"], "code": "not_found"}
+        elif body.get("username") not in (None, "alice"):
+            status, reply = 403, {"error": "the token for local is user 'alice''s", "code": "refused"}
+        else:
+            status, reply = 200, {"username": "alice", "password": "devpi-SHORTLIVED", "expires": 1,
+                                  "server": "local", "token_id": "abcd2345", "caveats": ["expires=1"]}
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def program():
+    path = os.environ.get("DEVPI_CREDD_BIN")
+    if not path:
+        pytest.fail("set DEVPI_CREDD_BIN to a built devpi-credd (make test does)")
+    return path
+
+
+@pytest.fixture
+def daemon(tmp_path, monkeypatch, program):
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    sock = str(run / "socket")
+    server = _Server(sock, _Handler)
+    server.requests = []
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    monkeypatch.setenv("DEVPI_CREDD_SOCKET", sock)
+    monkeypatch.setenv("DEVPI_CREDD_BIN", program)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_known_service(daemon, capfd):
+    k = DevpiCreddKeyring()
+    cred = k.get_credential(KNOWN + "alice/dev/+simple/", None)
+    assert (cred.username, cred.password) == ("alice", "devpi-SHORTLIVED")
+    assert daemon.requests[-1] == {"url": KNOWN + "alice/dev/+simple/"}
+    assert k.get_password(KNOWN + "alice/dev/", "alice") == "devpi-SHORTLIVED"
+    assert daemon.requests[-1] == {"url": KNOWN + "alice/dev/", "username": "alice"}
+    assert capfd.readouterr().err == ""
+
+
+def test_unknown_service_steps_aside_silently(daemon, capfd):
+    k = DevpiCreddKeyring()
+    assert k.get_credential("https://pypi.org/simple/", None) is None
+    assert k.get_password("https://pypi.org/simple/", "bob") is None
+    assert capfd.readouterr().err == ""
+
+
+def test_refused_says_why_in_one_line(daemon, capfd):
+    assert DevpiCreddKeyring().get_password(KNOWN, "mallory") is None
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "devpi-credd: no credentials for" in err and "alice" in err
+
+
+def test_daemon_down(tmp_path, monkeypatch, program, capfd):
+    monkeypatch.setenv("DEVPI_CREDD_SOCKET", str(tmp_path / "nothing" / "socket"))
+    monkeypatch.setenv("DEVPI_CREDD_BIN", program)
+    assert DevpiCreddKeyring().get_credential(KNOWN, None) is None
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "daemon is not running" in err
+
+
+def test_writes_refused(daemon):
+    k = DevpiCreddKeyring()
+    with pytest.raises(PasswordSetError):
+        k.set_password(KNOWN, "alice", "x")
+    with pytest.raises(PasswordDeleteError):
+        k.delete_password(KNOWN, "alice")
+
+
+def test_not_viable_without_program(monkeypatch, tmp_path):
+    monkeypatch.delenv("DEVPI_CREDD_BIN", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert not DevpiCreddKeyring.viable
+    monkeypatch.setenv("DEVPI_CREDD_BIN", str(tmp_path / "missing"))
+    assert not DevpiCreddKeyring.viable
+
+
+def test_registered_and_chained_with_other_backends(daemon, tmp_path, monkeypatch):
+    """keyring finds the backend by its entry point, puts it first, and an
+    unrelated backend (keyrings.alt's plain-text file) still answers for a
+    service devpi-credd does not know."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    from keyrings.alt.file import PlaintextKeyring
+    PlaintextKeyring().set_password("https://other.example/", "carol", "carols-password")
+    names = [type(b).__name__ for b in keyring.backend.get_all_keyring()]
+    assert "DevpiCreddKeyring" in names
+    chain = keyring.backends.chainer.ChainerBackend()
+    assert type(chain.backends[0]).__name__ == "DevpiCreddKeyring"
+    assert chain.get_password(KNOWN + "alice/dev/", "alice") == "devpi-SHORTLIVED"
+    assert chain.get_password("https://other.example/", "carol") == "carols-password"
+    assert chain.get_credential(KNOWN, None).password == "devpi-SHORTLIVED"
+
+
+def test_version():
+    assert devpi_credd_keyring.__version__
