@@ -27,6 +27,9 @@ import (
 const (
 	DefaultTTL = 5 * time.Minute
 	MaxTTL     = time.Hour
+	// SessionTTL bounds session tokens, which devpi-client holds for a
+	// working day as its own login does (10 hours).
+	SessionTTL = 10 * time.Hour
 )
 
 // Config is a validated configuration.
@@ -35,7 +38,9 @@ type Config struct {
 	Socket     string
 	DefaultTTL time.Duration
 	MaxTTL     time.Duration
-	AuditLog   string
+	// MaxSessionTTL bounds session tokens (devpi-login).
+	MaxSessionTTL time.Duration
+	AuditLog      string
 	// AllowUIDs may use the daemon besides its own user and root.
 	AllowUIDs []int
 	// Servers, sorted by name.
@@ -109,6 +114,7 @@ type fileConfig struct {
 	Socket     string                `mapstructure:"socket"`
 	DefaultTTL string                `mapstructure:"default_ttl"`
 	MaxTTL     string                `mapstructure:"max_ttl"`
+	MaxSession string                `mapstructure:"max_session_ttl"`
 	AuditLog   string                `mapstructure:"audit_log"`
 	AllowUIDs  []int                 `mapstructure:"allow_uids"`
 	Servers    map[string]fileServer `mapstructure:"servers"`
@@ -140,6 +146,7 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 	v.SetDefault("socket", "")
 	v.SetDefault("default_ttl", DefaultTTL.String())
 	v.SetDefault("max_ttl", MaxTTL.String())
+	v.SetDefault("max_session_ttl", SessionTTL.String())
 	v.SetDefault("audit_log", "")
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("%s: %s", path, oneLine(err.Error()))
@@ -172,6 +179,9 @@ func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	if c.MaxTTL, err = positive("max_ttl", fc.MaxTTL); err != nil {
+		return nil, err
+	}
+	if c.MaxSessionTTL, err = positive("max_session_ttl", fc.MaxSession); err != nil {
 		return nil, err
 	}
 	if c.DefaultTTL > c.MaxTTL {

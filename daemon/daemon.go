@@ -33,6 +33,9 @@ type Options struct {
 	// Backend picks where a server's root token lives; the default is the
 	// file or keychain the config names.
 	Backend func(config.Server) store.Backend
+	// RefreshEvery is how often devpi-client logins are checked (default
+	// a minute).
+	RefreshEvery time.Duration
 }
 
 // Daemon serves the local API. Its config and the root tokens that config
@@ -88,6 +91,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	if opts.Backend == nil {
 		opts.Backend = config.Server.Backend
+	}
+	if opts.RefreshEvery == 0 {
+		opts.RefreshEvery = time.Minute
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now()}
 	d.bases.m = map[string]basesEntry{}
@@ -316,7 +322,14 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 			return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, fmt.Sprintf("ttl %q is not a duration of at least 1s, such as \"2m\"", req.TTL)}
 		}
 	}
-	ttl = min(ttl, cfg.MaxTTL)
+	if req.Session {
+		if req.TTL == "" {
+			ttl = cfg.MaxSessionTTL
+		}
+		ttl = min(ttl, cfg.MaxSessionTTL)
+	} else {
+		ttl = min(ttl, cfg.MaxTTL)
+	}
 	rs := st.roots[srv.Name]
 	if rs == nil || rs.err != nil {
 		reason := "no root token loaded"
@@ -330,6 +343,9 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	target, err := Classify(srv.URL, u)
 	if err != nil {
 		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error()}
+	}
+	if req.Session {
+		target = Target{Op: OpSession}
 	}
 	entry.Op = string(target.Op)
 	var bases []string
@@ -380,7 +396,7 @@ func (d *Daemon) Status() localapi.Status {
 	st := localapi.Status{
 		PID: os.Getpid(), Version: d.opts.Version, Started: d.started, Config: cfg.Path,
 		Socket: cfg.Socket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
-		MaxTTL: cfg.MaxTTL.String(), Minted: d.minted.Load(), Refused: d.refused.Load(),
+		MaxTTL: cfg.MaxTTL.String(), MaxSession: cfg.MaxSessionTTL.String(), Minted: d.minted.Load(), Refused: d.refused.Load(),
 		Servers: []localapi.ServerStatus{},
 	}
 	if e := d.cfgErr.Load(); e != nil {
@@ -460,6 +476,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer cancel()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- d.watch(ctx, reload) }()
+	refreshed := make(chan struct{})
+	go func() { defer close(refreshed); d.refreshDevpiClient(ctx, d.opts.RefreshEvery) }()
+	defer func() { <-refreshed }()
 	d.log.Info("serving", "socket", cfg.Socket, "config", cfg.Path, "servers", len(cfg.Servers), "audit_log", cfg.AuditLog, "peer_check", PeerCheck)
 	err = d.Serve(ctx, l)
 	cancel()

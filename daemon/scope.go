@@ -17,14 +17,18 @@ import (
 type Op string
 
 const (
-	OpRead   Op = "read"   // pkg_read: simple pages, files, project pages
-	OpUpload Op = "upload" // upload to USER/INDEX
+	OpRead    Op = "read"    // pkg_read: simple pages, files, project pages
+	OpUpload  Op = "upload"  // upload to USER/INDEX
+	OpSession Op = "session" // a client's session: anything the root token may
 )
 
-// Permission is the devpi permission an Op needs.
+// Permission is the devpi permission an Op needs ("" for a session).
 func (o Op) Permission() string {
-	if o == OpUpload {
+	switch o {
+	case OpUpload:
 		return "upload"
+	case OpSession:
+		return ""
 	}
 	return "pkg_read"
 }
@@ -162,7 +166,7 @@ func plan(root *token.Token, srv *config.Server, target Target, bases []string, 
 	}
 	perm := target.Op.Permission()
 	for _, allowed := range [][]string{scope.Allowed, srv.Allowed} {
-		if allowed != nil && !slices.Contains(allowed, perm) {
+		if perm != "" && allowed != nil && !slices.Contains(allowed, perm) {
 			return nil, refusedf("%s needs permission %q, which the root token or config for %s does not allow (allowed: %s)", target.Op, perm, srv.Name, strings.Join(allowed, ","))
 		}
 	}
@@ -200,7 +204,9 @@ func plan(root *token.Token, srv *config.Server, target Target, bases []string, 
 		p.Caveats = append(p.Caveats, r)
 	}
 	p.Caveats = append(p.Caveats, token.Expires(expires))
-	add(token.Allowed(perm))
+	if perm != "" {
+		add(token.Allowed(perm))
+	}
 	if indexes != nil {
 		add(token.Indexes(indexes...))
 	}

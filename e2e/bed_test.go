@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"text/template"
 	"time"
 )
 
@@ -36,6 +37,11 @@ type testBed struct {
 	rootPW  string // root's session secret
 	server  *exec.Cmd
 	exited  chan error
+	// locked is nginx in front of devpi-server with devpi-lockdown: every
+	// request needs credentials, and a read without them gets a 401.
+	locked      string
+	nginx       *exec.Cmd
+	nginxExited chan error
 	logPath string
 	mkwheel string
 	users   atomic.Int64
@@ -71,6 +77,13 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer b.stopServer()
+	if err := b.startNginx(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: starting nginx:", err)
+		b.dumpFile(filepath.Join(b.dir, "nginx", "error.log"))
+		b.stopNginx()
+		return 1
+	}
+	defer b.stopNginx()
 	bed = b
 	code := m.Run()
 	if code != 0 {
@@ -174,6 +187,117 @@ func (b *testBed) stopServer() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-b.exited
 	}
+}
+
+// nginxConf puts nginx in front of devpi-server as devpi-lockdown's
+// documentation does (auth_request to /+authcheck), except that an
+// unauthenticated request gets a 401, not a redirect to a login page:
+// pip asks a keyring only after a 401.
+const nginxConf = `
+{{.User}}
+daemon off;
+worker_processes 1;
+pid {{.Dir}}/nginx.pid;
+error_log {{.Dir}}/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log {{.Dir}}/access.log;
+    client_body_temp_path {{.Dir}}/body;
+    proxy_temp_path {{.Dir}}/proxy;
+    fastcgi_temp_path {{.Dir}}/fastcgi;
+    uwsgi_temp_path {{.Dir}}/uwsgi;
+    scgi_temp_path {{.Dir}}/scgi;
+    client_max_body_size 64m;
+    server {
+        listen 127.0.0.1:{{.Port}};
+        recursive_error_pages on;
+        error_page 401 = @error401;
+        location @error401 {
+            add_header WWW-Authenticate 'Basic realm="devpi"' always;
+            return 401 "authentication required\n";
+        }
+        auth_request /+authcheck;
+        location = /+authcheck {
+            internal;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-outside-url $scheme://$http_host;
+            proxy_pass {{.Upstream}};
+        }
+        location / {
+            proxy_set_header X-outside-url $scheme://$http_host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_pass {{.Upstream}};
+        }
+    }
+}
+`
+
+func (b *testBed) startNginx() error {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
+			return fmt.Errorf("nginx is not installed (make deps installs it)")
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	dir := filepath.Join(b.dir, "nginx")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	user := ""
+	if os.Getuid() == 0 {
+		// Workers must reach the private temp directories.
+		user = "user root;"
+	}
+	var conf bytes.Buffer
+	err = template.Must(template.New("nginx").Parse(nginxConf)).Execute(&conf, map[string]any{
+		"User": user, "Dir": dir, "Port": port, "Upstream": strings.TrimSuffix(b.url, "/"),
+	})
+	if err != nil {
+		return err
+	}
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
+		return err
+	}
+	b.locked = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	b.nginx = exec.Command(bin, "-c", confPath, "-p", dir)
+	b.nginx.Stdout, b.nginx.Stderr = os.Stderr, os.Stderr
+	b.nginx.SysProcAttr = serverProcAttr()
+	if err := b.nginx.Start(); err != nil {
+		return err
+	}
+	b.nginxExited = make(chan error, 1)
+	go func() { b.nginxExited <- b.nginx.Wait() }()
+	// /+api is always open under devpi-lockdown: ready when it answers.
+	return waitReady(b.locked+"+api", b.nginxExited, time.Minute)
+}
+
+func (b *testBed) stopNginx() {
+	if b.nginx == nil || b.nginx.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-b.nginx.Process.Pid, syscall.SIGQUIT)
+	select {
+	case <-b.nginxExited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-b.nginx.Process.Pid, syscall.SIGKILL)
+		<-b.nginxExited
+	}
+}
+
+func (b *testBed) dumpFile(path string) {
+	data, _ := os.ReadFile(path)
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	fmt.Fprintf(os.Stderr, "--- last of %s ---\n%s\n", path, data)
 }
 
 func (b *testBed) dumpLog() {

@@ -17,8 +17,13 @@ type CredentialsRequest struct {
 	URL string `json:"url"`
 	// Username, when the caller already has one; it must be the token's.
 	Username string `json:"username,omitempty"`
-	// TTL such as "2m"; the daemon clamps it to its max_ttl.
+	// TTL such as "2m"; the daemon clamps it to its max_ttl (max_session_ttl
+	// for a session).
 	TTL string `json:"ttl,omitempty"`
+	// Session asks for a token for a whole client session on the server
+	// (devpi-client's login): limited by its expiry and the server's
+	// configured restrictions only, not by the URL.
+	Session bool `json:"session,omitempty"`
 }
 
 // Credentials is a freshly minted token and what it is for.
@@ -60,6 +65,7 @@ type Status struct {
 	AuditLog   string         `json:"audit_log"`
 	DefaultTTL string         `json:"default_ttl"`
 	MaxTTL     string         `json:"max_ttl"`
+	MaxSession string         `json:"max_session_ttl"`
 	Locked     bool           `json:"locked"`
 	Minted     int64          `json:"minted"`
 	Refused    int64          `json:"refused"`

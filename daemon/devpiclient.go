@@ -1,0 +1,72 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// refreshDevpiClient keeps the devpi-client logins that 'devpi-credd
+// devpi-login' wrote fresh, for servers with devpi_client = true: when the
+// session token in devpi-client's auth.json has less than a third of
+// max_session_ttl left, it is replaced by a new one. Entries that are not a
+// token of the same user (a password login) are left alone.
+func (d *Daemon) refreshDevpiClient(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		d.refreshDevpiClientOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Daemon) refreshDevpiClientOnce(ctx context.Context) {
+	st := d.state.Load()
+	cd, err := devpi.ClientDir(d.opts.Getenv)
+	if err != nil {
+		return
+	}
+	now := d.opts.Now()
+	for _, s := range st.cfg.Servers {
+		rs := st.roots[s.Name]
+		if !s.DevpiClient || rs == nil || rs.err != nil {
+			continue
+		}
+		root := s.URL.String()
+		auth, ok, err := cd.Auth(root, rs.tok.User())
+		if err != nil || !ok {
+			continue
+		}
+		cur, err := token.Parse(auth.Secret)
+		if err != nil {
+			continue
+		}
+		exp := cur.Scope().Expires
+		if exp == nil || exp.Sub(now) > st.cfg.MaxSessionTTL/3 {
+			continue
+		}
+		creds, entry, aerr := d.Mint(ctx, localapi.CredentialsRequest{URL: root, Session: true})
+		entry.Peer = Peer{UID: os.Getuid(), PID: os.Getpid(), Exe: "devpi-credd (devpi-client refresh)"}
+		entry.Note = "devpi-client login refreshed"
+		if aerr != nil {
+			entry.Event, entry.Reason = "refuse", aerr.msg
+			d.writeAudit(entry)
+			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "reason", aerr.msg)
+			continue
+		}
+		if err := cd.SetAuth(root, devpi.Auth{User: creds.Username, Secret: creds.Password}); err != nil {
+			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "err", err)
+			continue
+		}
+		d.writeAudit(entry)
+		d.log.Info("devpi-client login refreshed", "server", s.Name, "expires", time.Unix(creds.Expires, 0).UTC())
+	}
+}
