@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -388,15 +389,25 @@ func (u *user) newIndex(t *testing.T, name string, bases ...string) string {
 
 // env is the environment of every program a test runs: a private HOME, no
 // keyring that could answer, and nothing from the developer's own setup.
+// extra overrides; "KEY=" with nothing after it removes KEY.
 func (u *user) env(extra ...string) []string {
-	return append([]string{
+	base := []string{
 		"HOME=" + u.home,
 		"PATH=/usr/local/bin:/usr/bin:/bin",
 		"DEVPI_CLIENTDIR=" + filepath.Join(u.home, ".devpi", "client"),
 		"PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring",
 		"TZ=UTC",
 		"LANG=C.UTF-8",
-	}, extra...)
+	}
+	var out []string
+	for _, kv := range append(base, extra...) {
+		key, value, _ := strings.Cut(kv, "=")
+		out = slices.DeleteFunc(out, func(o string) bool { return strings.HasPrefix(o, key+"=") })
+		if value != "" {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 type result struct {
