@@ -31,21 +31,21 @@ import (
 var bed *testBed
 
 type testBed struct {
-	venv    string // holds server/ and client/ virtualenvs
-	bin     string // devpi-credd, built from this tree
-	dir     string
-	url     string // root URL with a trailing slash
-	rootPW  string // root's session secret
-	server  *exec.Cmd
-	exited  chan error
+	venv   string // holds server/ and client/ virtualenvs
+	bin    string // devpi-credd, built from this tree
+	dir    string
+	url    string // root URL with a trailing slash
+	rootPW string // root's session secret
+	server *exec.Cmd
+	exited chan error
 	// locked is nginx in front of devpi-server with devpi-lockdown: every
 	// request needs credentials, and a read without them gets a 401.
 	locked      string
 	nginx       *exec.Cmd
 	nginxExited chan error
-	logPath string
-	mkwheel string
-	users   atomic.Int64
+	logPath     string
+	mkwheel     string
+	users       atomic.Int64
 }
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
