@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/helper"
 	"github.com/devpi-credd/devpi-credd/localapi"
 	"github.com/devpi-credd/devpi-credd/token"
@@ -770,5 +771,67 @@ func TestSharedSocketForAllowUIDs(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDevpiClientRefresh: with devpi_client = true, the daemon renews the
+// session token in devpi-client's auth.json once it has less than a third
+// of max_session_ttl left, and leaves a password login alone.
+func TestDevpiClientRefresh(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	f.stop()
+	text, _ := os.ReadFile(f.config)
+	cfg := strings.Replace(string(text), `max_ttl = "10m"`, "max_ttl = \"10m\"\nmax_session_ttl = \"30s\"", 1) + "devpi_client = true\n"
+	_ = os.WriteFile(f.config, []byte(cfg), 0o600)
+	clientDir := filepath.Join(f.dir, "devpi-client")
+	env := map[string]string{"DEVPI_CLIENTDIR": clientDir}
+	cd := devpi.StateDir{Dir: clientDir}
+	// A session token with 5 s left: less than a third of 30 s.
+	old, _ := mintRoot(t, "abcd2345").Derive(token.Expires(time.Now().Add(5 * time.Second)))
+	if err := cd.SetAuth("http://h/", devpi.Auth{User: "alice", Secret: old.Reveal()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cd.SetAuth("http://other/", devpi.Auth{User: "alice", Secret: "a password session"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Options{ConfigPath: f.config, Getenv: func(k string) string { return env[k] },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RefreshEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	var fresh *token.Token
+	waitFor(t, 5*time.Second, "devpi-client login renewed", func() bool {
+		a, ok, _ := cd.Auth("http://h/", "alice")
+		if !ok {
+			return false
+		}
+		tok, err := token.Parse(a.Secret)
+		if err != nil || tok.Equal(old) {
+			return false
+		}
+		fresh = tok
+		return true
+	})
+	if exp := fresh.Scope().Expires; exp == nil || time.Until(*exp) < 20*time.Second {
+		t.Errorf("renewed token expires %v, want about 30 s from now", exp)
+	}
+	if err := fresh.Verify(testKey, token.Request{Index: "alice/dev", Permission: "upload"}); err != nil {
+		t.Errorf("session token refused for an upload: %v", err)
+	}
+	if a, _, _ := cd.Auth("http://other/", "alice"); a.Secret != "a password session" {
+		t.Error("a password login was touched")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	d.Close()
+	lines := readLines(t, f.audit)
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"op":"session"`) || !strings.Contains(last, "devpi-client login refreshed") {
+		t.Errorf("no refresh in the audit log: %s", last)
 	}
 }
