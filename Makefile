@@ -56,7 +56,7 @@ bench: build venv
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
 	bench/daemon.sh $(BIN)
 
-demo: build venv
+demo: build deps venv
 	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)
 
 ## venv: the pinned Python programs the e2e tests and the demo drive:

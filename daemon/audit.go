@@ -12,10 +12,14 @@ import (
 // Peer is the process at the other end of a connection, as the kernel
 // reports it. Known is false where the system cannot tell.
 type Peer struct {
-	UID   int    `json:"uid"`
-	PID   int    `json:"pid"`
-	Exe   string `json:"exe,omitempty"`
-	Known bool   `json:"-"`
+	UID int    `json:"uid"`
+	PID int    `json:"pid"`
+	Exe string `json:"exe,omitempty"`
+	// The caller's parent: for a keyring helper, the tool that ran it (pip,
+	// uv, twine's Python).
+	PPID      int    `json:"ppid,omitempty"`
+	ParentExe string `json:"parent_exe,omitempty"`
+	Known     bool   `json:"-"`
 }
 
 // auditEntry is one line of the audit log: every mint and every refusal.

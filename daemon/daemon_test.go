@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,6 +228,9 @@ func TestMintUploadAndRefusals(t *testing.T) {
 	if first.Event != "mint" || first.TokenID != "abcd2345" || first.Op != "upload" || first.Peer.UID != os.Getuid() ||
 		first.Peer.PID <= 0 || first.Server != "local" || len(first.Caveats) != 3 {
 		t.Errorf("audit line = %+v", first)
+	}
+	if runtime.GOOS == "linux" && (first.Peer.PPID <= 0 || first.Peer.ParentExe == "" || first.Peer.Exe == "") {
+		t.Errorf("audit line lacks the caller's executable or parent: %+v", first.Peer)
 	}
 	noSecrets(t, strings.Join(lines, "\n")+f.logs.String(), root, tok)
 }

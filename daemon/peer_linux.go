@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +29,32 @@ func peerOf(c net.Conn) Peer {
 	})
 	if p.PID > 0 {
 		p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/exe")
+		p.PPID = parentPID(p.PID)
+		if p.PPID > 0 {
+			p.ParentExe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PPID) + "/exe")
+		}
 	}
 	return p
+}
+
+// parentPID reads the fourth field of /proc/PID/stat; the second, the
+// command name, is in parentheses and may hold spaces.
+func parentPID(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // peerCredentials: this system tells who is calling; an unknown caller is

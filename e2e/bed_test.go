@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 )
 
@@ -190,51 +189,6 @@ func (b *testBed) stopServer() {
 	}
 }
 
-// nginxConf puts nginx in front of devpi-server as devpi-lockdown's
-// documentation does (auth_request to /+authcheck), except that an
-// unauthenticated request gets a 401, not a redirect to a login page:
-// pip asks a keyring only after a 401.
-const nginxConf = `
-{{.User}}
-daemon off;
-worker_processes 1;
-pid {{.Dir}}/nginx.pid;
-error_log {{.Dir}}/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log {{.Dir}}/access.log;
-    client_body_temp_path {{.Dir}}/body;
-    proxy_temp_path {{.Dir}}/proxy;
-    fastcgi_temp_path {{.Dir}}/fastcgi;
-    uwsgi_temp_path {{.Dir}}/uwsgi;
-    scgi_temp_path {{.Dir}}/scgi;
-    client_max_body_size 64m;
-    server {
-        listen 127.0.0.1:{{.Port}};
-        recursive_error_pages on;
-        error_page 401 = @error401;
-        location @error401 {
-            add_header WWW-Authenticate 'Basic realm="devpi"' always;
-            return 401 "authentication required\n";
-        }
-        auth_request /+authcheck;
-        location = /+authcheck {
-            internal;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-outside-url $scheme://$http_host;
-            proxy_pass {{.Upstream}};
-        }
-        location / {
-            proxy_set_header X-outside-url $scheme://$http_host;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_pass {{.Upstream}};
-        }
-    }
-}
-`
-
 func (b *testBed) startNginx() error {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -256,15 +210,15 @@ func (b *testBed) startNginx() error {
 		// Workers must reach the private temp directories.
 		user = "user root;"
 	}
-	var conf bytes.Buffer
-	err = template.Must(template.New("nginx").Parse(nginxConf)).Execute(&conf, map[string]any{
-		"User": user, "Dir": dir, "Port": port, "Upstream": strings.TrimSuffix(b.url, "/"),
-	})
+	// e2e/nginx.conf.in is shared with make demo.
+	tmpl, err := os.ReadFile("nginx.conf.in")
 	if err != nil {
 		return err
 	}
+	conf := strings.NewReplacer("@USER@", user, "@DIR@", dir, "@PORT@", fmt.Sprint(port),
+		"@UPSTREAM@", strings.TrimSuffix(b.url, "/")).Replace(string(tmpl))
 	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return err
 	}
 	b.locked = fmt.Sprintf("http://127.0.0.1:%d/", port)

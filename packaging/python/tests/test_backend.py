@@ -83,6 +83,18 @@ def test_known_service(daemon, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_one_token_per_upload(daemon):
+    """twine's get_credential then get_password cost one mint."""
+    k = DevpiCreddKeyring()
+    upload = KNOWN + "alice/dev/"
+    cred = k.get_credential(upload, None)
+    assert k.get_password(upload, cred.username) == cred.password
+    assert len(daemon.requests) == 1
+    # Another user name is never served from the cache.
+    assert k.get_password(upload, "mallory") is None
+    assert len(daemon.requests) == 2
+
+
 def test_unknown_service_steps_aside_silently(daemon, capfd):
     k = DevpiCreddKeyring()
     assert k.get_credential("https://pypi.org/simple/", None) is None

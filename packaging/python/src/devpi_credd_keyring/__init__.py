@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
@@ -24,6 +25,11 @@ __version__ = "0.1.0"
 # gives up on a daemon that does not answer well before this.
 TIMEOUT = 20
 
+# twine asks get_credential, then get_password, for one upload: the second
+# answer comes from the first for this long, well inside any token's life,
+# so one upload costs one token.
+REUSE_SECONDS = 30
+
 
 def _program():
     """The devpi-credd to run: $DEVPI_CREDD_BIN, else devpi-credd on PATH."""
@@ -35,6 +41,10 @@ def _program():
 
 class DevpiCreddKeyring(KeyringBackend):
     """Short-lived devpi tokens from the devpi-credd daemon."""
+
+    def __init__(self):
+        super().__init__()
+        self._recent = {}
 
     @properties.classproperty
     def priority(cls):
@@ -72,11 +82,21 @@ class DevpiCreddKeyring(KeyringBackend):
             sys.stderr.write("devpi-credd: unreadable answer for %s\n" % service)
             return None
 
+    def _cached(self, service, username):
+        hit = self._recent.get(service)
+        now = time.monotonic()
+        if hit and now - hit[0] < REUSE_SECONDS and username in (None, hit[1].username):
+            return hit[1]
+        cred = self._ask(service, username)
+        if cred is not None:
+            self._recent[service] = (now, cred)
+        return cred
+
     def get_credential(self, service, username):
-        return self._ask(service, username)
+        return self._cached(service, username)
 
     def get_password(self, service, username):
-        cred = self._ask(service, username)
+        cred = self._cached(service, username)
         return cred.password if cred is not None else None
 
     def set_password(self, service, username, password):
