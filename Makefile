@@ -54,6 +54,7 @@ deps:
 bench: build venv
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/ ./helper/
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
+	DEVPI_CREDD_VENV=$(VENV) bench/keyring.sh $(BIN)
 	bench/daemon.sh $(BIN)
 
 demo: build deps venv

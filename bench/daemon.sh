@@ -12,26 +12,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
 go build -o "$work/load" "$here/bench/load"
-mkdir -m 700 "$work/run" "$work/tokens"
-"$work/load" -mktoken "$work/tokens/bench.token"
-cat >"$work/config.toml" <<TOML
-socket = "$work/run/socket"
-audit_log = "$work/audit.log"
-[servers.bench]
-url = "http://127.0.0.1:3141/"
-token_file = "$work/tokens/bench.token"
-TOML
-
-wait_socket() {
-  for _ in $(seq 1 200); do [[ -S $1 ]] && return 0; sleep 0.05; done
-  echo "no socket at $1" >&2; return 1
-}
-
-"$bin" serve --config "$work/config.toml" --log-level warn &
-pids+=($!)
-daemon=$!
-wait_socket "$work/run/socket"
+start_daemon "$bin" "$work/load"
+daemon=$daemon_pid
 sleep 1 # let start-up garbage settle before reading idle RSS
 echo "== devpi-credd serve: POST /v1/credentials (upload scope, audit line each)"
 "$work/load" -socket "$work/run/socket" -pid "$daemon" -c 64 -d 10s

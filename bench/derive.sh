@@ -20,16 +20,8 @@ open(sys.argv[1], "w").write("devpi-" + m.serialize() + "\n")
 PY
 chmod 600 "$work/root.token"
 
-# mean_ms N CMD...: runs CMD N times, prints the mean milliseconds per run.
-mean_ms() {
-  local n=$1; shift
-  "$@" >/dev/null 2>&1 # warm the page cache
-  local start end
-  start=$(date +%s%N)
-  for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1; done
-  end=$(date +%s%N)
-  awk -v d=$((end - start)) -v n="$n" 'BEGIN { printf "%.2f", d / n / 1e6 }'
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 printf '%-44s %10s\n' "command (whole process, mean of runs)" "ms/run"
 printf '%-44s %10s\n' "devpi-credd token derive -e 1h -i bench/dev" "$(mean_ms 200 "$bin" token derive -f "$work/root.token" -e 1h -i bench/dev)"

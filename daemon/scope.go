@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
@@ -43,9 +44,13 @@ type Target struct {
 // Names the server accepts in a path: devpi user and index names, and
 // project names (PEP 508). Anything else could not become a caveat, and a
 // token must never lose a restriction because a name was odd.
+// Compiled on first use: every process pays for package-level regexps at
+// start, and the keyring helper, started per lookup, never needs these.
 var (
-	validIndexPart = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	validProject   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+	validIndexPart = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`) })
+	validProject   = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+	})
 )
 
 // Classify reads the path of u below the server root:
@@ -69,7 +74,7 @@ func Classify(root, u *url.URL) (Target, error) {
 	if len(segs) < 2 || strings.HasPrefix(segs[0], "+") || strings.HasPrefix(segs[1], "+") {
 		return Target{Op: OpRead}, nil
 	}
-	if !validIndexPart.MatchString(segs[0]) || !validIndexPart.MatchString(segs[1]) {
+	if !validIndexPart().MatchString(segs[0]) || !validIndexPart().MatchString(segs[1]) {
 		return Target{}, fmt.Errorf("%q is not a devpi USER/INDEX", segs[0]+"/"+segs[1])
 	}
 	t := Target{Op: OpRead, Index: segs[0] + "/" + segs[1]}
@@ -84,7 +89,7 @@ func Classify(root, u *url.URL) (Target, error) {
 	default:
 		t.Project = segs[2]
 	}
-	if t.Project != "" && !validProject.MatchString(t.Project) {
+	if t.Project != "" && !validProject().MatchString(t.Project) {
 		return Target{}, fmt.Errorf("%q is not a project name", t.Project)
 	}
 	return t, nil

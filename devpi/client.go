@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/token"
@@ -221,19 +222,20 @@ func unreachable(err error) bool {
 	return errors.As(err, &oe) || (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
+// Compiled on first use: only an HTML error page needs them.
 var (
-	htmlContent = regexp.MustCompile(`(?s)<div id="content">(.*?)</div>`)
-	htmlTag     = regexp.MustCompile(`(?s)<[^>]*>`)
+	htmlContent = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<div id="content">(.*?)</div>`) })
+	htmlTag     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<[^>]*>`) })
 )
 
 // htmlMessage reads the message of an error page that devpi-web renders
 // instead of JSON: the text of its content block.
 func htmlMessage(body []byte) string {
-	m := htmlContent.FindSubmatch(body)
+	m := htmlContent().FindSubmatch(body)
 	if m == nil {
 		return ""
 	}
-	return strings.Join(strings.Fields(html.UnescapeString(string(htmlTag.ReplaceAll(m[1], []byte(" "))))), " ")
+	return strings.Join(strings.Fields(html.UnescapeString(string(htmlTag().ReplaceAll(m[1], []byte(" "))))), " ")
 }
 
 func netReason(err error) string {

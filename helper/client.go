@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -34,6 +35,8 @@ func IsNotFound(err error) bool {
 }
 
 // Client talks to the daemon. Its zero value is not usable: set Socket.
+// Each call is one connection: a helper process makes one call and exits,
+// so there is no pool to keep (and no transport to start up).
 type Client struct {
 	Socket string
 	// DialTimeout bounds connecting; a daemon that is not running fails at
@@ -41,60 +44,52 @@ type Client struct {
 	DialTimeout time.Duration
 	// Timeout bounds a whole call.
 	Timeout time.Duration
-
-	hc *http.Client
-}
-
-func (c *Client) http() *http.Client {
-	if c.hc == nil {
-		dt := c.DialTimeout
-		if dt == 0 {
-			dt = 100 * time.Millisecond
-		}
-		to := c.Timeout
-		if to == 0 {
-			to = 10 * time.Second
-		}
-		d := net.Dialer{Timeout: dt}
-		c.hc = &http.Client{
-			Timeout: to,
-			Transport: &http.Transport{
-				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-					if err := checkSocketDir(c.Socket); err != nil {
-						return nil, err
-					}
-					return d.DialContext(ctx, "unix", c.Socket)
-				},
-				MaxIdleConnsPerHost: 4,
-			},
-		}
-	}
-	return c.hc
 }
 
 func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		payload = b
 	}
-	// The host is a placeholder: the transport always dials the socket.
-	req, err := http.NewRequestWithContext(ctx, method, "http://devpi-credd"+path, rd)
+	// The host is a placeholder: the request goes to the socket.
+	req, err := http.NewRequestWithContext(ctx, method, "http://devpi-credd"+path, bytes.NewReader(payload))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http().Do(req)
+	req.Close = true
+	dt, to := c.DialTimeout, c.Timeout
+	if dt == 0 {
+		dt = 100 * time.Millisecond
+	}
+	if to == 0 {
+		to = 10 * time.Second
+	}
+	if err := checkSocketDir(c.Socket); err != nil {
+		return err
+	}
+	conn, err := (&net.Dialer{Timeout: dt}).DialContext(ctx, "unix", c.Socket)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return fmt.Errorf("no permission to use the daemon's socket %s (it serves its own user)", c.Socket)
 		}
-		if isDialError(err) {
-			return fmt.Errorf("%w (nothing answers on %s)", ErrNotRunning, c.Socket)
-		}
+		return fmt.Errorf("%w (nothing answers on %s)", ErrNotRunning, c.Socket)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(to)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	if err := req.Write(conn); err != nil {
+		return fmt.Errorf("asking the daemon on %s: %v", c.Socket, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
 		return fmt.Errorf("asking the daemon on %s: %v", c.Socket, err)
 	}
 	defer resp.Body.Close()
@@ -113,11 +108,6 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		return fmt.Errorf("the daemon's answer is not JSON: %v", err)
 	}
 	return nil
-}
-
-func isDialError(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // Credentials asks for a token for req.URL.

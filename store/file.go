@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
@@ -57,10 +56,9 @@ func TokenPath(stateDir, name string) string {
 	return filepath.Join(stateDir, "tokens", name+".token")
 }
 
-var (
-	unsafeName = regexp.MustCompile(`[^a-z0-9_-]+`)
-	validName  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-)
+func nameChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-'
+}
 
 // ServerName makes a default name for a server from its root URL: host,
 // port and path in lower-case letters, digits and dashes, which are safe in
@@ -74,18 +72,43 @@ func ServerName(root *url.URL) string {
 	if p := strings.Trim(root.Path, "/"); p != "" {
 		name += "-" + strings.ToLower(p)
 	}
-	name = strings.Trim(unsafeName.ReplaceAllString(name, "-"), "-_")
+	// Each run of other characters becomes one dash.
+	var b strings.Builder
+	dash := false
+	for _, r := range name {
+		if nameChar(r) {
+			if dash {
+				b.WriteByte('-')
+				dash = false
+			}
+			b.WriteRune(r)
+		} else {
+			dash = true
+		}
+	}
+	name = strings.Trim(b.String(), "-_")
 	if len(name) > 64 {
 		name = strings.TrimRight(name[:64], "-_")
 	}
-	if !validName.MatchString(name) {
+	if !ValidName(name) {
 		return "default"
 	}
 	return name
 }
 
-// ValidName reports whether name can name a server (and its token file).
-func ValidName(name string) bool { return validName.MatchString(name) }
+// ValidName reports whether name can name a server (and its token file):
+// 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit.
+func ValidName(name string) bool {
+	if name == "" || len(name) > 64 || name[0] == '_' || name[0] == '-' {
+		return false
+	}
+	for _, r := range name {
+		if !nameChar(r) {
+			return false
+		}
+	}
+	return true
+}
 
 // String says where the token is, for status and messages.
 func (f File) String() string { return f.Path }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -14,7 +15,10 @@ import (
 // "m" is minutes.
 var (
 	unitPattern = `(?P<unit>years?|y|months?|M|weeks?|w|days?|d|hours?|h|minutes?|mins?|m|seconds?|secs?|s)`
-	termRE      = regexp.MustCompile(`^(?P<num>\d+(?:\.\d+)?)[ \t]*` + unitPattern + `(?:[ \t]*,?[ \t]*(?:and)?[ \t]*)`)
+	// Compiled on first use, not at every process start.
+	termRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?P<num>\d+(?:\.\d+)?)[ \t]*` + unitPattern + `(?:[ \t]*,?[ \t]*(?:and)?[ \t]*)`)
+	})
 )
 
 // ParseExpiry reads an expiry argument as devpi-tokens' -e flag does: an
@@ -53,7 +57,7 @@ func addDelta(now time.Time, s string, sign int) (time.Time, error) {
 	}
 	t := now
 	for s != "" {
-		m := termRE.FindStringSubmatch(s)
+		m := termRE().FindStringSubmatch(s)
 		if m == nil {
 			return now, fmt.Errorf("want a number and a unit (y, M, w, d, h, min, s), got %q", s)
 		}

@@ -2,11 +2,11 @@ package token
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // The caveat keys devpi-tokens knows. The server refuses a token that holds
@@ -116,10 +116,26 @@ func NormalizeList(items []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-var pep503 = regexp.MustCompile(`[-_.]+`)
-
 // NormalizeProject is the PEP 503 name normalisation the server applies
-// before comparing projects.
+// before comparing projects: runs of "-", "_" and "." become one "-", and
+// letters become lower case.
 func NormalizeProject(name string) string {
-	return strings.ToLower(pep503.ReplaceAllString(name, "-"))
+	var b strings.Builder
+	b.Grow(len(name))
+	sep := false
+	for _, r := range name {
+		if r == '-' || r == '_' || r == '.' {
+			sep = true
+			continue
+		}
+		if sep {
+			b.WriteByte('-')
+			sep = false
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	if sep {
+		b.WriteByte('-')
+	}
+	return b.String()
 }

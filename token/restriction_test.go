@@ -232,3 +232,14 @@ func TestVerify(t *testing.T) {
 		t.Errorf("forged: %v", err)
 	}
 }
+
+func TestNormalizeProject(t *testing.T) {
+	for in, want := range map[string]string{
+		"Foo.Bar": "foo-bar", "foo__bar": "foo-bar", "A-_.B": "a-b", "x.": "x-", "-x": "-x",
+		"simple": "simple", "Zope.Interface": "zope-interface", "ÄB_c": "äb-c",
+	} {
+		if got := NormalizeProject(in); got != want {
+			t.Errorf("NormalizeProject(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
