@@ -88,16 +88,18 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 		name = "keyring.exe"
 	}
 	link := filepath.Join(dir, name)
-	if target, err := filepath.EvalSymlinks(link); err == nil {
-		if target == self {
+	if st, err := os.Lstat(link); err == nil {
+		target, terr := filepath.EvalSymlinks(link)
+		switch {
+		case st.Mode()&os.ModeSymlink != 0 && terr == nil && target == self:
 			fmt.Fprintf(a.stdout, "%s already runs %s\n", link, self)
 			return a.printKeyringSettings(dir)
-		}
-		if !force {
+		case force:
+		case st.Mode()&os.ModeSymlink != 0 && terr == nil:
 			return &exitError{exitFailed, fmt.Errorf("%s exists (it runs %s); pass --force to replace it", link, target)}
+		default:
+			return &exitError{exitFailed, fmt.Errorf("%s exists; pass --force to replace it", link)}
 		}
-	} else if _, lerr := os.Lstat(link); lerr == nil && !force {
-		return &exitError{exitFailed, fmt.Errorf("%s exists; pass --force to replace it", link)}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

@@ -18,7 +18,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"devpi-credd": func() { os.Exit(Main()) }})
+	// "keyring" too: keyring-link points a link of that name at this test
+	// binary, which must then behave as devpi-credd started as keyring.
+	testscript.Main(m, map[string]func(){
+		"devpi-credd": func() { os.Exit(Main()) },
+		"keyring":     func() { os.Exit(Main()) },
+	})
 }
 
 // scriptRootKey stands in for a server's secret: the scripts mint root
