@@ -60,6 +60,10 @@ type Server struct {
 	// DevpiClient keeps devpi-client's auth.json fresh for this server
 	// (see devpi-login).
 	DevpiClient bool
+	// ReadScope is "index" (read tokens name the index and its bases) or
+	// "server" (read tokens read every index): pip keeps one credential per
+	// host, so several indexes of one server in one pip run need "server".
+	ReadScope string
 }
 
 // Server returns the server called name.
@@ -108,6 +112,7 @@ type fileServer struct {
 	Projects    []string `mapstructure:"projects"`
 	Allowed     []string `mapstructure:"allowed"`
 	DevpiClient bool     `mapstructure:"devpi_client"`
+	ReadScope   string   `mapstructure:"read_scope"`
 }
 
 type fileConfig struct {
@@ -238,7 +243,14 @@ func validateServer(name string, fs fileServer, getenv func(string) string) (Ser
 	if err != nil {
 		return Server{}, err
 	}
-	s := Server{Name: name, URL: u, TokenFile: fs.TokenFile, Keychain: fs.Keychain, DevpiClient: fs.DevpiClient}
+	s := Server{Name: name, URL: u, TokenFile: fs.TokenFile, Keychain: fs.Keychain, DevpiClient: fs.DevpiClient, ReadScope: fs.ReadScope}
+	switch s.ReadScope {
+	case "":
+		s.ReadScope = "index"
+	case "index", "server":
+	default:
+		return Server{}, fmt.Errorf("read_scope = %q: use \"index\" or \"server\"", fs.ReadScope)
+	}
 	switch {
 	case s.Keychain && s.TokenFile != "":
 		return Server{}, errors.New("token_file and keychain = true exclude each other")

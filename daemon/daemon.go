@@ -349,6 +349,9 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	}
 	entry.Op = string(target.Op)
 	var bases []string
+	if target.Op == OpRead && srv.ReadScope == "server" {
+		target.Index, target.Project = "", ""
+	}
 	if target.Op == OpRead && target.Index != "" {
 		// Without the bases a read token would fail on inherited files;
 		// a broader token instead would be more than was asked: say why.
@@ -404,7 +407,7 @@ func (d *Daemon) Status() localapi.Status {
 	}
 	roots := snap.roots
 	for _, s := range cfg.Servers {
-		ss := localapi.ServerStatus{Name: s.Name, URL: s.URL.String()}
+		ss := localapi.ServerStatus{Name: s.Name, URL: s.URL.String(), ReadScope: s.ReadScope}
 		if n, ok := d.perServer.Load(s.Name); ok {
 			ss.Minted = n.(*atomic.Int64).Load()
 		}

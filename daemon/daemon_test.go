@@ -795,9 +795,19 @@ func TestDevpiClientRefresh(t *testing.T) {
 	if err := cd.SetAuth("http://h/", devpi.Auth{User: "alice", Secret: old.Reveal()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cd.SetAuth("http://other/", devpi.Auth{User: "alice", Secret: "a password session"}); err != nil {
+	// bob logged in later with a password on the same server: devpi-client
+	// uses bob now, and a refresh must not change that.
+	if err := cd.SetAuth("http://h/", devpi.Auth{User: "bob", Secret: "bob's password session"}); err != nil {
 		t.Fatal(err)
 	}
+	// A token from another root token is not ours to renew.
+	foreign, _ := mintRoot(t, "zzzz2345").Derive(token.Expires(time.Now().Add(time.Second)))
+	if err := cd.SetAuth("http://other/", devpi.Auth{User: "alice", Secret: foreign.Reveal()}); err != nil {
+		t.Fatal(err)
+	}
+	_ = cd.SetRoot("http://h/")
+	_ = cd.SetAuth("http://h/", devpi.Auth{User: "bob", Secret: "bob's password session"})
+	currentBefore, _ := os.ReadFile(filepath.Join(clientDir, "current.json"))
 	d, err := New(Options{ConfigPath: f.config, Getenv: func(k string) string { return env[k] },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RefreshEvery: 20 * time.Millisecond})
 	if err != nil {
@@ -826,8 +836,17 @@ func TestDevpiClientRefresh(t *testing.T) {
 	if err := fresh.Verify(testKey, token.Request{Index: "alice/dev", Permission: "upload"}); err != nil {
 		t.Errorf("session token refused for an upload: %v", err)
 	}
-	if a, _, _ := cd.Auth("http://other/", "alice"); a.Secret != "a password session" {
-		t.Error("a password login was touched")
+	if a, _, _ := cd.Auth("http://h/", "bob"); a.Secret != "bob's password session" {
+		t.Error("bob's password login was touched")
+	}
+	if a, _, _ := cd.Auth("http://other/", "alice"); a.Secret != foreign.Reveal() {
+		t.Error("a token of another root token was renewed")
+	}
+	if a, _, _ := cd.Auth("http://h/", ""); a.User != "bob" {
+		t.Errorf("the most recent login moved to %s", a.User)
+	}
+	if after, _ := os.ReadFile(filepath.Join(clientDir, "current.json")); string(after) != string(currentBefore) {
+		t.Errorf("current.json changed: %s -> %s", currentBefore, after)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -837,5 +856,25 @@ func TestDevpiClientRefresh(t *testing.T) {
 	lines := readLines(t, f.audit)
 	if last := lines[len(lines)-1]; !strings.Contains(last, `"op":"session"`) || !strings.Contains(last, "devpi-client login refreshed") {
 		t.Errorf("no refresh in the audit log: %s", last)
+	}
+}
+
+func TestReadScopeServer(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	text, _ := os.ReadFile(f.config)
+	_ = os.WriteFile(f.config, append(text, []byte("read_scope = \"server\"\n")...), 0o600)
+	f.reload <- struct{}{}
+	waitFor(t, 2*time.Second, "read_scope reloaded", func() bool { return f.d.Config().Servers[0].ReadScope == "server" })
+	c, err := f.get("http://h/alice/dev/+simple/foo/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Caveats, " "); strings.Contains(got, "indexes=") || strings.Contains(got, "projects=") || !strings.Contains(got, "allowed=pkg_read") {
+		t.Errorf("read_scope server: caveats %s", got)
+	}
+	// Uploads stay scoped to their index.
+	c, _ = f.get("http://h/alice/dev/")
+	if got := strings.Join(c.Caveats, " "); !strings.Contains(got, "indexes=alice/dev") {
+		t.Errorf("upload under read_scope server: %s", got)
 	}
 }

@@ -13,8 +13,10 @@ import (
 // refreshDevpiClient keeps the devpi-client logins that 'devpi-credd
 // devpi-login' wrote fresh, for servers with devpi_client = true: when the
 // session token in devpi-client's auth.json has less than a third of
-// max_session_ttl left, it is replaced by a new one. Entries that are not a
-// token of the same user (a password login) are left alone.
+// max_session_ttl left, it is replaced in place by a new one. Entries that
+// are not derived from this server's root token (a password login, another
+// token) are left alone, and devpi-client's current user and server never
+// change.
 func (d *Daemon) refreshDevpiClient(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -46,7 +48,8 @@ func (d *Daemon) refreshDevpiClientOnce(ctx context.Context) {
 			continue
 		}
 		cur, err := token.Parse(auth.Secret)
-		if err != nil {
+		// Only sessions derived from this server's root token are ours.
+		if err != nil || cur.ID() != rs.tok.ID() || cur.User() != rs.tok.User() {
 			continue
 		}
 		exp := cur.Scope().Expires
@@ -62,8 +65,8 @@ func (d *Daemon) refreshDevpiClientOnce(ctx context.Context) {
 			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "reason", aerr.msg)
 			continue
 		}
-		if err := cd.SetAuth(root, devpi.Auth{User: creds.Username, Secret: creds.Password}); err != nil {
-			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "err", err)
+		if ok, err := cd.ReplaceAuth(root, auth.User, auth.Secret, creds.Password); err != nil || !ok {
+			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "err", err, "replaced", ok)
 			continue
 		}
 		d.writeAudit(entry)

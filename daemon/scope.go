@@ -67,7 +67,11 @@ func Classify(root, u *url.URL) (Target, error) {
 	rel := strings.TrimPrefix(u.Path, strings.TrimSuffix(root.Path, "/"))
 	var segs []string
 	for _, s := range strings.Split(rel, "/") {
-		if s != "" {
+		switch s {
+		case "":
+		case ".", "..":
+			return Target{}, fmt.Errorf("the path %q has a '.' or '..' segment", u.Path)
+		default:
 			segs = append(segs, s)
 		}
 	}
@@ -119,20 +123,27 @@ func ParseServiceURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// matchServer finds the configured server for u; a URL without a scheme
-// tries https, then http.
+// matchServer finds the configured server for u. A bare host[:port] (pip's
+// and uv's fallback lookup) matches only a plain-http server: it says
+// nothing of the scheme the tool will use, and a token of an https server
+// must never go out over http.
 func matchServer(c *config.Config, u *url.URL) (*config.Server, bool) {
 	if u.Scheme != "" {
 		return c.Match(u)
 	}
-	for _, scheme := range []string{"https", "http"} {
-		v := *u
-		v.Scheme = scheme
-		if s, ok := c.Match(&v); ok {
-			return s, true
-		}
+	v := *u
+	v.Scheme = "http"
+	return c.Match(&v)
+}
+
+// ServerFor finds the configured server a service (a URL, host[:port] or
+// scheme://host[:port]) belongs to, as a mint would.
+func ServerFor(c *config.Config, service string) (*config.Server, bool) {
+	u, err := ParseServiceURL(service)
+	if err != nil {
+		return nil, false
 	}
-	return nil, false
+	return matchServer(c, u)
 }
 
 // Plan is the result of scoping one request: the caveats to add and when

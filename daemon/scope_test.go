@@ -58,6 +58,8 @@ func TestClassify(t *testing.T) {
 		"http://h:3141/alice/dev/+simple/a,b/",
 		"http://h:3141/alice/dev/+simple/foo%20bar/",
 		"http://h:3141/alice/dev/-foo/",
+		"http://h:3141/+x/../../other/",
+		"http://h:3141/alice/./dev/",
 	} {
 		if got, err := Classify(root, mustURL(t, bad)); err == nil {
 			t.Errorf("Classify(%s) = %+v, want an error", bad, got)
@@ -193,5 +195,29 @@ func TestPlanRefuses(t *testing.T) {
 	srv.Projects = []string{"Foo.Bar"}
 	if _, err := plan(root, srv, Target{Op: OpRead, Index: "a/b", Project: "foo-bar"}, nil, "", now, time.Minute); err != nil {
 		t.Errorf("normalised project refused: %v", err)
+	}
+}
+
+func TestBareHostMatchesOnlyHTTP(t *testing.T) {
+	c := &config.Config{Servers: []config.Server{
+		{Name: "secure", URL: mustURL(t, "https://devpi.example/")},
+		{Name: "plain", URL: mustURL(t, "http://127.0.0.1:3141/")},
+	}}
+	for svc, want := range map[string]string{
+		"devpi.example":                       "",
+		"http://devpi.example/alice/dev/":     "",
+		"https://devpi.example/alice/dev/":    "secure",
+		"127.0.0.1:3141":                      "plain",
+		"http://127.0.0.1:3141/x/y/+simple/":  "plain",
+		"https://127.0.0.1:3141/x/y/+simple/": "",
+	} {
+		s, ok := ServerFor(c, svc)
+		got := ""
+		if ok {
+			got = s.Name
+		}
+		if got != want {
+			t.Errorf("ServerFor(%q) = %q, want %q", svc, got, want)
+		}
 	}
 }

@@ -241,6 +241,25 @@ func (d StateDir) SetAuth(root string, a Auth) error {
 	return writeJSON(d.currentPath(), cur)
 }
 
+// ReplaceAuth swaps user's secret for root in place, only if it is still
+// old: nothing else in auth.json or current.json moves, so a refresh never
+// changes which user or server devpi-client uses. It reports whether it
+// replaced anything.
+func (d StateDir) ReplaceAuth(root, user, old, secret string) (bool, error) {
+	af, err := d.readAuth()
+	if err != nil {
+		return false, err
+	}
+	key := longestRoot(af.auth, root)
+	for i, p := range af.auth[key] {
+		if p[0] == user && p[1] == old {
+			af.auth[key][i][1] = secret
+			return true, d.writeAuth(af)
+		}
+	}
+	return false, nil
+}
+
 // DeleteAuth removes user's session for root (the most recent when user is
 // empty) and reports whether there was one.
 func (d StateDir) DeleteAuth(root, user string) (string, bool, error) {

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -117,15 +118,24 @@ type auditLine struct {
 	Op      string   `json:"op"`
 	Caveats []string `json:"caveats"`
 	Peer    struct {
-		Exe string `json:"exe"`
+		Exe       string `json:"exe"`
+		ParentExe string `json:"parent_exe"`
 	} `json:"peer"`
 }
 
-// minted checks that the audit log has a mint for url with op and the
-// caveats named.
-func (s *lockedSetup) minted(t *testing.T, url, op string, caveats ...string) {
+// mark is where the audit log stands now: minted looks only after it.
+func (s *lockedSetup) mark(t *testing.T) int { return len(s.audit(t)) }
+
+// minted checks that the audit log has, after mark, a mint for url with op,
+// asked by a process of the tool named (its own executable or its
+// parent's, for the keyring helper), with the caveats named.
+func (s *lockedSetup) minted(t *testing.T, mark int, tool, url, op string, caveats ...string) {
 	t.Helper()
-	for _, l := range s.audit(t) {
+	lines := s.audit(t)
+	for _, l := range lines[mark:] {
+		if tool != "" && !strings.Contains(filepath.Base(l.Peer.Exe)+" "+filepath.Base(l.Peer.ParentExe), tool) {
+			continue
+		}
 		if l.Event != "mint" || l.URL != url || l.Op != op {
 			continue
 		}
@@ -138,55 +148,59 @@ func (s *lockedSetup) minted(t *testing.T, url, op string, caveats ...string) {
 			return
 		}
 	}
-	t.Errorf("no %s mint for %s with %q in the audit log:\n%+v", op, url, caveats, s.audit(t))
+	t.Errorf("no %s mint by %s for %s with %q in the audit log after line %d:\n%+v", op, tool, url, caveats, mark, lines)
 }
 
 func TestPipNewestSubprocessJSON(t *testing.T) {
 	s := newLockedSetup(t)
 	target := filepath.Join(s.u.home, "t")
+	mark := s.mark(t)
 	r := s.run(t, nil, bed.py("client", "python"), "-m", "pip", "install", "--keyring-provider", "subprocess",
 		"--index-url", s.simple(), "--target", target, s.pkg)
 	if r.code != 0 {
 		t.Fatalf("pip install: %s", r)
 	}
 	s.installed(t, target)
-	s.minted(t, s.simple(), "read", "allowed=pkg_read", "indexes="+s.dev)
+	s.minted(t, mark, "python", s.simple(), "read", "allowed=pkg_read", "indexes="+s.dev)
 }
 
 func TestPip25SubprocessPlain(t *testing.T) {
 	s := newLockedSetup(t)
 	target := filepath.Join(s.u.home, "t")
+	mark := s.mark(t)
 	r := s.run(t, nil, bed.py("pip25", "python"), "-m", "pip", "install", "--keyring-provider", "subprocess",
 		"--index-url", s.withUser(s.simple()), "--target", target, s.pkg)
 	if r.code != 0 {
 		t.Fatalf("pip 25 install: %s", r)
 	}
 	s.installed(t, target)
-	s.minted(t, s.simple(), "read", "allowed=pkg_read")
+	s.minted(t, mark, "python", s.simple(), "read", "allowed=pkg_read")
 }
 
 func TestPipImportProvider(t *testing.T) {
 	s := newLockedSetup(t)
 	target := filepath.Join(s.u.home, "t")
+	mark := s.mark(t)
 	r := s.run(t, nil, bed.py("client", "python"), "-m", "pip", "install", "--keyring-provider", "import",
 		"--index-url", s.simple(), "--target", target, s.pkg)
 	if r.code != 0 {
 		t.Fatalf("pip install with the Python backend: %s", r)
 	}
 	s.installed(t, target)
-	s.minted(t, s.simple(), "read", "allowed=pkg_read")
+	s.minted(t, mark, "python", s.simple(), "read", "allowed=pkg_read")
 }
 
 func TestUvSubprocess(t *testing.T) {
 	s := newLockedSetup(t)
 	target := filepath.Join(s.u.home, "t")
+	mark := s.mark(t)
 	r := s.run(t, nil, bed.py("client", "uv"), "pip", "install", "--keyring-provider", "subprocess",
 		"--python", bed.py("client", "python"), "--index-url", s.withUser(s.simple()), "--target", target, s.pkg)
 	if r.code != 0 {
 		t.Fatalf("uv pip install: %s", r)
 	}
 	s.installed(t, target)
-	s.minted(t, s.simple(), "read", "allowed=pkg_read")
+	s.minted(t, mark, "uv", s.simple(), "read", "allowed=pkg_read")
 }
 
 func TestUvAuthenticateAlways(t *testing.T) {
@@ -199,34 +213,41 @@ url = "`+s.simple()+`"
 default = true
 authenticate = "always"
 `), 0o600))
+	mark := s.mark(t)
 	r := s.run(t, nil, bed.py("client", "uv"), "pip", "install", "--config-file", cfg, "--keyring-provider", "subprocess",
 		"--python", bed.py("client", "python"), "--target", target, s.pkg)
 	if r.code != 0 {
 		t.Fatalf("uv pip install with authenticate = always: %s", r)
 	}
 	s.installed(t, target)
+	s.minted(t, mark, "uv", s.simple(), "read", "allowed=pkg_read", "indexes="+s.dev)
 }
 
 func TestTwineThroughBackend(t *testing.T) {
 	s := newLockedSetup(t)
 	upload := bed.locked + s.dev + "/"
+	mark := s.mark(t)
 	r := s.run(t, nil, bed.py("client", "twine"), "upload", "--non-interactive", "--disable-progress-bar",
 		"--repository-url", upload, s.u.wheel(t, s.pkg, "2.0"))
 	if r.code != 0 {
 		t.Fatalf("twine upload through the keyring backend: %s", r)
 	}
-	s.minted(t, upload, "upload", "allowed=upload", "indexes="+s.dev)
+	s.minted(t, mark, "python", upload, "upload", "allowed=upload", "indexes="+s.dev)
+	if n := len(s.audit(t)) - mark; n != 1 {
+		t.Errorf("one twine upload minted %d tokens, want 1", n)
+	}
 }
 
 func TestUvPublish(t *testing.T) {
 	s := newLockedSetup(t)
 	upload := bed.locked + s.dev + "/"
+	mark := s.mark(t)
 	r := s.run(t, nil, bed.py("client", "uv"), "publish", "--keyring-provider", "subprocess",
 		"--publish-url", upload, "--username", s.u.name, s.u.wheel(t, s.pkg, "3.0"))
 	if r.code != 0 {
 		t.Fatalf("uv publish: %s", r)
 	}
-	s.minted(t, upload, "upload", "allowed=upload")
+	s.minted(t, mark, "uv", upload, "upload", "allowed=upload", "indexes="+s.dev)
 }
 
 func TestDevpiClientLogin(t *testing.T) {
@@ -235,9 +256,19 @@ func TestDevpiClientLogin(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("devpi use: %s", r)
 	}
+	// An entry for another server that devpi-login must keep.
+	authFile := filepath.Join(s.u.home, ".devpi", "client", "auth.json")
+	must(t, os.WriteFile(authFile, []byte(`{"auth": {"http://elsewhere.invalid/": [["carol", "carols-session"]]}}`), 0o644))
+	mark := s.mark(t)
 	r = s.run(t, nil, bed.bin, "devpi-login")
 	if r.code != 0 || !strings.Contains(r.stdout, "devpi-client logged in as '"+s.u.name+"'") {
 		t.Fatalf("devpi-credd devpi-login: %s", r)
+	}
+	if st, err := os.Stat(authFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("auth.json after devpi-login: %v %v", st, err)
+	}
+	if !strings.Contains(readFile(t, authFile), "carols-session") {
+		t.Error("devpi-login dropped another server's entry")
 	}
 	if r := s.run(t, nil, bed.py("client", "devpi"), "use"); !strings.Contains(r.stdout, "logged in as "+s.u.name) {
 		t.Errorf("devpi use after devpi-login: %s", r)
@@ -250,7 +281,7 @@ func TestDevpiClientLogin(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "locked_pkg-4.0-py3-none-any.whl") {
 		t.Errorf("devpi list: %s", r)
 	}
-	s.minted(t, bed.locked, "session")
+	s.minted(t, mark, "devpi-credd", bed.locked, "session")
 }
 
 // TestDaemonStoppedHelpers: with the daemon stopped, pip, uv and twine fail
@@ -260,6 +291,12 @@ func TestDevpiClientLogin(t *testing.T) {
 func TestDaemonStoppedHelpers(t *testing.T) {
 	s := newLockedSetup(t)
 	s.d.stop(t)
+	// The helper itself answers at once.
+	start := time.Now()
+	r := s.run(t, nil, filepath.Join(s.linkDir, "keyring"), "--mode=creds", "--output=json", "get", s.simple())
+	if d := time.Since(start); r.code != 1 || r.stdout != "" || d > time.Second {
+		t.Errorf("keyring with the daemon stopped: %s after %s", r, d)
+	}
 	target := filepath.Join(s.u.home, "t")
 	pipArgs := func(provider, index string) []string {
 		return []string{"-m", "pip", "install", "--no-input", "--keyring-provider", provider, "--index-url", index, "--target", target, s.pkg}
@@ -277,7 +314,7 @@ func TestDaemonStoppedHelpers(t *testing.T) {
 		{"twine", bed.py("client", "twine"), []string{"upload", "--non-interactive", "--repository-url", bed.locked + s.dev + "/", s.u.wheel(t, s.pkg, "9.0")}, true},
 	} {
 		start := time.Now()
-		r := s.run(t, nil, tc.prog, tc.args...)
+		r = s.run(t, nil, tc.prog, tc.args...)
 		if r.code == 0 {
 			t.Errorf("%s succeeded without a daemon: %s", tc.name, r)
 		}
@@ -311,5 +348,45 @@ func TestOtherBackendsKeepWorking(t *testing.T) {
 	r = s.run(t, data, kr, "get", bed.locked+s.dev+"/", s.u.name)
 	if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.stdout), "devpi-") {
 		t.Errorf("our backend through the keyring CLI: %s", r)
+	}
+}
+
+// TestPipTwoIndexesOneServer: pip keeps one credential per host. With
+// index-scoped read tokens (the default) a second index on the same server
+// is refused (403, which pip does not retry); read_scope = "server" makes
+// one read token serve both.
+func TestPipTwoIndexesOneServer(t *testing.T) {
+	s := newLockedSetup(t)
+	other := s.u.newIndex(t, "other")
+	_, up := credsOf(t, s.u.get(t, 0, "--json", bed.locked+other+"/"))
+	r := s.u.runEnv(t, []string{"TWINE_USERNAME=" + up.User(), "TWINE_PASSWORD=" + up.Reveal()}, "", bed.py("client", "twine"),
+		"upload", "--non-interactive", "--repository-url", bed.locked+other+"/", s.u.wheel(t, "other-pkg", "1.0"))
+	if r.code != 0 {
+		t.Fatalf("upload to %s: %s", other, r)
+	}
+	pip := func() result {
+		return s.run(t, nil, bed.py("client", "python"), "-m", "pip", "install", "--no-input", "--keyring-provider", "subprocess",
+			"--index-url", s.simple(), "--extra-index-url", bed.locked+other+"/+simple/",
+			"--target", filepath.Join(s.u.home, "t"), s.pkg, "other-pkg")
+	}
+	// pip skips the page it got a 403 for, so other-pkg is not found.
+	if r := pip(); r.code == 0 || !strings.Contains(r.stderr, "No matching distribution found for other-pkg") {
+		t.Errorf("index-scoped reads across two indexes: want pip to miss other-pkg, got %s", r)
+	}
+	cfg := filepath.Join(s.u.home, ".config", "devpi-credd", "config.toml")
+	must(t, os.WriteFile(cfg, []byte(readFile(t, cfg)+"read_scope = \"server\"\n"), 0o600))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := s.d.client.Status(context.Background())
+		if err == nil && len(st.Servers) == 1 && st.Servers[0].ReadScope == "server" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("config not reloaded: %v %+v", err, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := pip(); r.code != 0 {
+		t.Errorf("read_scope = server: %s", r)
 	}
 }

@@ -3,6 +3,7 @@ package helper
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,6 +14,13 @@ import (
 // Source mints credentials; *Client is the real one.
 type Source interface {
 	Credentials(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, error)
+}
+
+// Matcher is what a Source may also know without the daemon: whether a
+// service belongs to a configured server. Asked only when the daemon
+// cannot answer, so that lookups for other services stay silent then too.
+type Matcher interface {
+	Matches(service string) bool
 }
 
 // Exit codes of the keyring protocol, as the keyring CLI uses them.
@@ -55,6 +63,10 @@ func parseKeyringArgs(args []string) (keyringArgs, error) {
 		if a == "--" {
 			pos = append(pos, args[i+1:]...)
 			break
+		}
+		// argparse also takes a short option's value attached: -bNAME.
+		if len(a) > 2 && (strings.HasPrefix(a, "-b") || strings.HasPrefix(a, "-p")) && a[1] != '-' {
+			continue
 		}
 		takesValue := map[string]bool{"--mode": true, "--output": true, "-p": true, "--keyring-path": true, "-b": true, "--keyring-backend": true}
 		if takesValue[name] && !hasVal {
@@ -164,16 +176,22 @@ func Keyring(ctx context.Context, args []string, stdout, stderr io.Writer, src S
 	if err != nil {
 		// Not ours: silent, so other tools' messages stay clean. Anything
 		// else: one line saying why there are no credentials.
-		if !IsNotFound(err) {
+		if !IsNotFound(err) && !notOurs(src, k.service, err) {
 			fmt.Fprintf(stderr, "devpi-credd: no credentials for %s: %s\n", redactService(k.service), oneLine(err.Error()))
 		}
 		return KeyringNotFound
 	}
 	switch {
 	case k.mode == "creds" && k.output == "json":
-		writeKeyringJSON(stdout, map[string]string{"username": c.Username, "password": c.Password})
+		// keyring's JSON, plus the expiry (pip reads only the two keys; our
+		// Python backend uses it not to reuse a token about to expire).
+		v := map[string]any{"username": c.Username, "password": c.Password}
+		if c.Expires != 0 {
+			v["expires"] = c.Expires
+		}
+		writeKeyringJSON(stdout, v)
 	case k.output == "json":
-		writeKeyringJSON(stdout, map[string]string{"password": c.Password})
+		writeKeyringJSON(stdout, map[string]any{"password": c.Password})
 	case k.mode == "creds":
 		fmt.Fprintf(stdout, "%s\n%s\n", c.Username, c.Password)
 	default:
@@ -182,19 +200,32 @@ func Keyring(ctx context.Context, args []string, stdout, stderr io.Writer, src S
 	return KeyringOK
 }
 
-func writeKeyringJSON(w io.Writer, v map[string]string) {
+// notOurs: the daemon could not say, and the config says the service is
+// not ours.
+func notOurs(src Source, service string, err error) bool {
+	m, ok := src.(Matcher)
+	return ok && errors.Is(err, ErrNotRunning) && !m.Matches(service)
+}
+
+func writeKeyringJSON(w io.Writer, v map[string]any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintf(w, "%s\n", b)
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// redactService drops credentials a caller may have left in a URL.
+// redactService drops what could be a credential from a service as a
+// caller gave it: user info (with or without a scheme) and the query.
 func redactService(s string) string {
-	if i := strings.Index(s, "://"); i >= 0 {
-		if j := strings.LastIndexByte(s[i+3:], '@'); j >= 0 {
-			return s[:i+3] + "..." + s[i+3+j:]
-		}
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
 	}
-	return s
+	prefix, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		prefix, rest = s[:i+3], s[i+3:]
+	}
+	if j := strings.LastIndexByte(rest, '@'); j >= 0 {
+		rest = "..." + rest[j:]
+	}
+	return prefix + rest
 }

@@ -26,7 +26,7 @@ func (f *fakeSource) Credentials(_ context.Context, req localapi.CredentialsRequ
 	case req.Username != "" && req.Username != "alice":
 		return nil, &APIError{Status: 403, Code: localapi.CodeRefused, Msg: "the token is user \"alice\"'s"}
 	}
-	return &localapi.Credentials{Username: "alice", Password: "devpi-TOKEN"}, nil
+	return &localapi.Credentials{Username: "alice", Password: "devpi-TOKEN", Expires: 1800000000}, nil
 }
 
 func TestKeyringProtocol(t *testing.T) {
@@ -40,8 +40,8 @@ func TestKeyringProtocol(t *testing.T) {
 		askUser string
 	}{
 		// pip >= 26.2: JSON creds, user name known or not.
-		{"pip 26.2 no user", []string{"--mode=creds", "--output=json", "get", idx}, 0, `{"password":"devpi-TOKEN","username":"alice"}` + "\n", "", ""},
-		{"pip 26.2 user", []string{"--mode=creds", "--output=json", "get", idx, "alice"}, 0, `{"password":"devpi-TOKEN","username":"alice"}` + "\n", "", "alice"},
+		{"pip 26.2 no user", []string{"--mode=creds", "--output=json", "get", idx}, 0, `{"expires":1800000000,"password":"devpi-TOKEN","username":"alice"}` + "\n", "", ""},
+		{"pip 26.2 user", []string{"--mode=creds", "--output=json", "get", idx, "alice"}, 0, `{"expires":1800000000,"password":"devpi-TOKEN","username":"alice"}` + "\n", "", "alice"},
 		// pip 23.1 - 26.1: plain password, user name always given.
 		{"pip 25 plain", []string{"get", idx, "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
 		{"pip netloc", []string{"get", "devpi.example", "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
@@ -50,6 +50,7 @@ func TestKeyringProtocol(t *testing.T) {
 		{"uv creds", []string{"get", "https://devpi.example/alice/dev/+simple/", "--mode", "creds"}, 0, "alice\ndevpi-TOKEN\n", "", ""},
 		{"json password", []string{"get", idx, "alice", "--output", "json"}, 0, `{"password":"devpi-TOKEN"}` + "\n", "", "alice"},
 		{"backend flag ignored", []string{"-b", "keyring.backends.fail.Keyring", "get", idx, "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
+		{"attached backend flag", []string{"-bkeyring.backends.fail.Keyring", "get", idx, "alice"}, 0, "devpi-TOKEN\n", "", "alice"},
 		// Not ours: exit 1, no output at all.
 		{"not found", []string{"--mode=creds", "--output=json", "get", "https://pypi.org/simple/"}, 1, "", "", ""},
 		// Ours but refused: exit 1, one line why.
@@ -86,6 +87,22 @@ func TestKeyringProtocol(t *testing.T) {
 	}
 }
 
+// matchingSource is a stopped daemon whose config knows devpi.example.
+type matchingSource struct{ fakeSource }
+
+func (matchingSource) Matches(service string) bool { return strings.Contains(service, "devpi.example") }
+
+func TestKeyringDaemonDownOtherService(t *testing.T) {
+	src := &matchingSource{fakeSource{down: true}}
+	var out, errb bytes.Buffer
+	if code := Keyring(context.Background(), []string{"get", "https://pypi.org/simple/", "bob"}, &out, &errb, src); code != 1 || out.Len()+errb.Len() != 0 {
+		t.Errorf("unrelated service, daemon down: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	if code := Keyring(context.Background(), []string{"get", "https://devpi.example/x/", "bob"}, &out, &errb, src); code != 1 || !strings.Contains(errb.String(), "not running") {
+		t.Errorf("our service, daemon down: exit %d, %q", code, errb.String())
+	}
+}
+
 func TestKeyringDaemonDown(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := Keyring(context.Background(), []string{"--mode=creds", "--output=json", "get", "https://u:pw@devpi.example/x/"}, &out, &errb, &fakeSource{down: true})
@@ -105,6 +122,19 @@ func BenchmarkNotRunning(b *testing.B) {
 	for b.Loop() {
 		if _, err := c.Status(context.Background()); err == nil {
 			b.Fatal("a daemon answered")
+		}
+	}
+}
+
+func TestRedactService(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://u:pw@h/x/":         "https://...@h/x/",
+		"u:pw@h:3141":               "...@h:3141",
+		"https://h/x/?token=secret": "https://h/x/",
+		"h:3141":                    "h:3141",
+	} {
+		if got := redactService(in); got != want {
+			t.Errorf("redactService(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -85,4 +85,6 @@ type ServerStatus struct {
 	Expires int64  `json:"expires,omitempty"`
 	Minted  int64  `json:"minted"`
 	Error   string `json:"error,omitempty"`
+	// ReadScope is "index" or "server" (see the config's read_scope).
+	ReadScope string `json:"read_scope"`
 }

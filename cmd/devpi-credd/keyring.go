@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/helper"
 )
 
@@ -28,7 +30,29 @@ func keyringName(argv0 string) bool {
 func (a *app) keyringMain(args []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return helper.Keyring(ctx, args, a.stdout, a.stderr, a.daemonClient(""))
+	return helper.Keyring(ctx, args, a.stdout, a.stderr, a.keyringSource())
+}
+
+// keyringSource is the daemon's client, which can also tell from the
+// config, when the daemon is down, whether a service is ours.
+func (a *app) keyringSource() helper.Source {
+	return configMatcher{Client: a.daemonClient(""), a: a}
+}
+
+type configMatcher struct {
+	*helper.Client
+	a *app
+}
+
+// Matches reads the config; when it cannot be read, the service may be
+// ours, and the reason for no answer is worth a line.
+func (m configMatcher) Matches(service string) bool {
+	cfg, err := config.Load(m.a.configPath(""), m.a.getenv)
+	if err != nil {
+		return true
+	}
+	_, ok := daemon.ServerFor(cfg, service)
+	return ok
 }
 
 func (a *app) newKeyringCmd() *cobra.Command {
@@ -44,7 +68,7 @@ refused. The same happens when this binary is started as 'keyring' (see
 'devpi-credd keyring-link').`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := helper.Keyring(cmd.Context(), args, a.stdout, a.stderr, a.daemonClient("")); code != 0 {
+			if code := helper.Keyring(cmd.Context(), args, a.stdout, a.stderr, a.keyringSource()); code != 0 {
 				return &exitError{code, errQuiet}
 			}
 			return nil
@@ -72,11 +96,8 @@ own environment's scripts folder.`,
 }
 
 func (a *app) runKeyringLink(dir string, force bool) error {
-	self, err := os.Executable()
+	self, err := a.selfPath()
 	if err != nil {
-		return err
-	}
-	if self, err = filepath.EvalSymlinks(self); err != nil {
 		return err
 	}
 	dir, err = filepath.Abs(dir)
@@ -90,8 +111,9 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 	link := filepath.Join(dir, name)
 	if st, err := os.Lstat(link); err == nil {
 		target, terr := filepath.EvalSymlinks(link)
+		real, _ := filepath.EvalSymlinks(self)
 		switch {
-		case st.Mode()&os.ModeSymlink != 0 && terr == nil && target == self:
+		case st.Mode()&os.ModeSymlink != 0 && terr == nil && target == real:
 			fmt.Fprintf(a.stdout, "%s already runs %s\n", link, self)
 			return a.printKeyringSettings(dir)
 		case force:
@@ -117,6 +139,27 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 	}
 	fmt.Fprintf(a.stdout, "created %s -> %s\n", link, self)
 	return a.printKeyringSettings(dir)
+}
+
+// selfPath is what the link should point at: devpi-credd as found on PATH
+// when that is this binary (a package manager's stable name, which stays
+// valid across upgrades), else the running executable.
+func (a *app) selfPath() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(exe)
+	if err != nil {
+		return "", err
+	}
+	for _, dir := range filepath.SplitList(a.getenv("PATH")) {
+		p := filepath.Join(dir, "devpi-credd")
+		if r, err := filepath.EvalSymlinks(p); err == nil && r == real && filepath.IsAbs(p) {
+			return p, nil
+		}
+	}
+	return real, nil
 }
 
 func (a *app) printKeyringSettings(dir string) error {

@@ -7,12 +7,12 @@ import json
 import os
 import socketserver
 import threading
+import time
 
 import pytest
 
 import keyring
 import keyring.backends.chainer
-from keyring.errors import PasswordDeleteError, PasswordSetError
 
 import devpi_credd_keyring
 from devpi_credd_keyring import DevpiCreddKeyring
@@ -35,7 +35,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif body.get("username") not in (None, "alice"):
             status, reply = 403, {"error": "the token for local is user 'alice''s", "code": "refused"}
         else:
-            status, reply = 200, {"username": "alice", "password": "devpi-SHORTLIVED", "expires": 1,
+            status, reply = 200, {"username": "alice", "password": "devpi-SHORTLIVED",
+                                  "expires": int(time.time()) + self.server.ttl,
                                   "server": "local", "token_id": "abcd2345", "caveats": ["expires=1"]}
         data = json.dumps(reply).encode()
         self.send_response(status)
@@ -64,6 +65,7 @@ def daemon(tmp_path, monkeypatch, program):
     sock = str(run / "socket")
     server = _Server(sock, _Handler)
     server.requests = []
+    server.ttl = 300
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     monkeypatch.setenv("DEVPI_CREDD_SOCKET", sock)
@@ -95,6 +97,26 @@ def test_one_token_per_upload(daemon):
     assert len(daemon.requests) == 2
 
 
+def test_no_reuse_near_expiry(daemon):
+    """A token about to expire is never handed out twice."""
+    daemon.ttl = 3
+    k = DevpiCreddKeyring()
+    upload = KNOWN + "alice/dev/"
+    k.get_credential(upload, None)
+    k.get_password(upload, "alice")
+    assert len(daemon.requests) == 2
+
+
+def test_messages_hide_credentials_in_urls(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("DEVPI_CREDD_BIN", str(tmp_path / "gone"))
+    (tmp_path / "gone").write_text("#!/bin/sh\necho unreachable >&2\nexit 1\n")
+    (tmp_path / "gone").chmod(0o755)
+    assert devpi_credd_keyring._redact("https://u:pw@h/x/?token=t") == "https://...@h/x/"
+    assert devpi_credd_keyring._redact("u:pw@h:3141") == "...@h:3141"
+    assert DevpiCreddKeyring().get_password("https://u:pw@h/x/?token=t", "u") is None
+    assert "pw" not in capfd.readouterr().err
+
+
 def test_unknown_service_steps_aside_silently(daemon, capfd):
     k = DevpiCreddKeyring()
     assert k.get_credential("https://pypi.org/simple/", None) is None
@@ -116,12 +138,21 @@ def test_daemon_down(tmp_path, monkeypatch, program, capfd):
     assert err.count("\n") == 1 and "daemon is not running" in err
 
 
-def test_writes_refused(daemon):
+def test_writes_go_to_the_next_backend(daemon, tmp_path, monkeypatch):
+    """Ours refuses writes in the way keyring's chain skips, so 'keyring
+    set' and 'del' keep working for other services."""
     k = DevpiCreddKeyring()
-    with pytest.raises(PasswordSetError):
+    with pytest.raises(NotImplementedError):
         k.set_password(KNOWN, "alice", "x")
-    with pytest.raises(PasswordDeleteError):
+    with pytest.raises(NotImplementedError):
         k.delete_password(KNOWN, "alice")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    chain = keyring.backends.chainer.ChainerBackend()
+    assert type(chain.backends[0]).__name__ == "DevpiCreddKeyring"
+    chain.set_password("https://upload.example/", "__token__", "pypi-secret")
+    assert chain.get_password("https://upload.example/", "__token__") == "pypi-secret"
+    chain.delete_password("https://upload.example/", "__token__")
+    assert chain.get_password("https://upload.example/", "__token__") is None
 
 
 def test_not_viable_without_program(monkeypatch, tmp_path):

@@ -17,7 +17,6 @@ import time
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 from keyring.credentials import SimpleCredential
-from keyring.errors import PasswordDeleteError, PasswordSetError
 
 __version__ = "0.1.0"
 
@@ -26,9 +25,19 @@ __version__ = "0.1.0"
 TIMEOUT = 20
 
 # twine asks get_credential, then get_password, for one upload: the second
-# answer comes from the first for this long, well inside any token's life,
-# so one upload costs one token.
+# answer comes from the first for up to this long, and never within the
+# last seconds of the token's life, so one upload costs one token.
 REUSE_SECONDS = 30
+REUSE_MARGIN = 5
+
+
+def _redact(service):
+    """A service as it may appear in a message: no user info, no query."""
+    service = service.split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = service.rpartition("://")
+    if "@" in rest:
+        rest = "..." + rest[rest.rindex("@"):]
+    return scheme + sep + rest
 
 
 def _program():
@@ -67,7 +76,7 @@ class DevpiCreddKeyring(KeyringBackend):
                 args, stdin=subprocess.DEVNULL, capture_output=True,
                 timeout=TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
-            sys.stderr.write("devpi-credd: no credentials for %s: %s\n" % (service, e))
+            sys.stderr.write("devpi-credd: no credentials for %s: %s\n" % (_redact(service), e))
             return None
         err = proc.stderr.decode("utf-8", "replace").strip()
         if err:
@@ -77,19 +86,24 @@ class DevpiCreddKeyring(KeyringBackend):
             return None
         try:
             data = json.loads(proc.stdout)
-            return SimpleCredential(data["username"], data["password"])
-        except (ValueError, KeyError, TypeError):
-            sys.stderr.write("devpi-credd: unreadable answer for %s\n" % service)
+            cred = SimpleCredential(data["username"], data["password"])
+            cred.expires = data.get("expires")
+            return cred
+        except (ValueError, KeyError, TypeError, AttributeError):
+            sys.stderr.write("devpi-credd: unreadable answer for %s\n" % _redact(service))
             return None
 
     def _cached(self, service, username):
         hit = self._recent.get(service)
-        now = time.monotonic()
-        if hit and now - hit[0] < REUSE_SECONDS and username in (None, hit[1].username):
+        if hit and time.time() < hit[0] and username in (None, hit[1].username):
             return hit[1]
         cred = self._ask(service, username)
         if cred is not None:
-            self._recent[service] = (now, cred)
+            until = time.time() + REUSE_SECONDS
+            expires = getattr(cred, "expires", None)
+            if isinstance(expires, (int, float)):
+                until = min(until, expires - REUSE_MARGIN)
+            self._recent[service] = (until, cred)
         return cred
 
     def get_credential(self, service, username):
@@ -99,10 +113,11 @@ class DevpiCreddKeyring(KeyringBackend):
         cred = self._cached(service, username)
         return cred.password if cred is not None else None
 
+    # Writes are not ours: NotImplementedError makes keyring's chain go on
+    # to the next backend, so 'keyring set' keeps working for everything
+    # else. Long-lived devpi tokens go in with 'devpi-credd token login'.
     def set_password(self, service, username, password):
-        raise PasswordSetError(
-            "devpi-credd mints tokens; store a long-lived one with "
-            "'devpi-credd token login'")
+        raise NotImplementedError("devpi-credd stores no passwords; use 'devpi-credd token login'")
 
     def delete_password(self, service, username):
-        raise PasswordDeleteError("devpi-credd holds no password to delete")
+        raise NotImplementedError("devpi-credd holds no password to delete")
