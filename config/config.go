@@ -45,6 +45,9 @@ type Config struct {
 	AllowUIDs []int
 	// Servers, sorted by name.
 	Servers []Server
+	// Deadline, when set, is the latest expiry of any token (not from the
+	// file: devpi-credd exec sets it so that every token dies with the job).
+	Deadline time.Time
 }
 
 // Server is one devpi-server and where its long-lived token lives.

@@ -24,10 +24,13 @@ import (
 // Options configure a Daemon. Zero values get sane defaults.
 type Options struct {
 	ConfigPath string
-	Getenv     func(string) string
-	Logger     *slog.Logger
-	Version    string
-	Now        func() time.Time
+	// Config, when set, is used instead of reading ConfigPath, and is never
+	// reloaded (devpi-credd exec builds one in memory).
+	Config  *config.Config
+	Getenv  func(string) string
+	Logger  *slog.Logger
+	Version string
+	Now     func() time.Time
 	// HTTP is used to look up index bases on the servers.
 	HTTP *http.Client
 	// Backend picks where a server's root token lives; the default is the
@@ -97,9 +100,12 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now()}
 	d.bases.m = map[string]basesEntry{}
-	cfg, err := config.Load(opts.ConfigPath, opts.Getenv)
-	if err != nil {
-		return nil, err
+	cfg := opts.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = config.Load(opts.ConfigPath, opts.Getenv); err != nil {
+			return nil, err
+		}
 	}
 	a, err := openAudit(cfg.AuditLog)
 	if err != nil {
@@ -276,21 +282,41 @@ func (d *Daemon) handleCredentials(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, localapi.CodeBadRequest, msg)
 		return
 	}
-	creds, entry, aerr := d.Mint(r.Context(), req)
+	creds, err := d.MintFor(r.Context(), req, peer, "")
+	var aerr *apiError
+	if errors.As(err, &aerr) {
+		writeError(w, aerr.status, aerr.code, aerr.msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, creds)
+}
+
+// MintFor mints for req on behalf of peer and writes the audit line, minted
+// or refused; note, when set, goes into that line.
+func (d *Daemon) MintFor(ctx context.Context, req localapi.CredentialsRequest, peer Peer, note string) (*localapi.Credentials, error) {
+	creds, entry, aerr := d.Mint(ctx, req)
 	entry.Peer = peer
+	if note != "" {
+		entry.Note = note
+	}
 	if aerr != nil {
 		d.refused.Add(1)
 		entry.Event, entry.Reason = "refuse", aerr.msg
 		d.writeAudit(entry)
 		d.log.Info("refused", "url", entry.URL, "reason", aerr.msg, "peer_uid", peer.UID, "peer_pid", peer.PID)
-		writeError(w, aerr.status, aerr.code, aerr.msg)
-		return
+		return nil, aerr
 	}
 	d.writeAudit(entry)
-	if d.log.Enabled(r.Context(), slog.LevelDebug) {
+	if d.log.Enabled(ctx, slog.LevelDebug) {
 		d.log.Debug("minted", "server", entry.Server, "op", entry.Op, "token_id", entry.TokenID, "caveats", entry.Caveats, "peer_uid", peer.UID, "peer_pid", peer.PID)
 	}
-	writeJSON(w, http.StatusOK, creds)
+	return creds, nil
+}
+
+// Self is this process as an audit line's caller.
+func Self(what string) Peer {
+	exe, _ := os.Executable()
+	return Peer{UID: os.Getuid(), PID: os.Getpid(), Exe: exe + " (" + what + ")", Known: true}
 }
 
 // Mint scopes and derives a token for req. It returns the audit entry for
@@ -362,7 +388,7 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 			return nil, entry, &apiError{http.StatusBadGateway, localapi.CodeUnavailable, fmt.Sprintf("cannot look up the bases of %s on server %s: %s", target.Index, srv.Name, oneLine(err.Error()))}
 		}
 	}
-	p, err := plan(root, srv, target, bases, req.Username, now, ttl)
+	p, err := plan(root, srv, target, bases, req.Username, now, ttl, cfg.Deadline)
 	if err != nil {
 		return nil, entry, &apiError{http.StatusForbidden, localapi.CodeRefused, err.Error()}
 	}
@@ -478,7 +504,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- d.watch(ctx, reload) }()
+	go func() {
+		if d.opts.Config != nil {
+			watchErr <- nil // a config in memory: nothing to watch
+			return
+		}
+		watchErr <- d.watch(ctx, reload)
+	}()
 	refreshed := make(chan struct{})
 	go func() { defer close(refreshed); d.refreshDevpiClient(ctx, d.opts.RefreshEvery) }()
 	defer func() { <-refreshed }()

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
@@ -56,20 +55,15 @@ func (d *Daemon) refreshDevpiClientOnce(ctx context.Context) {
 		if exp == nil || exp.Sub(now) > st.cfg.MaxSessionTTL/3 {
 			continue
 		}
-		creds, entry, aerr := d.Mint(ctx, localapi.CredentialsRequest{URL: root, Session: true})
-		entry.Peer = Peer{UID: os.Getuid(), PID: os.Getpid(), Exe: "devpi-credd (devpi-client refresh)"}
-		entry.Note = "devpi-client login refreshed"
-		if aerr != nil {
-			entry.Event, entry.Reason = "refuse", aerr.msg
-			d.writeAudit(entry)
-			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "reason", aerr.msg)
+		creds, err := d.MintFor(ctx, localapi.CredentialsRequest{URL: root, Session: true}, Self("devpi-client refresh"), "devpi-client login refreshed")
+		if err != nil {
+			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "reason", err)
 			continue
 		}
 		if ok, err := cd.ReplaceAuth(root, auth.User, auth.Secret, creds.Password); err != nil || !ok {
 			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "err", err, "replaced", ok)
 			continue
 		}
-		d.writeAudit(entry)
 		d.log.Info("devpi-client login refreshed", "server", s.Name, "expires", time.Unix(creds.Expires, 0).UTC())
 	}
 }

@@ -166,7 +166,7 @@ func refusedf(format string, args ...any) error {
 // configured restrictions and an expiry of now+ttl that never outlives the
 // root token. It refuses what the root token's own caveats would make the
 // server refuse, so callers get a clear reason instead of a dead token.
-func plan(root *token.Token, srv *config.Server, target Target, bases []string, username string, now time.Time, ttl time.Duration) (*Plan, error) {
+func plan(root *token.Token, srv *config.Server, target Target, bases []string, username string, now time.Time, ttl time.Duration, deadline time.Time) (*Plan, error) {
 	if username != "" && username != root.User() {
 		return nil, refusedf("the token for %s is user %q's; devpi-server refuses it under the user name %q (403 Token doesn't match user name)", srv.Name, root.User(), username)
 	}
@@ -207,6 +207,14 @@ func plan(root *token.Token, srv *config.Server, target Target, bases []string, 
 	expires := now.Add(ttl)
 	if scope.Expires != nil && scope.Expires.Before(expires) {
 		expires = *scope.Expires
+	}
+	if !deadline.IsZero() {
+		if !now.Before(deadline) {
+			return nil, refusedf("the job's tokens ended at %s", deadline.Format(time.RFC3339))
+		}
+		if deadline.Before(expires) {
+			expires = deadline
+		}
 	}
 	p := &Plan{Target: target, Expires: expires}
 	// Every restriction must make it into the token: one that cannot be

@@ -112,14 +112,14 @@ func TestPlan(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	root, srv := planFixture(t, token.Expires(now.Add(24*time.Hour)))
 
-	p, err := plan(root, srv, Target{Op: OpUpload, Index: "alice/dev"}, nil, "", now, 5*time.Minute)
+	p, err := plan(root, srv, Target{Op: OpUpload, Index: "alice/dev"}, nil, "", now, 5*time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"expires=1000300", "allowed=upload", "indexes=alice/dev"}; !slices.Equal(caveats(p), want) {
 		t.Errorf("upload caveats %q, want %q", caveats(p), want)
 	}
-	p, err = plan(root, srv, Target{Op: OpRead, Index: "alice/dev", Project: "Foo_Bar"}, []string{"root/base", "alice/base"}, "alice", now, time.Minute)
+	p, err = plan(root, srv, Target{Op: OpRead, Index: "alice/dev", Project: "Foo_Bar"}, []string{"root/base", "alice/base"}, "alice", now, time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestPlan(t *testing.T) {
 
 	// Never past the root token's expiry.
 	short, _ := planFixture(t, token.Expires(now.Add(time.Minute)))
-	p, _ = plan(short, srv, Target{Op: OpRead}, nil, "", now, time.Hour)
+	p, _ = plan(short, srv, Target{Op: OpRead}, nil, "", now, time.Hour, time.Time{})
 	if !p.Expires.Equal(now.Add(time.Minute)) {
 		t.Errorf("expires %v past the root's", p.Expires)
 	}
@@ -175,7 +175,7 @@ func TestPlanRefuses(t *testing.T) {
 		if tt.srv != nil {
 			tt.srv(srv)
 		}
-		_, err := plan(root, srv, tt.target, nil, tt.user, now, time.Minute)
+		_, err := plan(root, srv, tt.target, nil, tt.user, now, time.Minute, time.Time{})
 		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
 		}
@@ -183,7 +183,7 @@ func TestPlanRefuses(t *testing.T) {
 	// Configured limits become caveats of their own, reads included.
 	root, srv := planFixture(t)
 	srv.Indexes, srv.Allowed = []string{"alice/dev"}, []string{"pkg_read", "upload"}
-	p, err := plan(root, srv, Target{Op: OpRead}, nil, "", now, time.Minute)
+	p, err := plan(root, srv, Target{Op: OpRead}, nil, "", now, time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestPlanRefuses(t *testing.T) {
 	// The config's own project list accepts its normalised spelling.
 	root, srv = planFixture(t)
 	srv.Projects = []string{"Foo.Bar"}
-	if _, err := plan(root, srv, Target{Op: OpRead, Index: "a/b", Project: "foo-bar"}, nil, "", now, time.Minute); err != nil {
+	if _, err := plan(root, srv, Target{Op: OpRead, Index: "a/b", Project: "foo-bar"}, nil, "", now, time.Minute, time.Time{}); err != nil {
 		t.Errorf("normalised project refused: %v", err)
 	}
 }
@@ -219,5 +219,17 @@ func TestBareHostMatchesOnlyHTTP(t *testing.T) {
 		if got != want {
 			t.Errorf("ServerFor(%q) = %q, want %q", svc, got, want)
 		}
+	}
+}
+
+func TestPlanDeadline(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	root, srv := planFixture(t)
+	p, err := plan(root, srv, Target{Op: OpRead}, nil, "", now, time.Hour, now.Add(time.Minute))
+	if err != nil || !p.Expires.Equal(now.Add(time.Minute)) {
+		t.Errorf("deadline not applied: %v %v", p, err)
+	}
+	if _, err := plan(root, srv, Target{Op: OpRead}, nil, "", now, time.Hour, now); !errors.Is(err, ErrRefused) {
+		t.Errorf("after the deadline: %v", err)
 	}
 }

@@ -119,3 +119,23 @@ type Backend interface {
 	Save(*token.Token) error
 	String() string
 }
+
+// Memory is a token held in memory only: devpi-credd exec's, read once from
+// a file, standard input or the environment, and gone with the process.
+type Memory struct {
+	Token *token.Token
+}
+
+// Load returns the token.
+func (m Memory) Load() (*token.Token, error) {
+	if m.Token == nil {
+		return nil, ErrNotFound
+	}
+	return m.Token, nil
+}
+
+// Save is refused: nothing is written anywhere.
+func (m Memory) Save(*token.Token) error { return errors.New("an in-memory token is not saved") }
+
+// String says where the token is.
+func (m Memory) String() string { return "memory" }
