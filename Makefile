@@ -21,7 +21,7 @@ build:
 ## test: everything CI runs.
 test: unit cross pytest e2e
 
-unit:
+unit: deps
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
 	$(GO) test -race -count=1 ./...
@@ -40,14 +40,19 @@ pytest: build venv
 e2e: deps venv
 	DEVPI_CREDD_VENV=$(VENV) $(GO) test -race -count=1 -tags e2e -timeout 20m ./e2e/
 
-## deps: system packages the test bed runs (nginx, in front of devpi-server).
+## deps: system packages the tests run: nginx (in front of devpi-server)
+## and systemd-analyze (checks the service unit offline).
 deps:
-	@command -v nginx >/dev/null || PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { \
+	@missing=""; \
+	PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else \
-	    echo "nginx is missing: sudo apt-get install nginx-light" >&2; exit 1; \
-	  fi; }
+	    echo "missing:$$missing (sudo apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
 
 ## bench: Go benchmarks; devpi-credd beside devpi-client (Python); load on
 ## the daemon's socket beside a bare Go server on a socket (the ceiling).

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/kardianos/service"
+	"github.com/spf13/cobra"
+)
+
+const serviceName = "devpi-credd"
+
+// systemdUnit is the unit devpi-credd installs. kardianos/service's own
+// says WantedBy=multi-user.target, which a user manager never reaches.
+// Its template language: {{Name}}, {{Path | cmdEscape}}, no dots.
+const systemdUnit = `[Unit]
+Description={{Description}}
+Documentation=https://github.com/devpi-credd/devpi-credd
+ConditionFileIsExecutable={{Path | cmdEscape}}
+
+[Service]
+Type=simple
+ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=5
+UMask=0077
+NoNewPrivileges=yes
+
+[Install]
+WantedBy=@WANTEDBY@
+`
+
+type serviceOptions struct {
+	config string
+	system bool
+}
+
+// program lets kardianos/service run 'serve' under a service manager that
+// talks to the process (the Windows service control manager).
+type program struct{}
+
+func (program) Start(service.Service) error { return nil }
+func (program) Stop(service.Service) error  { return nil }
+
+func (a *app) newServiceCmd() *cobra.Command {
+	var o serviceOptions
+	cmd := &cobra.Command{
+		Use:   "service install|uninstall|start|stop|restart|status [--config FILE] [--system]",
+		Short: "Run the daemon as a service: a systemd user unit, a launchd agent, a Windows service",
+		Long: `Install devpi-credd serve as a service that starts at login: a systemd user
+unit (WantedBy=default.target) on Linux, a launchd LaunchAgent (RunAtLoad) on
+macOS, a Windows service. --system installs a system-wide service instead.
+
+On Linux a user service exists only under systemd, so 'install' always
+writes a systemd user unit; where 'systemctl --user' cannot be reached (no
+user manager, a container), it still writes the unit and says how to enable
+it. 'status' says whether it is installed and running, and where the unit is.`,
+		Args:      args(cobra.ExactArgs(1)),
+		ValidArgs: []string{"install", "uninstall", "start", "stop", "restart", "status"},
+		RunE:      func(cmd *cobra.Command, args []string) error { return a.runService(o, args[0]) },
+	}
+	configFlag(cmd, &o.config)
+	cmd.Flags().BoolVar(&o.system, "system", false, "a system-wide service instead of the user's")
+	return cmd
+}
+
+func (a *app) newService(o serviceOptions) (service.Service, string, error) {
+	self, err := a.selfPath()
+	if err != nil {
+		return nil, "", err
+	}
+	cfgPath, err := filepath.Abs(a.configPath(o.config))
+	if err != nil {
+		return nil, "", err
+	}
+	wantedBy := "default.target"
+	if o.system {
+		wantedBy = "multi-user.target"
+	}
+	c := &service.Config{
+		Name:        serviceName,
+		DisplayName: "devpi-credd",
+		Description: "short-lived devpi tokens for pip, uv, twine and devpi-client",
+		Executable:  self,
+		Arguments:   []string{"serve", "--config", cfgPath},
+		Option: service.KeyValue{
+			"UserService":   !o.system,
+			"SystemdScript": strings.Replace(systemdUnit, "@WANTEDBY@", wantedBy, 1),
+			"RunAtLoad":     true,
+			"KeepAlive":     true,
+		},
+	}
+	// On Linux a user service exists only under systemd: use it whatever
+	// the detection says (in a container it would pick SysV).
+	if runtime.GOOS == "linux" && !o.system {
+		for _, sys := range service.AvailableSystems() {
+			if sys.String() == "linux-systemd" {
+				s, err := sys.New(program{}, c)
+				if err != nil {
+					return nil, "", err
+				}
+				return s, a.unitPath(o), nil
+			}
+		}
+	}
+	s, err := service.New(program{}, c)
+	if err != nil {
+		return nil, "", err
+	}
+	return s, a.unitPath(o), nil
+}
+
+// unitPath is where the service's definition lives, for messages and status.
+func (a *app) unitPath(o serviceOptions) string {
+	home := a.getenv("HOME")
+	switch runtime.GOOS {
+	case "linux":
+		if o.system {
+			return "/etc/systemd/system/" + serviceName + ".service"
+		}
+		return filepath.Join(home, ".config", "systemd", "user", serviceName+".service")
+	case "darwin":
+		if o.system {
+			return "/Library/LaunchDaemons/" + serviceName + ".plist"
+		}
+		return filepath.Join(home, "Library", "LaunchAgents", serviceName+".plist")
+	}
+	return "the Windows service " + serviceName
+}
+
+func (a *app) runService(o serviceOptions, action string) error {
+	s, unit, err := a.newService(o)
+	if err != nil {
+		return err
+	}
+	installed := func() bool {
+		if runtime.GOOS == "windows" {
+			_, err := s.Status()
+			return !errors.Is(err, service.ErrNotInstalled)
+		}
+		_, err := os.Stat(unit)
+		return err == nil
+	}
+	userFlag := " --user"
+	if o.system {
+		userFlag = ""
+	}
+	switch action {
+	case "install":
+		if installed() {
+			return &exitError{exitFailed, fmt.Errorf("devpi-credd is already installed (%s); 'devpi-credd service uninstall' first", unit)}
+		}
+		if err := s.Install(); err != nil {
+			if runtime.GOOS == "linux" && installed() {
+				fmt.Fprintf(a.stdout, "wrote %s; systemctl%s cannot be reached here (%s): in a login session run: systemctl%s enable --now %s\n",
+					unit, userFlag, oneLine(err.Error()), userFlag, serviceName)
+				return nil
+			}
+			return fmt.Errorf("installing the service: %w", err)
+		}
+		fmt.Fprintf(a.stdout, "installed %s (starts at %s); start it now with: devpi-credd service start\n", unit, map[bool]string{true: "boot", false: "login"}[o.system])
+		return nil
+	case "uninstall":
+		if !installed() {
+			return &exitError{exitFailed, fmt.Errorf("devpi-credd is not installed (no %s)", unit)}
+		}
+		_ = s.Stop()
+		if err := s.Uninstall(); err != nil {
+			// Without a reachable service manager, remove the unit alone.
+			if runtime.GOOS == "linux" && installed() {
+				if rerr := os.Remove(unit); rerr != nil {
+					return fmt.Errorf("uninstalling the service: %w", rerr)
+				}
+				fmt.Fprintf(a.stdout, "removed %s; systemctl%s cannot be reached here: run systemctl%s daemon-reload in a login session\n", unit, userFlag, userFlag)
+				return nil
+			}
+			return fmt.Errorf("uninstalling the service: %w", err)
+		}
+		fmt.Fprintf(a.stdout, "uninstalled %s\n", unit)
+		return nil
+	case "status":
+		if !installed() {
+			fmt.Fprintf(a.stdout, "not installed (no %s)\n", unit)
+			return &exitError{exitFailed, errQuiet}
+		}
+		var state string
+		if runtime.GOOS == "linux" && !o.system {
+			// kardianos/service 1.3 asks the system manager even for a user
+			// unit: ask the user's manager.
+			state = userUnitState()
+		} else {
+			st, err := s.Status()
+			state = map[service.Status]string{service.StatusRunning: "running", service.StatusStopped: "stopped"}[st]
+			if err != nil || state == "" {
+				state = "state unknown"
+				if err != nil {
+					state += " (" + oneLine(err.Error()) + ")"
+				}
+			}
+		}
+		fmt.Fprintf(a.stdout, "installed: %s\n%s\n", unit, state)
+		return nil
+	case "start", "stop", "restart":
+		if !installed() {
+			return &exitError{exitFailed, fmt.Errorf("devpi-credd is not installed (no %s); 'devpi-credd service install' first", unit)}
+		}
+		if err := service.Control(s, action); err != nil {
+			return fmt.Errorf("%s: %s", action, oneLine(err.Error()))
+		}
+		fmt.Fprintf(a.stdout, "%s: done\n", action)
+		return nil
+	}
+	return usageErrorf("unknown action %q: use install, uninstall, start, stop, restart or status", action)
+}
+
+// userUnitState asks the user's systemd manager about the unit.
+func userUnitState() string {
+	out, err := exec.Command("systemctl", "--user", "is-active", serviceName+".service").Output()
+	state := strings.TrimSpace(string(out))
+	switch {
+	case state == "active" || state == "activating" || state == "reloading":
+		return "running"
+	case state == "inactive" || state == "failed" || state == "deactivating":
+		return "not running (" + state + ")"
+	case err != nil:
+		return "state unknown: systemctl --user cannot be reached here"
+	}
+	return "state unknown (" + state + ")"
+}
