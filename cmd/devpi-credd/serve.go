@@ -101,6 +101,9 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		return &exitError{exitUsage, err}
 	}
 	defer d.Close()
+	if managed, err := serveManaged(func(ctx context.Context) error { return d.Run(ctx, nil) }); managed {
+		return err
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -41,12 +42,45 @@ type serviceOptions struct {
 	system bool
 }
 
-// program lets kardianos/service run 'serve' under a service manager that
-// talks to the process (the Windows service control manager).
-type program struct{}
+// program is what kardianos/service starts and stops. For install and the
+// other actions it does nothing; under the Windows service control manager,
+// which talks to the process, it runs the daemon (see serveManaged).
+type program struct {
+	run    func(ctx context.Context) error
+	cancel context.CancelFunc
+	done   chan error
+}
 
-func (program) Start(service.Service) error { return nil }
-func (program) Stop(service.Service) error  { return nil }
+func (p *program) Start(service.Service) error {
+	if p.run == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan error, 1)
+	go func() { p.done <- p.run(ctx) }()
+	return nil
+}
+
+func (p *program) Stop(service.Service) error {
+	if p.cancel == nil {
+		return nil
+	}
+	p.cancel()
+	return <-p.done
+}
+
+// serveManaged runs the daemon under a service manager that expects the
+// process to answer it (Windows); elsewhere a service is a plain process.
+func serveManaged(run func(ctx context.Context) error) (bool, error) {
+	if runtime.GOOS != "windows" || service.Interactive() {
+		return false, nil
+	}
+	s, err := service.New(&program{run: run}, &service.Config{Name: serviceName})
+	if err != nil {
+		return true, err
+	}
+	return true, s.Run()
+}
 
 func (a *app) newServiceCmd() *cobra.Command {
 	var o serviceOptions
@@ -101,7 +135,7 @@ func (a *app) newService(o serviceOptions) (service.Service, string, error) {
 	if runtime.GOOS == "linux" && !o.system {
 		for _, sys := range service.AvailableSystems() {
 			if sys.String() == "linux-systemd" {
-				s, err := sys.New(program{}, c)
+				s, err := sys.New(&program{}, c)
 				if err != nil {
 					return nil, "", err
 				}
@@ -109,7 +143,7 @@ func (a *app) newService(o serviceOptions) (service.Service, string, error) {
 			}
 		}
 	}
-	s, err := service.New(program{}, c)
+	s, err := service.New(&program{}, c)
 	if err != nil {
 		return nil, "", err
 	}
