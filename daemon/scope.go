@@ -225,6 +225,11 @@ func plan(root *token.Token, srv *config.Server, target Target, bases []string, 
 			errs = append(errs, err)
 			return
 		}
+		for _, c := range p.Caveats {
+			if c.Caveat() == r.Caveat() {
+				return // the same caveat twice narrows nothing
+			}
+		}
 		p.Caveats = append(p.Caveats, r)
 	}
 	p.Caveats = append(p.Caveats, token.Expires(expires))

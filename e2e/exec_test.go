@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,8 +63,9 @@ func TestExecTwinePipUvDevpi(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exec twine upload: %s", r)
 	}
-	if !strings.Contains(r.stderr, "devpi-credd: the job got") {
-		t.Errorf("no summary line: %s", r)
+	// devpi-client's session, and twine's one upload token.
+	if !strings.Contains(r.stderr, "devpi-credd: the job got 2 short-lived tokens") {
+		t.Errorf("summary line: %s", r)
 	}
 	target := filepath.Join(j.u.home, "t")
 	r = j.exec(t, []string{"-i", j.dev}, "python", "-m", "pip", "install", "--index-url", bed.locked+j.dev+"/+simple/", "--target", target, j.pkg)
@@ -84,8 +86,8 @@ func TestExecTwinePipUvDevpi(t *testing.T) {
 	// -i binds the job: an upload elsewhere is refused.
 	other := j.u.newIndex(t, "other")
 	r = j.exec(t, []string{"-i", j.dev}, "twine", "upload", "--non-interactive", "--repository-url", bed.locked+other+"/", j.u.wheel(t, j.pkg, "4.0"))
-	if r.code == 0 {
-		t.Errorf("exec -i %s uploaded to %s", j.dev, other)
+	if r.code == 0 || !strings.Contains(r.stderr, "index "+other+" is outside what the root token or config for job allows") {
+		t.Errorf("exec -i %s, upload to %s: want the daemon's refusal, got %s", j.dev, other, r)
 	}
 }
 
@@ -93,14 +95,37 @@ func TestExecTwinePipUvDevpi(t *testing.T) {
 // directory is gone afterwards, and the exit code is the child's.
 func TestExecEnvironment(t *testing.T) {
 	j := newCIJob(t)
-	r := j.u.runEnv(t, []string{"DEVPI_CREDD_TOKEN=" + j.root.Reveal(), "PATH=/usr/bin:/bin"}, "", bed.bin,
-		"exec", "--url", bed.locked, "--", "sh", "-c", `env; exit 7`)
+	// The child dumps its environment and tries its parent's. Root may read
+	// any process's memory, so as root the job runs as uid 65534.
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bed.bin, "exec", "--url", bed.locked, "--", "sh", "-c", `env; cat /proc/$PPID/environ | tr '\0' '\n'; exit 7`)
+	home := t.TempDir()
+	cmd.Env = []string{"DEVPI_CREDD_TOKEN=" + j.root.Reveal(), "PATH=/usr/bin:/bin", "HOME=" + home, "TMPDIR=" + home}
+	cmd.Dir = home
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if os.Getuid() == 0 {
+		for _, p := range []string{filepath.Dir(bed.bin), filepath.Dir(filepath.Dir(bed.bin))} {
+			must(t, os.Chmod(p, 0o711))
+		}
+		must(t, os.Chmod(filepath.Dir(home), 0o711))
+		must(t, os.Chown(home, 65534, 65534))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	}
 	if r.code != 7 {
 		t.Fatalf("exit code %d, want the child's 7: %s", r.code, r)
 	}
 	noSecret(t, result{stdout: r.stdout}, j.root)
 	if strings.Contains(r.stdout, "DEVPI_CREDD_TOKEN=") {
 		t.Error("the child saw DEVPI_CREDD_TOKEN")
+	}
+	if !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("the child could read exec's /proc/PID/environ: %s", r.stderr)
 	}
 	var socket string
 	for _, l := range strings.Split(r.stdout, "\n") {
@@ -208,7 +233,41 @@ func TestEnvCommand(t *testing.T) {
 	// GitHub: appended to $GITHUB_ENV, the token masked.
 	ghEnv := filepath.Join(j.u.home, "github_env")
 	r = j.u.runEnv(t, []string{"GITHUB_ENV=" + ghEnv}, "", bed.bin, "env", "--url", bed.locked, "--token-file", j.tokenFile, "-i", j.dev, "--format", "github")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "::add-mask::devpi-") || !strings.Contains(readFile(t, ghEnv), "TWINE_PASSWORD=devpi-") {
-		t.Errorf("env --format github: %s", r)
+	masked, _ := strings.CutPrefix(strings.TrimSpace(r.stdout), "::add-mask::")
+	if r.code != 0 || !strings.HasPrefix(masked, "devpi-") || !strings.Contains(readFile(t, ghEnv), "TWINE_PASSWORD="+masked+"\n") {
+		t.Errorf("env --format github: the masked value is not the token written: %s", r)
+	}
+	gh := parseToken(t, masked)
+	if exp := gh.Scope().Expires; exp == nil || time.Until(*exp) > 16*time.Minute || !slices.Contains(gh.Caveats(), "indexes="+j.dev) {
+		t.Errorf("env's token: caveats %q", gh.Caveats())
+	}
+}
+
+// TestExecSignalBeforeStart: a signal before the command starts ends the
+// job, and its directory is still removed.
+func TestExecSignalBeforeStart(t *testing.T) {
+	j := newCIJob(t)
+	tmp := t.TempDir()
+	for i := 0; i < 5; i++ {
+		cmd := exec.Command(bed.bin, "exec", "--url", bed.locked, "--token-file", j.tokenFile, "--", "sleep", "5")
+		cmd.Env = append(j.u.env(), "TMPDIR="+tmp)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i) * 3 * time.Millisecond) // while it sets up
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	// Whether each got as far as the child or not, nothing is left.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, _ := os.ReadDir(tmp)
+		if len(entries) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: %v", entries)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

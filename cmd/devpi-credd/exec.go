@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -92,23 +93,19 @@ func (a *app) prepareJob(o jobOptions) (*job, error) {
 	default:
 		return nil, usageErrorf("which server? give --url ROOT or --server NAME")
 	}
+	// The flags narrow what the config allows, never widen it.
 	var err error
-	if o.indexes != nil {
-		if _, err := token.Indexes(o.indexes...); err != nil {
-			return nil, usageErrorf("-i: %v", err)
-		}
-		srv.Indexes, _ = token.NormalizeList(append(o.indexes, srv.Indexes...))
+	if srv.Indexes, err = narrow("-i", srv.Indexes, o.indexes, func(l []string) error { _, err := token.Indexes(l...); return err }); err != nil {
+		return nil, err
 	}
-	if o.projects != nil {
-		if srv.Projects, err = token.NormalizeList(append(o.projects, srv.Projects...)); err != nil {
-			return nil, usageErrorf("-p: %v", err)
-		}
+	if srv.Projects, err = narrow("-p", srv.Projects, o.projects, nil); err != nil {
+		return nil, err
 	}
-	if o.allowed != nil {
-		if srv.Allowed, err = token.NormalizeList(o.allowed); err != nil {
-			return nil, usageErrorf("-a: %v", err)
-		}
+	if srv.Allowed, err = narrow("-a", srv.Allowed, o.allowed, nil); err != nil {
+		return nil, err
 	}
+	// The job's daemon renews nobody's devpi-client login.
+	srv.DevpiClient = false
 	root, err := a.jobToken(o, srv)
 	if err != nil {
 		return nil, err
@@ -121,6 +118,37 @@ func (a *app) prepareJob(o jobOptions) (*job, error) {
 		Servers:  []config.Server{srv},
 	}
 	return &job{cfg: cfg, srv: srv, root: root}, nil
+}
+
+// narrow combines a configured list (nil: no limit) with a flag's (nil: not
+// given) into their intersection; an empty intersection is an error.
+func narrow(flag string, have, given []string, check func([]string) error) ([]string, error) {
+	if given == nil {
+		return have, nil
+	}
+	list, err := token.NormalizeList(given)
+	if err == nil && check != nil {
+		err = check(list)
+	}
+	if err != nil {
+		return nil, usageErrorf("%s: %v", flag, err)
+	}
+	if have == nil {
+		return list, nil
+	}
+	var out []string
+	for _, x := range list {
+		for _, h := range have {
+			if x == h || token.NormalizeProject(x) == token.NormalizeProject(h) && flag == "-p" {
+				out = append(out, x)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, usageErrorf("%s %s: outside what the config allows (%s)", flag, strings.Join(list, ","), strings.Join(have, ","))
+	}
+	return out, nil
 }
 
 // jobToken reads the long-lived token: --token-file, $DEVPI_CREDD_TOKEN_FILE,
@@ -180,6 +208,16 @@ command's. The socket and every temporary file are removed at the end.`,
 }
 
 func (a *app) runExec(o jobOptions, argv []string) (err error) {
+	// A secret in this process's memory and environment: no core dumps, and
+	// no /proc/PID/environ or mem for other processes of the user (the
+	// child included).
+	protectProcess()
+	// Signals from here on: until the child runs, one ends the job (after
+	// cleaning up); then they are passed on.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwardedSignals()...)
+	defer signal.Stop(sigs)
+
 	j, err := a.prepareJob(o)
 	if err != nil {
 		return err
@@ -205,36 +243,34 @@ func (a *app) runExec(o jobOptions, argv []string) (err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- d.Run(ctx, nil) }()
-	stopDaemon := func() error {
+	defer func() {
 		cancel()
-		err := <-ran
+		if derr := <-ran; derr != nil && err == nil {
+			err = derr
+		}
 		d.Close()
-		return err
-	}
-	if err := waitForDaemon(j.cfg.Socket, ran); err != nil {
-		cancel()
-		d.Close()
+	}()
+	if err := waitForDaemon(j.cfg.Socket, ran, sigs); err != nil {
 		return err
 	}
 	env, err := a.jobEnv(j, d, dir)
 	if err != nil {
-		_ = stopDaemon()
 		return err
 	}
+	if s, ok := pending(sigs); ok {
+		return &exitError{128 + signalNumber(s), fmt.Errorf("stopped by %v before the command started", s)}
+	}
 	// With --token-file -, what follows the token on standard input is the
-	// child's.
+	// child's; otherwise the child gets standard input itself.
 	var stdin io.Reader = a.stdin
-	if o.tokenFile == "-" {
+	if o.tokenFile == "-" && a.stdinLines.Buffered() > 0 {
 		stdin = a.stdinLines
 	}
-	code, err := runChild(argv, env, stdin, a.stdout, a.stderr)
-	if derr := stopDaemon(); derr != nil && err == nil {
-		err = derr
-	}
+	code, err := runChild(argv, env, stdin, a.stdout, a.stderr, sigs)
 	if err != nil {
 		return err
 	}
-	if n := len(readAuditLines(j.cfg.AuditLog)); n > 0 && o.auditLog == "" {
+	if n := countMints(j.cfg.AuditLog); n > 0 && o.auditLog == "" {
 		a.infof("devpi-credd: the job got %d short-lived tokens for %s, all dead by %s", n, j.srv.URL, j.cfg.Deadline.Local().Format(localTime))
 	}
 	if code != 0 {
@@ -243,7 +279,32 @@ func (a *app) runExec(o jobOptions, argv []string) (err error) {
 	return nil
 }
 
-func waitForDaemon(socket string, ran <-chan error) error {
+// pending returns a signal that arrived, if one did.
+func pending(sigs <-chan os.Signal) (os.Signal, bool) {
+	select {
+	case s := <-sigs:
+		return s, true
+	default:
+		return nil, false
+	}
+}
+
+// countMints counts the audit log's mint lines.
+func countMints(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"event":"mint"`) {
+			n++
+		}
+	}
+	return n
+}
+
+func waitForDaemon(socket string, ran chan error, sigs <-chan os.Signal) error {
 	c := &helper.Client{Socket: socket}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -252,7 +313,10 @@ func waitForDaemon(socket string, ran <-chan error) error {
 		}
 		select {
 		case err := <-ran:
+			ran <- err // for the deferred stop
 			return fmt.Errorf("the job's daemon did not start: %w", err)
+		case s := <-sigs:
+			return &exitError{128 + signalNumber(s), fmt.Errorf("stopped by %v before the command started", s)}
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -260,14 +324,6 @@ func waitForDaemon(socket string, ran <-chan error) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-func readAuditLines(path string) []string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	return strings.Fields(strings.TrimSpace(string(b)))
 }
 
 // jobEnv is the child's environment: the caller's, without the long-lived
@@ -354,23 +410,33 @@ func (a *app) jobDevpiClient(j *job, d *daemon.Daemon, dir string) (string, erro
 	return cd.Dir, nil
 }
 
-// runChild runs argv with signals passed on, and returns its exit code
-// (128+N when a signal N ended it).
-func runChild(argv, env []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// runChild runs argv with the signals from sigs passed on, and returns its
+// exit code: 128+N when signal N ended it; 126 when it cannot be run, 127
+// when it is not found, as shells do.
+func runChild(argv, env []string, stdin io.Reader, stdout, stderr io.Writer, sigs <-chan os.Signal) (int, error) {
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env, c.Stdin, c.Stdout, c.Stderr = env, stdin, stdout, stderr
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwardedSignals...)
-	defer signal.Stop(sigs)
+	c.SysProcAttr = childProcAttr()
+	// A stdin that is not a file is copied by a goroutine; do not wait for
+	// it to close once the child is gone.
+	c.WaitDelay = 2 * time.Second
+	unlock := lockThread() // the parent-death signal belongs to this thread
+	defer unlock()
 	if err := c.Start(); err != nil {
-		return 0, &exitError{127, fmt.Errorf("starting %s: %w", argv[0], err)}
+		code := 127
+		if errors.Is(err, fs.ErrPermission) {
+			code = 126
+		}
+		return 0, &exitError{code, fmt.Errorf("starting %s: %w", argv[0], err)}
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	for {
 		select {
 		case s := <-sigs:
-			_ = c.Process.Signal(s)
+			if !fromTerminal(s) {
+				_ = c.Process.Signal(s)
+			}
 		case err := <-done:
 			var ee *exec.ExitError
 			switch {
@@ -409,6 +475,7 @@ an ::add-mask:: command so that the token is masked in the job's log.`,
 }
 
 func (a *app) runEnv(o jobOptions, format string) error {
+	protectProcess()
 	if format != "shell" && format != "dotenv" && format != "github" {
 		return usageErrorf("--format %q: use shell, dotenv or github", format)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -22,7 +23,6 @@ const serviceName = "devpi-credd"
 const systemdUnit = `[Unit]
 Description={{Description}}
 Documentation=https://github.com/devpi-credd/devpi-credd
-ConditionFileIsExecutable={{Path | cmdEscape}}
 
 [Service]
 Type=simple
@@ -117,12 +117,19 @@ func (a *app) newService(o serviceOptions) (service.Service, string, error) {
 	if o.system {
 		wantedBy = "multi-user.target"
 	}
+	args := []string{"serve", "--config", cfgPath}
+	if runtime.GOOS == "linux" {
+		// systemd expands % specifiers and $VARIABLES in ExecStart.
+		for i, a := range args {
+			args[i] = strings.NewReplacer("%", "%%", "$", "$$").Replace(a)
+		}
+	}
 	c := &service.Config{
 		Name:        serviceName,
 		DisplayName: "devpi-credd",
 		Description: "short-lived devpi tokens for pip, uv, twine and devpi-client",
 		Executable:  self,
-		Arguments:   []string{"serve", "--config", cfgPath},
+		Arguments:   args,
 		Option: service.KeyValue{
 			"UserService":   !o.system,
 			"SystemdScript": strings.Replace(systemdUnit, "@WANTEDBY@", wantedBy, 1),
@@ -130,9 +137,16 @@ func (a *app) newService(o serviceOptions) (service.Service, string, error) {
 			"KeepAlive":     true,
 		},
 	}
-	// On Linux a user service exists only under systemd: use it whatever
-	// the detection says (in a container it would pick SysV).
-	if runtime.GOOS == "linux" && !o.system {
+	if o.system {
+		// A system-wide service still runs as this user, with this user's
+		// config, token store and socket: not as root.
+		if u, err := user.Current(); err == nil && u.Uid != "0" {
+			c.UserName = u.Username
+		}
+	}
+	// devpi-credd writes systemd units on Linux, whatever the library's
+	// detection says (in a container it would pick SysV).
+	if runtime.GOOS == "linux" {
 		for _, sys := range service.AvailableSystems() {
 			if sys.String() == "linux-systemd" {
 				s, err := sys.New(&program{}, c)
@@ -169,6 +183,9 @@ func (a *app) unitPath(o serviceOptions) string {
 }
 
 func (a *app) runService(o serviceOptions, action string) error {
+	if runtime.GOOS == "windows" && !o.system && action == "install" {
+		return usageErrorf("Windows services are system-wide: pass --system (the service runs as this user)")
+	}
 	s, unit, err := a.newService(o)
 	if err != nil {
 		return err

@@ -4,5 +4,6 @@ package main
 
 import "os"
 
-// forwardedSignals are passed on to exec's child.
-var forwardedSignals = []os.Signal{os.Interrupt}
+func forwardedSignals() []os.Signal { return []os.Signal{os.Interrupt} }
+func fromTerminal(os.Signal) bool   { return false }
+func signalNumber(os.Signal) int    { return 2 }
