@@ -6,8 +6,8 @@
 set -euo pipefail
 bin=$(realpath "$1")
 venv=${DEVPI_CREDD_VENV:?set DEVPI_CREDD_VENV (make bench does)}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 export HOME=$work DEVPI_CLIENTDIR=$work/devpi-client
 
 # A root token to derive from: only its format matters offline, so
@@ -20,8 +20,6 @@ open(sys.argv[1], "w").write("devpi-" + m.serialize() + "\n")
 PY
 chmod 600 "$work/root.token"
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"
 
 printf '%-44s %10s\n' "command (whole process, mean of runs)" "ms/run"
 printf '%-44s %10s\n' "devpi-credd token derive -e 1h -i bench/dev" "$(mean_ms 200 "$bin" token derive -f "$work/root.token" -e 1h -i bench/dev)"

@@ -1,4 +1,13 @@
-# Shared by the bench scripts: source it. Needs $work (a temp dir) set.
+# Shared by the bench scripts: source it. It makes $work, a temporary
+# directory removed on exit together with the processes in $pids.
+
+work=$(mktemp -d /tmp/credd-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # mean_ms N CMD...: runs CMD N times (after one warm-up run), prints the
 # mean wall milliseconds per run.

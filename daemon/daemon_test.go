@@ -550,55 +550,6 @@ func TestNotRunningFailsFast(t *testing.T) {
 	}
 }
 
-// BenchmarkMint is the mint path without HTTP: scope, derive, serialize.
-func BenchmarkMint(b *testing.B) {
-	dir := b.TempDir()
-	tokenFile := filepath.Join(dir, "t")
-	root, _ := token.New(testKey, "alice", "abcd2345", token.Expires(time.Now().Add(time.Hour)))
-	_ = os.WriteFile(tokenFile, []byte(root.Reveal()), 0o600)
-	cfg := filepath.Join(dir, "c.toml")
-	_ = os.WriteFile(cfg, []byte(configText("http://h/", tokenFile, filepath.Join(dir, "s"), filepath.Join(dir, "a.log"), "")), 0o600)
-	d, err := New(Options{ConfigPath: cfg, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
-	req := localapi.CredentialsRequest{URL: "http://h/alice/dev/"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := d.Mint(context.Background(), req); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkMintHTTP adds the local API's HTTP handling and the audit line,
-// in process.
-func BenchmarkMintHTTP(b *testing.B) {
-	dir := b.TempDir()
-	tokenFile := filepath.Join(dir, "t")
-	root, _ := token.New(testKey, "alice", "abcd2345", token.Expires(time.Now().Add(time.Hour)))
-	_ = os.WriteFile(tokenFile, []byte(root.Reveal()), 0o600)
-	cfg := filepath.Join(dir, "c.toml")
-	_ = os.WriteFile(cfg, []byte(configText("http://h/", tokenFile, filepath.Join(dir, "s"), filepath.Join(dir, "a.log"), "")), 0o600)
-	d, err := New(Options{ConfigPath: cfg, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
-	h := d.Handler()
-	body := `{"url":"http://h/alice/dev/"}`
-	b.ReportAllocs()
-	for b.Loop() {
-		req := httptest.NewRequest("POST", localapi.PathCredentials, strings.NewReader(body))
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != 200 {
-			b.Fatal(rec.Body.String())
-		}
-	}
-}
-
 func TestBasesLookupFailures(t *testing.T) {
 	var asked atomic.Int64
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -775,6 +726,53 @@ func TestSharedSocketForAllowUIDs(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// benchDaemon is a daemon, not serving, on a config with one server.
+func benchDaemon(b *testing.B) *Daemon {
+	b.Helper()
+	dir := b.TempDir()
+	tokenFile := filepath.Join(dir, "t")
+	root, _ := token.New(testKey, "alice", "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+	_ = os.WriteFile(tokenFile, []byte(root.Reveal()), 0o600)
+	cfg := filepath.Join(dir, "c.toml")
+	_ = os.WriteFile(cfg, []byte(configText("http://h/", tokenFile, filepath.Join(dir, "s"), filepath.Join(dir, "a.log"), "")), 0o600)
+	d, err := New(Options{ConfigPath: cfg, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	return d
+}
+
+// BenchmarkMint is the mint path without HTTP: scope, derive, serialize.
+func BenchmarkMint(b *testing.B) {
+	d := benchDaemon(b)
+	req := localapi.CredentialsRequest{URL: "http://h/alice/dev/"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := d.Mint(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMintHTTP adds the local API's HTTP handling and the audit line,
+// in process.
+func BenchmarkMintHTTP(b *testing.B) {
+	h := benchDaemon(b).Handler()
+	body := `{"url":"http://h/alice/dev/"}`
+	// As a connection on the socket would carry it: the caller is us.
+	ctx := context.WithValue(context.Background(), peerKey{}, Peer{UID: os.Getuid(), PID: os.Getpid(), Known: true})
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequestWithContext(ctx, "POST", localapi.PathCredentials, strings.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Body.String())
+		}
 	}
 }
 
