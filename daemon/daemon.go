@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 	"github.com/devpi-credd/devpi-credd/localapi"
 	"github.com/devpi-credd/devpi-credd/store"
 	"github.com/devpi-credd/devpi-credd/token"
@@ -39,6 +41,9 @@ type Options struct {
 	// RefreshEvery is how often devpi-client logins are checked (default
 	// a minute).
 	RefreshEvery time.Duration
+	// LockFile, when set, keeps the lock across restarts: it exists while
+	// the daemon is locked.
+	LockFile string
 }
 
 // Daemon serves the local API. Its config and the root tokens that config
@@ -49,11 +54,14 @@ type Daemon struct {
 	log     *slog.Logger
 	started time.Time
 
-	state     atomic.Pointer[state]
-	cfgErr    atomic.Pointer[string]
-	reloadMu  sync.Mutex // serialises reloads, never held by requests
-	minted    atomic.Int64
-	refused   atomic.Int64
+	state    atomic.Pointer[state]
+	cfgErr   atomic.Pointer[string]
+	reloadMu sync.Mutex // serialises reloads, never held by requests
+	minted   atomic.Int64
+	refused  atomic.Int64
+	// locked: no mints until unlocked (devpi-credd lock, e.g. when leaving
+	// the machine or after a suspected leak).
+	locked    atomic.Bool
 	perServer sync.Map // server name -> *atomic.Int64
 
 	// auditMu is held shared by every audit write and exclusively to swap
@@ -113,6 +121,12 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.audit = a
 	d.state.Store(d.withRoots(cfg, nil))
+	if opts.LockFile != "" {
+		if _, err := os.Stat(opts.LockFile); err == nil {
+			d.locked.Store(true)
+			d.log.Warn("locked (since before this start): 'devpi-credd unlock' lets it mint", "lock_file", opts.LockFile)
+		}
+	}
 	return d, nil
 }
 
@@ -217,6 +231,8 @@ func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+localapi.PathCredentials, d.handleCredentials)
 	mux.HandleFunc("GET "+localapi.PathStatus, d.handleStatus)
+	mux.HandleFunc("POST "+localapi.PathLock, func(w http.ResponseWriter, r *http.Request) { d.setLocked(w, r, true) })
+	mux.HandleFunc("POST "+localapi.PathUnlock, func(w http.ResponseWriter, r *http.Request) { d.setLocked(w, r, false) })
 	return d.permit(mux)
 }
 
@@ -325,7 +341,10 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	now := d.opts.Now()
 	st := d.state.Load()
 	cfg := st.cfg
-	entry := auditEntry{Time: now.UTC(), Event: "mint"}
+	entry := auditEntry{Time: now.UTC(), Event: "mint", URL: redact(req.URL)}
+	if d.locked.Load() {
+		return nil, entry, &apiError{http.StatusLocked, localapi.CodeLocked, "the daemon is locked: 'devpi-credd unlock' lets it mint again"}
+	}
 	u, err := ParseServiceURL(req.URL)
 	if err != nil {
 		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error()}
@@ -414,6 +433,28 @@ func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	}, entry, nil
 }
 
+func (d *Daemon) setLocked(w http.ResponseWriter, r *http.Request, lock bool) {
+	peer, _ := r.Context().Value(peerKey{}).(Peer)
+	if d.opts.LockFile != "" {
+		var err error
+		if lock {
+			err = safefile.Write(d.opts.LockFile, []byte("locked by 'devpi-credd lock'; 'devpi-credd unlock' removes this file\n"), 0o600)
+		} else if err = os.Remove(d.opts.LockFile); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, localapi.CodeUnavailable, "keeping the lock: "+err.Error())
+			return
+		}
+	}
+	if d.locked.Swap(lock) != lock {
+		event := map[bool]string{true: "lock", false: "unlock"}[lock]
+		d.writeAudit(auditEntry{Time: d.opts.Now().UTC(), Event: event, Peer: peer})
+		d.log.Info(event, "peer_uid", peer.UID, "peer_pid", peer.PID)
+	}
+	writeJSON(w, http.StatusOK, d.Status())
+}
+
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d.Status())
 }
@@ -425,7 +466,7 @@ func (d *Daemon) Status() localapi.Status {
 	st := localapi.Status{
 		PID: os.Getpid(), Version: d.opts.Version, Started: d.started, Config: cfg.Path,
 		Socket: cfg.Socket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
-		MaxTTL: cfg.MaxTTL.String(), MaxSession: cfg.MaxSessionTTL.String(), Minted: d.minted.Load(), Refused: d.refused.Load(),
+		MaxTTL: cfg.MaxTTL.String(), MaxSession: cfg.MaxSessionTTL.String(), Locked: d.locked.Load(), Minted: d.minted.Load(), Refused: d.refused.Load(),
 		Servers: []localapi.ServerStatus{},
 	}
 	if e := d.cfgErr.Load(); e != nil {

@@ -876,3 +876,70 @@ func TestReadScopeServer(t *testing.T) {
 		t.Errorf("upload under read_scope server: %s", got)
 	}
 }
+
+func TestLockUnlock(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	st, err := f.client.Lock(context.Background())
+	if err != nil || !st.Locked {
+		t.Fatalf("Lock = %+v, %v", st, err)
+	}
+	_, err = f.get("http://h/alice/dev/")
+	var ae *helper.APIError
+	if !errors.As(err, &ae) || ae.Code != localapi.CodeLocked || ae.Status != http.StatusLocked {
+		t.Errorf("mint while locked: %v", err)
+	}
+	if st, _ := f.client.Status(context.Background()); !st.Locked {
+		t.Error("status does not say locked")
+	}
+	if st, err := f.client.Unlock(context.Background()); err != nil || st.Locked {
+		t.Fatalf("Unlock = %+v, %v", st, err)
+	}
+	if _, err := f.get("http://h/alice/dev/"); err != nil {
+		t.Errorf("mint after unlock: %v", err)
+	}
+	f.stop()
+	audit := strings.Join(readLines(t, f.audit), "\n")
+	for _, want := range []string{`"event":"lock"`, `"reason":"the daemon is locked`, `"event":"unlock"`} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit lacks %s:\n%s", want, audit)
+		}
+	}
+}
+
+// TestLockSurvivesRestart: with a lock file, a restarted daemon is still
+// locked.
+func TestLockSurvivesRestart(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	f.stop()
+	lockFile := filepath.Join(f.dir, "state", "locked")
+	start := func() (*Daemon, context.CancelFunc, chan error) {
+		d, err := New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" },
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LockFile: lockFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx, nil) }()
+		waitFor(t, 5*time.Second, "daemon up", func() bool { _, err := f.client.Status(context.Background()); return err == nil })
+		return d, cancel, done
+	}
+	d, cancel, done := start()
+	if _, err := f.client.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	d.Close()
+	d, cancel, done = start()
+	defer func() { cancel(); <-done; d.Close() }()
+	if st, _ := f.client.Status(context.Background()); !st.Locked {
+		t.Error("a restart unlocked the daemon")
+	}
+	if _, err := f.client.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lockFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unlock left the lock file: %v", err)
+	}
+}

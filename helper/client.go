@@ -127,3 +127,21 @@ func (c *Client) Status(ctx context.Context) (*localapi.Status, error) {
 	}
 	return &out, nil
 }
+
+// Lock makes the daemon refuse every mint until Unlock.
+func (c *Client) Lock(ctx context.Context) (*localapi.Status, error) {
+	var out localapi.Status
+	if err := c.call(ctx, http.MethodPost, localapi.PathLock, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Unlock lets the daemon mint again.
+func (c *Client) Unlock(ctx context.Context) (*localapi.Status, error) {
+	var out localapi.Status
+	if err := c.call(ctx, http.MethodPost, localapi.PathUnlock, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

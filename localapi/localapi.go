@@ -9,6 +9,8 @@ import "time"
 const (
 	PathCredentials = "/v1/credentials" // POST CredentialsRequest -> Credentials
 	PathStatus      = "/v1/status"      // GET -> Status
+	PathLock        = "/v1/lock"        // POST -> Status: refuse every mint until unlocked
+	PathUnlock      = "/v1/unlock"      // POST -> Status
 )
 
 // CredentialsRequest asks for a token for a URL (an index, upload or simple
@@ -53,6 +55,7 @@ const (
 	CodeBadRequest  = "bad_request" // malformed request
 	CodeForbidden   = "forbidden"   // the caller's uid is not allowed
 	CodeUnavailable = "unavailable" // no usable root token right now
+	CodeLocked      = "locked"      // the daemon is locked
 )
 
 // Status describes the running daemon.

@@ -146,7 +146,8 @@ derives short-lived, narrowly scoped tokens on request ('get').
 		return &exitError{exitUsage, err}
 	})
 	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd(),
-		a.newKeyringCmd(), a.newKeyringLinkCmd(), a.newDevpiLoginCmd(), a.newExecCmd(), a.newEnvCmd(), a.newServiceCmd())
+		a.newKeyringCmd(), a.newKeyringLinkCmd(), a.newDevpiLoginCmd(), a.newExecCmd(), a.newEnvCmd(), a.newServiceCmd(),
+		a.newLockCmd(true), a.newLockCmd(false))
 	return root
 }
 

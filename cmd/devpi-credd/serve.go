@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -93,7 +94,8 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	path := a.configPath(o.config)
-	d, err := daemon.New(daemon.Options{ConfigPath: path, Getenv: a.getenv, Logger: log, Version: version})
+	d, err := daemon.New(daemon.Options{ConfigPath: path, Getenv: a.getenv, Logger: log, Version: version,
+		LockFile: filepath.Join(xdg.StateDir(a.getenv), "locked")})
 	if errors.Is(err, fs.ErrNotExist) && strings.Contains(err.Error(), path) {
 		return usageErrorf("no config at %s: 'devpi-credd token login' adds a server to it, or write one (see 'devpi-credd serve --help')", path)
 	}

@@ -116,6 +116,9 @@ func (a *app) printStatus(st *localapi.Status) {
 	fmt.Fprintf(w, "audit log\t%s\n", st.AuditLog)
 	fmt.Fprintf(w, "ttl\tdefault %s, max %s\n", st.DefaultTTL, st.MaxTTL)
 	fmt.Fprintf(w, "tokens\t%d minted, %d refused\n", st.Minted, st.Refused)
+	if st.Locked {
+		fmt.Fprintf(w, "locked\tyes: no tokens until 'devpi-credd unlock'\n")
+	}
 	w.Flush()
 	fmt.Fprintln(a.stdout, "servers:")
 	w = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
@@ -131,4 +134,36 @@ func (a *app) printStatus(st *localapi.Status) {
 		fmt.Fprintf(w, "  %s\t%s\t%s\t%d minted\t%s\n", s.Name, s.URL, root, s.Minted, strings.TrimSpace(s.Store))
 	}
 	w.Flush()
+}
+
+func (a *app) newLockCmd(lock bool) *cobra.Command {
+	var socket string
+	use, short := "unlock", "Let the daemon mint tokens again"
+	if lock {
+		use, short = "lock", "Make the daemon refuse every token until 'devpi-credd unlock' (leaving the machine, a suspected leak)"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			c := a.daemonClient(socket)
+			call := c.Unlock
+			if lock {
+				call = c.Lock
+			}
+			st, err := call(ctx)
+			if err != nil {
+				return daemonError(err)
+			}
+			fmt.Fprintf(a.stdout, "daemon %s\n", map[bool]string{true: "locked: no tokens until 'devpi-credd unlock'", false: "unlocked"}[st.Locked])
+			return nil
+		},
+	}
+	socketFlag(cmd, &socket)
+	return cmd
 }
