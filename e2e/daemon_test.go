@@ -370,3 +370,37 @@ func TestDaemonOtherUIDRefused(t *testing.T) {
 		t.Errorf("no mint for uid %d in the audit log", nobody)
 	}
 }
+
+// TestRevoke: one command deletes the long-lived token on the server and
+// here; tokens minted from it die at once, and the running daemon stops
+// minting for that server.
+func TestRevoke(t *testing.T) {
+	u, root := setupDaemonUser(t)
+	dev := u.newIndex(t, "dev")
+	d := u.serve(t)
+	_, tok := credsOf(t, u.get(t, 0, "--json", bed.url+dev+"/"))
+	mustUpload(t, u.twineUpload(t, dev, tok, u.wheel(t, "rev-pkg", "1.0")))
+
+	r := u.runEnv(t, u.daemonEnv(), "", bed.bin, "revoke")
+	if r.code != 1 || !strings.Contains(r.stderr, "pass --yes to confirm") {
+		t.Fatalf("revoke without a terminal or --yes: %s", r)
+	}
+	r = u.runEnv(t, u.daemonEnv(), "", bed.bin, "revoke", "--yes")
+	if r.code != 0 || !strings.Contains(r.stdout, "token "+root.ID()+" deleted") {
+		t.Fatalf("revoke: %s", r)
+	}
+	mustRefuse(t, u.twineUpload(t, dev, tok, u.wheel(t, "rev-pkg", "1.1")), "The token id "+root.ID()+" doesn't exist")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		r = u.runEnv(t, u.daemonEnv(), "", bed.bin, "get", bed.url+dev+"/")
+		if r.code == 1 && strings.Contains(r.stderr, "no usable token") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon still mints after revoke: %s", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.stop(t)
+	checkNoSecrets(t, d, u, root, tok)
+}

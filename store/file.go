@@ -117,7 +117,19 @@ func (f File) String() string { return f.Path }
 type Backend interface {
 	Load() (*token.Token, error)
 	Save(*token.Token) error
+	Delete() error
 	String() string
+}
+
+// Delete removes the file; a file that is not there is ErrNotFound.
+func (f File) Delete() error {
+	if err := os.Remove(f.Path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w at %s", ErrNotFound, f.Path)
+		}
+		return fmt.Errorf("removing token file: %w", err)
+	}
+	return nil
 }
 
 // Memory is a token held in memory only: devpi-credd exec's, read once from
@@ -133,6 +145,9 @@ func (m Memory) Load() (*token.Token, error) {
 	}
 	return m.Token, nil
 }
+
+// Delete forgets nothing: the token lives only as long as the process.
+func (m Memory) Delete() error { return nil }
 
 // Save is refused: nothing is written anywhere.
 func (m Memory) Save(*token.Token) error { return errors.New("an in-memory token is not saved") }

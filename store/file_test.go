@@ -49,6 +49,12 @@ func TestFileRoundTrip(t *testing.T) {
 	if st.Mode().Perm() != 0o700 {
 		t.Errorf("token dir mode %v", st.Mode())
 	}
+	if err := f.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Delete(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete of nothing = %v", err)
+	}
 }
 
 func TestServerName(t *testing.T) {

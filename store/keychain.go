@@ -45,3 +45,15 @@ func (k Keychain) Save(t *token.Token) error {
 
 // String says where the token is, for status and messages.
 func (k Keychain) String() string { return "keychain:" + KeychainService + "/" + k.Name }
+
+// Delete removes the keychain entry.
+func (k Keychain) Delete() error {
+	err := keyring.Delete(KeychainService, k.Name)
+	if errors.Is(err, keyring.ErrNotFound) {
+		return fmt.Errorf("%w in the keychain for server %s", ErrNotFound, k.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the keychain: %w", err)
+	}
+	return nil
+}

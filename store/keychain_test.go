@@ -30,6 +30,16 @@ func TestKeychainRoundTrip(t *testing.T) {
 	if _, err := (Keychain{Name: "bad"}).Load(); !errors.Is(err, token.ErrInvalid) {
 		t.Errorf("garbage entry: %v", err)
 	}
+	if err := k.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Load(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Load after Delete = %v", err)
+	}
+	if err := k.Delete(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete of nothing = %v", err)
+	}
 	var _ Backend = k
 	var _ Backend = File{}
+	var _ Backend = Memory{}
 }
