@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build test unit cross pytest e2e bench demo venv deps clean
+.PHONY: all build test unit cross pytest e2e bench fuzz demo venv deps clean
 
 all: build
 
@@ -61,6 +61,17 @@ bench: build venv
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
 	DEVPI_CREDD_VENV=$(VENV) bench/keyring.sh $(BIN)
 	bench/daemon.sh $(BIN)
+
+## fuzz: every parser that reads outside input, FUZZTIME each (seeds run in
+## make unit anyway).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./token/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseExpiry$$' -fuzztime $(FUZZTIME) ./token/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCaveat$$' -fuzztime $(FUZZTIME) ./token/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzServiceURL$$' -fuzztime $(FUZZTIME) ./daemon/
+	$(GO) test -run '^$$' -fuzz '^FuzzKeyringArgs$$' -fuzztime $(FUZZTIME) ./helper/
 
 demo: build deps venv
 	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)

@@ -178,3 +178,27 @@ func TestEnsureServer(t *testing.T) {
 		t.Errorf("broken config: %v", err)
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(full))
+	f.Add([]byte("[servers.a]\nurl = \"http://h/\"\n"))
+	f.Add([]byte("default_ttl = \"5m\"\n"))
+	get := env(map[string]string{"HOME": "/h"})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("c.toml", data, get)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			return
+		}
+		if c.DefaultTTL <= 0 || c.DefaultTTL > c.MaxTTL {
+			t.Fatalf("accepted ttls %v / %v", c.DefaultTTL, c.MaxTTL)
+		}
+		for _, s := range c.Servers {
+			if s.URL == nil || !strings.HasSuffix(s.URL.Path, "/") {
+				t.Fatalf("server %q without a root URL", s.Name)
+			}
+		}
+	})
+}

@@ -233,3 +233,38 @@ func TestPlanDeadline(t *testing.T) {
 		t.Errorf("after the deadline: %v", err)
 	}
 }
+
+// FuzzServiceURL: whatever a caller sends, parsing and scoping never
+// panic, and a target's names are valid caveat material.
+func FuzzServiceURL(f *testing.F) {
+	for _, s := range []string{"http://h/alice/dev/", "h:3141", "https://u:p@h/a/b/+simple/c/?q", "http://h/a/b,c/", "http://h/%2e%2e/x/"} {
+		f.Add(s)
+	}
+	root := &url.URL{Scheme: "http", Host: "h", Path: "/"}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseServiceURL(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			return
+		}
+		if u.User != nil {
+			t.Fatal("user info kept")
+		}
+		tg, err := Classify(root, u)
+		if err != nil {
+			return
+		}
+		if tg.Index != "" {
+			if _, err := token.Indexes(tg.Index); err != nil {
+				t.Fatalf("index %q cannot be a caveat: %v", tg.Index, err)
+			}
+		}
+		if tg.Project != "" {
+			if _, err := token.Projects(tg.Project); err != nil {
+				t.Fatalf("project %q cannot be a caveat: %v", tg.Project, err)
+			}
+		}
+	})
+}

@@ -138,3 +138,20 @@ func TestRedactService(t *testing.T) {
 		}
 	}
 }
+
+func FuzzKeyringArgs(f *testing.F) {
+	f.Add("--mode=creds\x00--output=json\x00get\x00https://devpi.example/x/")
+	f.Add("get\x00h\x00u")
+	f.Add("-bx\x00--mode\x00creds\x00get")
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		var out, errb bytes.Buffer
+		code := Keyring(context.Background(), args, &out, &errb, &fakeSource{})
+		if code != 0 && out.Len() != 0 && !strings.Contains(joined, "-h") {
+			t.Fatalf("exit %d with output %q", code, out.String())
+		}
+		if code == 0 && strings.Contains(errb.String(), "devpi-credd:") {
+			t.Fatalf("success with an error line: %q", errb.String())
+		}
+	})
+}

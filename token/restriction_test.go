@@ -243,3 +243,35 @@ func TestNormalizeProject(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseExpiry(f *testing.F) {
+	for _, s := range []string{"1 year", "never", "-1 day", "1700000000", "1h30min", "1.5 M", "999999 weeks", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		at, never, err := ParseExpiry(s, now)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			return
+		}
+		if !never && at.IsZero() {
+			t.Fatalf("%q: no time and not never", s)
+		}
+	})
+}
+
+func FuzzParseCaveat(f *testing.F) {
+	for _, s := range []string{"expires=1", "allowed=a,b", `{"version": 1, "permissions": {"projects": ["x"]}}`, `[0, 1, 2]`, `[1, ["a"]]`, `{"nbf": "1", "exp": 2.5}`, "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := ParseCaveat(s)
+		if c.Raw != s {
+			t.Fatal("Raw changed")
+		}
+		_ = ScopeOf([]Caveat{c, c})
+	})
+}
