@@ -171,8 +171,13 @@ func (a *app) jobToken(o jobOptions, srv config.Server) (*token.Token, error) {
 	return nil, usageErrorf("no long-lived token: give --token-file FILE (- for standard input), or set DEVPI_CREDD_TOKEN_FILE or DEVPI_CREDD_TOKEN")
 }
 
-// newJobDaemon is a daemon on the job's config, with the token in memory.
-func (a *app) newJobDaemon(j *job) (*daemon.Daemon, error) {
+// newJobDaemon is a daemon on the job's config, with the token in memory;
+// its audit log goes to auditLog, else into the job's directory.
+func (a *app) newJobDaemon(j *job, dir, auditLog string) (*daemon.Daemon, error) {
+	j.cfg.AuditLog = auditLog
+	if auditLog == "" {
+		j.cfg.AuditLog = filepath.Join(dir, "audit.log")
+	}
 	return daemon.New(daemon.Options{
 		Config:  j.cfg,
 		Getenv:  a.getenv,
@@ -232,11 +237,7 @@ func (a *app) runExec(o jobOptions, argv []string) (err error) {
 		}
 	}()
 	j.cfg.Socket = filepath.Join(dir, "run", "socket")
-	j.cfg.AuditLog = filepath.Join(dir, "audit.log")
-	if o.auditLog != "" {
-		j.cfg.AuditLog = o.auditLog
-	}
-	d, err := a.newJobDaemon(j)
+	d, err := a.newJobDaemon(j, dir, o.auditLog)
 	if err != nil {
 		return err
 	}
@@ -494,11 +495,7 @@ func (a *app) runEnv(o jobOptions, format string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	j.cfg.AuditLog = filepath.Join(dir, "audit.log")
-	if o.auditLog != "" {
-		j.cfg.AuditLog = o.auditLog
-	}
-	d, err := a.newJobDaemon(j)
+	d, err := a.newJobDaemon(j, dir, o.auditLog)
 	if err != nil {
 		return err
 	}
