@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build test unit cross pytest e2e bench fuzz demo venv deps clean
+.PHONY: all build test unit cross pytest e2e bench fuzz man demo venv deps clean
 
 all: build
 
@@ -61,6 +61,11 @@ bench: build venv
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
 	DEVPI_CREDD_VENV=$(VENV) bench/keyring.sh $(BIN)
 	bench/daemon.sh $(BIN)
+
+## man: man pages for every command, into dist/man (shell completion:
+## devpi-credd completion bash|zsh|fish|powershell).
+man: build
+	$(BIN) man dist/man
 
 ## fuzz: every parser that reads outside input, FUZZTIME each (seeds run in
 ## make unit anyway).

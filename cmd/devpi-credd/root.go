@@ -147,7 +147,7 @@ derives short-lived, narrowly scoped tokens on request ('get').
 	})
 	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd(),
 		a.newKeyringCmd(), a.newKeyringLinkCmd(), a.newDevpiLoginCmd(), a.newExecCmd(), a.newEnvCmd(), a.newServiceCmd(),
-		a.newLockCmd(true), a.newLockCmd(false), a.newRevokeCmd())
+		a.newLockCmd(true), a.newLockCmd(false), a.newRevokeCmd(), a.newManCmd(a.newRootCmd))
 	return root
 }
 

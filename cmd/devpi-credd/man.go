@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
+)
+
+// newManCmd writes man pages for every command, for packages to install
+// (make man; the .deb and the wheel carry them).
+func (a *app) newManCmd(root func() *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:    "man DIR",
+		Short:  "Write man pages for every command into DIR",
+		Hidden: true,
+		Args:   args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := os.MkdirAll(args[0], 0o755); err != nil {
+				return err
+			}
+			r := root()
+			r.DisableAutoGenTag = true
+			header := &doc.GenManHeader{Title: "DEVPI-CREDD", Section: "1", Source: "devpi-credd " + version}
+			if err := doc.GenManTree(r, header, args[0]); err != nil {
+				return fmt.Errorf("writing man pages: %w", err)
+			}
+			fmt.Fprintf(a.stdout, "man pages written to %s\n", args[0])
+			return nil
+		},
+	}
+}
