@@ -404,3 +404,22 @@ func TestRevoke(t *testing.T) {
 	d.stop(t)
 	checkNoSecrets(t, d, u, root, tok)
 }
+
+// TestDaemonKill9: a daemon killed with SIGKILL leaves its socket behind;
+// the next one takes it over (the kernel released the lock), and serves.
+func TestDaemonKill9(t *testing.T) {
+	u, root := setupDaemonUser(t)
+	d := u.serve(t)
+	must(t, d.cmd.Process.Signal(syscall.SIGKILL))
+	<-d.done
+	d.done = nil
+	if _, err := os.Lstat(d.socket); err != nil {
+		t.Fatalf("expected the killed daemon's socket to remain: %v", err)
+	}
+	d2 := u.serve(t)
+	c, _ := credsOf(t, u.get(t, 0, "--json", bed.url))
+	if c.TokenID != root.ID() {
+		t.Errorf("after kill -9 and restart: %+v", c)
+	}
+	d2.stop(t)
+}
