@@ -43,6 +43,9 @@ type Config struct {
 	AuditLog      string
 	// AllowUIDs may use the daemon besides its own user and root.
 	AllowUIDs []int
+	// MintBudget bounds the tokens one caller (uid, executable and parent
+	// executable) may get a minute; 0 is no limit.
+	MintBudget int
 	// Servers, sorted by name.
 	Servers []Server
 	// Deadline, when set, is the latest expiry of any token (not from the
@@ -125,6 +128,7 @@ type fileConfig struct {
 	MaxSession string                `mapstructure:"max_session_ttl"`
 	AuditLog   string                `mapstructure:"audit_log"`
 	AllowUIDs  []int                 `mapstructure:"allow_uids"`
+	MintBudget int                   `mapstructure:"mint_budget"`
 	Servers    map[string]fileServer `mapstructure:"servers"`
 }
 
@@ -181,7 +185,10 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
-	c := &Config{Socket: fc.Socket, AuditLog: fc.AuditLog, AllowUIDs: fc.AllowUIDs}
+	c := &Config{Socket: fc.Socket, AuditLog: fc.AuditLog, AllowUIDs: fc.AllowUIDs, MintBudget: fc.MintBudget}
+	if c.MintBudget < 0 {
+		return nil, fmt.Errorf("mint_budget = %d: tokens a minute per caller, 0 for no limit", c.MintBudget)
+	}
 	var err error
 	if c.DefaultTTL, err = positive("default_ttl", fc.DefaultTTL); err != nil {
 		return nil, err

@@ -70,6 +70,7 @@ type Daemon struct {
 	audit   *auditLog
 
 	bases basesCache
+	spent budgets
 }
 
 // state is one consistent view: a config and its servers' root tokens.
@@ -310,7 +311,15 @@ func (d *Daemon) handleCredentials(w http.ResponseWriter, r *http.Request) {
 // MintFor mints for req on behalf of peer and writes the audit line, minted
 // or refused; note, when set, goes into that line.
 func (d *Daemon) MintFor(ctx context.Context, req localapi.CredentialsRequest, peer Peer, note string) (*localapi.Credentials, error) {
-	creds, entry, aerr := d.Mint(ctx, req)
+	var creds *localapi.Credentials
+	var entry auditEntry
+	var aerr *apiError
+	if budget := d.Config().MintBudget; !d.spent.allow(peer, budget, d.opts.Now()) {
+		entry = auditEntry{Time: d.opts.Now().UTC(), Event: "mint", URL: redact(req.URL)}
+		aerr = &apiError{http.StatusTooManyRequests, localapi.CodeBudget, fmt.Sprintf("over the mint budget of %d tokens a minute for this program (mint_budget)", budget)}
+	} else {
+		creds, entry, aerr = d.Mint(ctx, req)
+	}
 	entry.Peer = peer
 	if note != "" {
 		entry.Note = note

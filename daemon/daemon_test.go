@@ -943,3 +943,30 @@ func TestLockSurvivesRestart(t *testing.T) {
 		t.Errorf("unlock left the lock file: %v", err)
 	}
 }
+
+func TestMintBudget(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	text, _ := os.ReadFile(f.config)
+	_ = os.WriteFile(f.config, append([]byte("mint_budget = 3\n"), text...), 0o600)
+	f.reload <- struct{}{}
+	waitFor(t, 2*time.Second, "budget reloaded", func() bool { return f.d.Config().MintBudget == 3 })
+	for i := 0; i < 3; i++ {
+		if _, err := f.get("http://h/"); err != nil {
+			t.Fatalf("mint %d within the budget: %v", i+1, err)
+		}
+	}
+	_, err := f.get("http://h/")
+	var ae *helper.APIError
+	if !errors.As(err, &ae) || ae.Code != localapi.CodeBudget || ae.Status != http.StatusTooManyRequests {
+		t.Fatalf("4th mint: %v", err)
+	}
+	// Another program has a budget of its own.
+	other := Peer{UID: os.Getuid(), PID: 1, Exe: "/usr/bin/other", Known: true}
+	if _, err := f.d.MintFor(context.Background(), localapi.CredentialsRequest{URL: "http://h/"}, other, ""); err != nil {
+		t.Errorf("another program: %v", err)
+	}
+	f.stop()
+	if audit := strings.Join(readLines(t, f.audit), "\n"); !strings.Contains(audit, "over the mint budget") {
+		t.Error("the refusal is not audited")
+	}
+}

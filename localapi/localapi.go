@@ -56,6 +56,7 @@ const (
 	CodeForbidden   = "forbidden"   // the caller's uid is not allowed
 	CodeUnavailable = "unavailable" // no usable root token right now
 	CodeLocked      = "locked"      // the daemon is locked
+	CodeBudget      = "budget"      // the caller is over its mint budget
 )
 
 // Status describes the running daemon.
