@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build test unit cross pytest e2e bench fuzz man demo venv deps clean
+.PHONY: all build test unit cross pytest e2e bench fuzz man wheel demo venv deps clean
 
 all: build
 
@@ -66,6 +66,14 @@ bench: build venv
 ## devpi-credd completion bash|zsh|fish|powershell).
 man: build
 	$(BIN) man dist/man
+
+## wheel: the binary (static) and the keyring backend in one wheel, as ruff
+## and uv ship theirs: 'pip install devpi-credd' then gives pip, uv, twine
+## and keyring everything.
+WHEEL_VERSION ?= 0.1.0
+wheel:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/wheel-bin/devpi-credd ./cmd/devpi-credd
+	$(PYTHON) packaging/wheel/build_wheel.py $(WHEEL_VERSION) dist/wheel-bin/devpi-credd dist
 
 ## fuzz: every parser that reads outside input, FUZZTIME each (seeds run in
 ## make unit anyway).

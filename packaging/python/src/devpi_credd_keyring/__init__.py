@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 
 from keyring.backend import KeyringBackend
@@ -41,10 +42,22 @@ def _redact(service):
 
 
 def _program():
-    """The devpi-credd to run: $DEVPI_CREDD_BIN, else devpi-credd on PATH."""
-    path = os.environ.get("DEVPI_CREDD_BIN") or shutil.which("devpi-credd")
-    if path and os.path.isfile(path) and os.access(path, os.X_OK):
-        return path
+    """The devpi-credd to run: $DEVPI_CREDD_BIN; else the one installed
+    with this module (the devpi-credd wheel puts it in the scripts folder,
+    or in bin/ beside the module for pip install --target); else the one on
+    PATH."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = [
+        os.environ.get("DEVPI_CREDD_BIN"),
+        os.path.join(sysconfig.get_path("scripts"), "devpi-credd"),
+        os.path.join(here, "bin", "devpi-credd"),
+        shutil.which("devpi-credd"),
+    ]
+    if os.environ.get("DEVPI_CREDD_BIN"):
+        candidates = candidates[:1]
+    for path in candidates:
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
     return None
 
 
