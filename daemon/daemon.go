@@ -318,7 +318,7 @@ func (d *Daemon) MintFor(ctx context.Context, req localapi.CredentialsRequest, p
 		entry = auditEntry{Time: d.opts.Now().UTC(), Event: "mint", URL: redact(req.URL)}
 		aerr = &apiError{http.StatusTooManyRequests, localapi.CodeBudget, fmt.Sprintf("over the mint budget of %d tokens a minute for this program (mint_budget)", budget)}
 	} else {
-		creds, entry, aerr = d.Mint(ctx, req)
+		creds, entry, aerr = d.mint(ctx, req)
 	}
 	entry.Peer = peer
 	if note != "" {
@@ -344,9 +344,9 @@ func Self(what string) Peer {
 	return Peer{UID: os.Getuid(), PID: os.Getpid(), Exe: exe + " (" + what + ")", Known: true}
 }
 
-// Mint scopes and derives a token for req. It returns the audit entry for
+// mint scopes and derives a token for req. It returns the audit entry for
 // the caller to complete and write, whether it minted or refused.
-func (d *Daemon) Mint(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, auditEntry, *apiError) {
+func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, auditEntry, *apiError) {
 	now := d.opts.Now()
 	st := d.state.Load()
 	cfg := st.cfg
