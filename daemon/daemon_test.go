@@ -144,6 +144,41 @@ func (f *fixture) stop() {
 	_ = f.d.Close()
 }
 
+// restart runs another daemon on f's config, made with opts, and waits
+// until it answers on f's socket; stop (also run at cleanup) ends it.
+func (f *fixture) restart(t *testing.T, opts Options) (d *Daemon, stop func()) {
+	t.Helper()
+	opts.ConfigPath = f.config
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		d.Close()
+	}
+	t.Cleanup(stop)
+	waitFor(t, 5*time.Second, "daemon up", func() bool { _, err := f.client.Status(context.Background()); return err == nil })
+	return d, stop
+}
+
 func (f *fixture) get(url string) (*localapi.Credentials, error) {
 	return f.client.Credentials(context.Background(), localapi.CredentialsRequest{URL: url})
 }
@@ -522,20 +557,9 @@ func TestStaleSocketReplaced(t *testing.T) {
 	if _, err := os.Lstat(f.socket); err != nil {
 		t.Fatalf("could not leave a stale socket: %v", err)
 	}
-	d3, err := New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d3.Run(ctx, nil) }()
-	c := &helper.Client{Socket: f.socket}
-	waitFor(t, 5*time.Second, "daemon on a stale socket", func() bool { _, err := c.Status(context.Background()); return err == nil })
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
-	d3.Close()
+	// restart waits until it answers on the stale socket's path.
+	_, stop := f.restart(t, Options{})
+	stop()
 }
 
 func TestNotRunningFailsFast(t *testing.T) {
@@ -708,24 +732,11 @@ func TestSharedSocketForAllowUIDs(t *testing.T) {
 	f.stop()
 	text, _ := os.ReadFile(f.config)
 	_ = os.WriteFile(f.config, []byte("allow_uids = [4242]\n"+string(text)), 0o600)
-	d, err := New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
-	c := &helper.Client{Socket: f.socket}
-	waitFor(t, 5*time.Second, "daemon with allow_uids", func() bool { _, err := c.Status(context.Background()); return err == nil })
+	f.restart(t, Options{})
 	st, _ := os.Stat(f.socket)
 	dst, _ := os.Stat(filepath.Dir(f.socket))
 	if st.Mode().Perm() != 0o666 || dst.Mode().Perm() != 0o711 {
 		t.Errorf("socket %v in %v, want 0666 in 0711 so that allowed uids can connect", st.Mode(), dst.Mode())
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
 	}
 }
 
@@ -752,7 +763,7 @@ func BenchmarkMint(b *testing.B) {
 	req := localapi.CredentialsRequest{URL: "http://h/alice/dev/"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := d.Mint(context.Background(), req); err != nil {
+		if _, _, err := d.mint(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -806,15 +817,7 @@ func TestDevpiClientRefresh(t *testing.T) {
 	_ = cd.SetRoot("http://h/")
 	_ = cd.SetAuth("http://h/", devpi.Auth{User: "bob", Secret: "bob's password session"})
 	currentBefore, _ := os.ReadFile(filepath.Join(clientDir, "current.json"))
-	d, err := New(Options{ConfigPath: f.config, Getenv: func(k string) string { return env[k] },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RefreshEvery: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
+	_, stop := f.restart(t, Options{Getenv: func(k string) string { return env[k] }, RefreshEvery: 20 * time.Millisecond})
 	var fresh *token.Token
 	waitFor(t, 5*time.Second, "devpi-client login renewed", func() bool {
 		a, ok, _ := cd.Auth("http://h/", "alice")
@@ -846,11 +849,7 @@ func TestDevpiClientRefresh(t *testing.T) {
 	if after, _ := os.ReadFile(filepath.Join(clientDir, "current.json")); string(after) != string(currentBefore) {
 		t.Errorf("current.json changed: %s -> %s", currentBefore, after)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
-	d.Close()
+	stop()
 	lines := readLines(t, f.audit)
 	if last := lines[len(lines)-1]; !strings.Contains(last, `"op":"session"`) || !strings.Contains(last, "devpi-client login refreshed") {
 		t.Errorf("no refresh in the audit log: %s", last)
@@ -912,27 +911,12 @@ func TestLockSurvivesRestart(t *testing.T) {
 	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
 	f.stop()
 	lockFile := filepath.Join(f.dir, "state", "locked")
-	start := func() (*Daemon, context.CancelFunc, chan error) {
-		d, err := New(Options{ConfigPath: f.config, Getenv: func(string) string { return "" },
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LockFile: lockFile})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx, nil) }()
-		waitFor(t, 5*time.Second, "daemon up", func() bool { _, err := f.client.Status(context.Background()); return err == nil })
-		return d, cancel, done
-	}
-	d, cancel, done := start()
+	_, stop := f.restart(t, Options{LockFile: lockFile})
 	if _, err := f.client.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	<-done
-	d.Close()
-	d, cancel, done = start()
-	defer func() { cancel(); <-done; d.Close() }()
+	stop()
+	f.restart(t, Options{LockFile: lockFile})
 	if st, _ := f.client.Status(context.Background()); !st.Locked {
 		t.Error("a restart unlocked the daemon")
 	}

@@ -42,8 +42,7 @@ func newLockedSetup(t *testing.T) *lockedSetup {
 		t.Fatalf("keyring-link: %s", r)
 	}
 	// The package to install, uploaded with a token from the daemon.
-	c, tok := credsOf(t, u.get(t, 0, "--json", bed.locked+s.dev+"/"))
-	_ = c
+	_, tok := credsOf(t, u.get(t, 0, "--json", bed.locked+s.dev+"/"))
 	r = u.runEnv(t, []string{"TWINE_USERNAME=" + tok.User(), "TWINE_PASSWORD=" + tok.Reveal()}, "",
 		bed.py("client", "twine"), "upload", "--non-interactive", "--disable-progress-bar", "--repository-url", bed.locked+s.dev+"/", u.wheel(t, s.pkg, "1.0"))
 	if r.code != 0 {

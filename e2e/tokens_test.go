@@ -118,9 +118,8 @@ func TestTokenCreateRestrictions(t *testing.T) {
 func TestTokenDerive(t *testing.T) {
 	u := newUser(t)
 	u.login(t)
-	root := u.credd(t, 0, "token", "create", "-o", filepath.Join(u.home, "root.token"))
-	_ = root
 	rootFile := filepath.Join(u.home, "root.token")
+	u.credd(t, 0, "token", "create", "-o", rootFile)
 	r := u.credd(t, 2, "token", "derive", "-f", rootFile)
 	if !strings.Contains(r.stderr, "No restrictions provided") {
 		t.Errorf("derive without restrictions: %s", r)
@@ -383,13 +382,7 @@ func TestPythonInterop(t *testing.T) {
 	derived := u.credd(t, 0, "token", "derive", "-f", rootFile, "-e", "1h", "-i", dev, "-p", "Foo.Bar,foo").stdout
 	derivedFile := u.writeFile(t, "derived.token", derived)
 
-	for _, f := range []string{rootFile, derivedFile} {
-		ours := inspected(u.credd(t, 0, "token", "inspect", "-f", f).stdout)
-		theirs := inspected(u.devpi(t, 0, "token-inspect", "-f", f).stdout)
-		if len(ours) < 3 || !slices.Equal(ours, theirs) {
-			t.Errorf("%s:\n devpi-credd: %q\n devpi-client: %q", filepath.Base(f), ours, theirs)
-		}
-	}
+	sameInspect(t, u, rootFile, derivedFile)
 
 	// devpi-client's own tokens, created and derived, read by devpi-credd.
 	u.devpi(t, 0, "use", bed.url)
@@ -398,17 +391,24 @@ func TestPythonInterop(t *testing.T) {
 	pyRootFile := u.writeFile(t, "py-root.token", pyRoot)
 	pyDerived := lastLine(u.devpi(t, 0, "token-derive", "-f", pyRootFile, "-e", "2 hours", "-p", "bar").stdout)
 	pyDerivedFile := u.writeFile(t, "py-derived.token", pyDerived)
-	for _, f := range []string{pyRootFile, pyDerivedFile} {
+	sameInspect(t, u, pyRootFile, pyDerivedFile)
+	// And devpi-credd derives from devpi-client's unprefixed derived token.
+	again := parseToken(t, u.credd(t, 0, "token", "derive", "-f", pyDerivedFile, "-a", "upload").stdout)
+	if n := len(again.Caveats()); n != 6 {
+		t.Errorf("derived from devpi-client's token: %d caveats %q", n, again.Caveats())
+	}
+}
+
+// sameInspect checks that devpi-credd and devpi-client read each token file
+// as the same user, id and restrictions.
+func sameInspect(t *testing.T, u *user, files ...string) {
+	t.Helper()
+	for _, f := range files {
 		ours := inspected(u.credd(t, 0, "token", "inspect", "-f", f).stdout)
 		theirs := inspected(u.devpi(t, 0, "token-inspect", "-f", f).stdout)
 		if len(ours) < 3 || !slices.Equal(ours, theirs) {
 			t.Errorf("%s:\n devpi-credd: %q\n devpi-client: %q", filepath.Base(f), ours, theirs)
 		}
-	}
-	// And devpi-credd derives from devpi-client's unprefixed derived token.
-	again := parseToken(t, u.credd(t, 0, "token", "derive", "-f", pyDerivedFile, "-a", "upload").stdout)
-	if n := len(again.Caveats()); n != 6 {
-		t.Errorf("derived from devpi-client's token: %d caveats %q", n, again.Caveats())
 	}
 }
 
