@@ -8,16 +8,18 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/viper"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/store"
 	"github.com/devpi-credd/devpi-credd/token"
@@ -41,8 +43,13 @@ type Config struct {
 	// MaxSessionTTL bounds session tokens (devpi-login).
 	MaxSessionTTL time.Duration
 	AuditLog      string
-	// AllowUIDs may use the daemon besides its own user and root.
+	// AllowUIDs may use the daemon besides its own user and root: for
+	// scoped tokens only, unless AllowGrant grants them more.
 	AllowUIDs []int
+	// AllowGrant lists the owner's powers that AllowUIDs get too:
+	// GrantSession (session tokens, which carry only an expiry) and
+	// GrantLock (lock and unlock).
+	AllowGrant []string
 	// MintBudget bounds the tokens one caller (uid, executable and parent
 	// executable) may get a minute; 0 is no limit.
 	MintBudget int
@@ -51,6 +58,22 @@ type Config struct {
 	// Deadline, when set, is the latest expiry of any token (not from the
 	// file: devpi-credd exec sets it so that every token dies with the job).
 	Deadline time.Time
+}
+
+// Powers that allow_uids_grant may name.
+const (
+	GrantSession = "session"
+	GrantLock    = "lock"
+)
+
+// Grants reports whether the config grants power to the allow_uids.
+func (c *Config) Grants(power string) bool {
+	for _, g := range c.AllowGrant {
+		if g == power {
+			return true
+		}
+	}
+	return false
 }
 
 // Server is one devpi-server and where its long-lived token lives.
@@ -83,7 +106,9 @@ func (c *Config) Server(name string) (*Server, bool) {
 }
 
 // Match returns the server whose URL is the longest prefix of u (scheme,
-// host and path), as devpi-client matches its sessions.
+// host and path), as devpi-client matches its sessions. It compares
+// decoded paths, the form the server routes on and the form the daemon
+// scopes tokens by: "/%64evpi/" is "/devpi/" to both.
 func (c *Config) Match(u *url.URL) (*Server, bool) {
 	var best *Server
 	for i := range c.Servers {
@@ -91,11 +116,11 @@ func (c *Config) Match(u *url.URL) (*Server, bool) {
 		if !strings.EqualFold(s.URL.Scheme, u.Scheme) || !strings.EqualFold(s.URL.Host, u.Host) {
 			continue
 		}
-		p := u.EscapedPath()
+		p := u.Path
 		if !strings.HasSuffix(p, "/") {
 			p += "/"
 		}
-		if strings.HasPrefix(p, s.URL.EscapedPath()) && (best == nil || len(s.URL.Path) > len(best.URL.Path)) {
+		if strings.HasPrefix(p, s.URL.Path) && (best == nil || len(s.URL.Path) > len(best.URL.Path)) {
 			best = s
 		}
 	}
@@ -128,6 +153,7 @@ type fileConfig struct {
 	MaxSession string                `mapstructure:"max_session_ttl"`
 	AuditLog   string                `mapstructure:"audit_log"`
 	AllowUIDs  []int                 `mapstructure:"allow_uids"`
+	AllowGrant []string              `mapstructure:"allow_uids_grant"`
 	MintBudget int                   `mapstructure:"mint_budget"`
 	Servers    map[string]fileServer `mapstructure:"servers"`
 }
@@ -140,11 +166,47 @@ var ErrEmpty = errors.New("config file is empty")
 // DEVPI_CREDD_SOCKET, _DEFAULT_TTL, _MAX_TTL and _AUDIT_LOG override the
 // file. A missing file is an error wrapping fs.ErrNotExist.
 func Load(path string, getenv func(string) string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, _, err := safefile.Read(path, MaxSize)
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data, getenv)
+}
+
+// MaxSize bounds a config file.
+const MaxSize = 1 << 20
+
+// Socket is where a client finds the daemon: $DEVPI_CREDD_SOCKET, else the
+// socket the config at path names, else the default. It reads that one key
+// only, so that a client starts fast and a config with a mistake elsewhere
+// (which the daemon refuses while its previous config keeps serving) still
+// says where the daemon is. The error, when there is one, says why the
+// default was used.
+func Socket(path string, getenv func(string) string) (string, error) {
+	def := xdg.Socket(getenv)
+	if getenv("DEVPI_CREDD_SOCKET") != "" {
+		return def, nil
+	}
+	data, _, err := safefile.Read(path, MaxSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return def, nil
+	}
+	if err != nil {
+		return def, err
+	}
+	var fc struct {
+		Socket string `toml:"socket"`
+	}
+	if err := toml.Unmarshal(data, &fc); err != nil {
+		return def, fmt.Errorf("%s: %s", path, oneLine(err.Error()))
+	}
+	switch {
+	case fc.Socket == "":
+		return def, nil
+	case !filepath.IsAbs(fc.Socket):
+		return def, fmt.Errorf("%s: socket %q must be absolute", path, fc.Socket)
+	}
+	return fc.Socket, nil
 }
 
 // Parse is Load on bytes already read.
@@ -216,6 +278,14 @@ func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
 	for _, uid := range c.AllowUIDs {
 		if uid < 0 {
 			return nil, fmt.Errorf("allow_uids: %d is not a uid", uid)
+		}
+	}
+	for _, g := range fc.AllowGrant {
+		if g != GrantSession && g != GrantLock {
+			return nil, fmt.Errorf("allow_uids_grant: %q is not %q or %q", g, GrantSession, GrantLock)
+		}
+		if !c.Grants(g) {
+			c.AllowGrant = append(c.AllowGrant, g)
 		}
 	}
 	seen := map[string]string{}

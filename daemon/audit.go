@@ -1,12 +1,19 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
 // Peer is the process at the other end of a connection, as the kernel
@@ -22,11 +29,12 @@ type Peer struct {
 	Known     bool   `json:"-"`
 }
 
-// auditEntry is one line of the audit log: every mint and every refusal.
-// It holds the token id and caveats, never the token or its signature.
+// auditEntry is one line of the audit log: every mint, every refusal (a
+// flood of them summed up in refuse_summary lines), lock and unlock. It
+// holds the token id and caveats, never the token or its signature.
 type auditEntry struct {
 	Time    time.Time `json:"time"`
-	Event   string    `json:"event"` // mint, refuse
+	Event   string    `json:"event"` // mint, refuse, refuse_summary, lock, unlock
 	Peer    Peer      `json:"peer"`
 	Server  string    `json:"server,omitempty"`
 	URL     string    `json:"url,omitempty"`
@@ -37,6 +45,10 @@ type auditEntry struct {
 	Expires int64     `json:"expires,omitempty"`
 	Reason  string    `json:"reason,omitempty"`
 	Note    string    `json:"note,omitempty"`
+	// A refuse_summary line: how many refusals of this uid had no line of
+	// their own since Since.
+	Count int        `json:"count,omitempty"`
+	Since *time.Time `json:"since,omitempty"`
 }
 
 // auditLog appends JSON lines to a private file, one write per line so
@@ -47,13 +59,45 @@ type auditLog struct {
 	f    *os.File
 }
 
-func openAudit(path string) (*auditLog, error) {
+// openAudit opens (or creates) the audit log: a regular file of this user,
+// mode 0600 (a looser mode is tightened, and said so), in a directory made
+// 0700. A FIFO or device is refused, and opening never blocks on one.
+func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// Checked before opening too: opening a FIFO nobody reads fails with
+	// a word no user would understand.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("audit log %s: not a regular file (%s); name a file with audit_log", path, st.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|safefile.NonBlock, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	fail := func(err error) (*auditLog, error) {
+		f.Close()
+		return nil, fmt.Errorf("audit log %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if !st.Mode().IsRegular() {
+		return fail(fmt.Errorf("not a regular file (%s); name a file with audit_log", st.Mode().Type()))
+	}
+	if runtime.GOOS != "windows" {
+		if uid, ok := ownerUID(st); ok && uid != os.Getuid() {
+			return fail(fmt.Errorf("belongs to uid %d, not to this user", uid))
+		}
+		if perm := st.Mode().Perm(); perm != 0o600 {
+			if err := f.Chmod(0o600); err != nil {
+				return fail(fmt.Errorf("mode %04o, and it cannot be made 0600: %w", perm, err))
+			}
+			if perm&0o077 != 0 {
+				log.Warn("audit log was readable or writable by others: made 0600", "audit_log", path, "mode", fmt.Sprintf("%04o", perm))
+			}
+		}
 	}
 	return &auditLog{path: path, f: f}, nil
 }
@@ -66,7 +110,14 @@ func (a *auditLog) write(e auditEntry) error {
 	line = append(line, '\n')
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err = a.f.Write(line)
+	n, err := a.f.Write(line)
+	if err != nil && n > 0 {
+		// A line cut short (a full disk) is cut off, so the next one
+		// starts on a line of its own.
+		if st, serr := a.f.Stat(); serr == nil && st.Size() >= int64(n) {
+			_ = a.f.Truncate(st.Size() - int64(n))
+		}
+	}
 	return err
 }
 
@@ -74,4 +125,143 @@ func (a *auditLog) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.f.Close()
+}
+
+// reopenAudit opens path and swaps it in once no write is in flight; on
+// SIGHUP with the same path, this is what log rotation needs.
+func (d *Daemon) reopenAudit(path string) error {
+	a, err := openAudit(path, d.log)
+	if err != nil {
+		return err
+	}
+	d.auditMu.Lock()
+	prev := d.audit
+	d.audit = a
+	d.auditMu.Unlock()
+	return prev.Close()
+}
+
+// writeAudit appends e. A failure is kept for status and logged once when
+// it starts and once when writing works again, not per line.
+func (d *Daemon) writeAudit(e auditEntry) error {
+	d.auditMu.RLock()
+	err := d.audit.write(e)
+	d.auditMu.RUnlock()
+	if err != nil {
+		msg := oneLine(err.Error())
+		if prev := d.auditErr.Swap(&msg); prev == nil || *prev != msg {
+			d.log.Error("audit log cannot be written: no tokens until it can", "err", msg)
+		}
+		return err
+	}
+	if d.auditErr.Load() != nil && d.auditErr.Swap(nil) != nil {
+		d.log.Info("audit log writable again: minting resumes")
+	}
+	return nil
+}
+
+// refuse counts a refusal and records it: a line of its own while the
+// caller's uid is within its burst, else counted into a refuse_summary
+// line, so that another uid cannot fill the owner's disk or log.
+func (d *Daemon) refuse(e auditEntry, reason string) {
+	d.refused.Add(1)
+	e.Event, e.Reason = "refuse", reason
+	summary, ok := d.refusals.allow(e.Peer.UID, reason, e.Time)
+	if summary != nil {
+		_ = d.writeAudit(*summary)
+	}
+	if !ok {
+		return
+	}
+	_ = d.writeAudit(e)
+	d.log.Info("refused", "url", e.URL, "reason", reason, "peer_uid", e.Peer.UID, "peer_pid", e.Peer.PID)
+}
+
+// summarizeRefusals writes the pending refuse_summary lines now and then,
+// so that a flood that stops is still accounted for.
+func (d *Daemon) summarizeRefusals(ctx context.Context) {
+	t := time.NewTicker(refusalSummaryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.flushRefusals()
+		}
+	}
+}
+
+func (d *Daemon) flushRefusals() {
+	for _, s := range d.refusals.flush(d.opts.Now()) {
+		_ = d.writeAudit(s)
+	}
+}
+
+// Refusal lines per uid: a burst, then one a second; the rest are summed
+// up at least every refusalSummaryEvery.
+const (
+	refusalBurst        = 20
+	refusalRate         = rate.Limit(1)
+	refusalSummaryEvery = 10 * time.Second
+)
+
+// refusalLines is a token bucket of audit lines per uid.
+type refusalLines struct {
+	mu  sync.Mutex
+	per map[int]*uidRefusals
+}
+
+type uidRefusals struct {
+	lim        *rate.Limiter
+	suppressed int
+	since      time.Time
+	reason     string
+}
+
+// allow reports whether a refusal of uid gets its own line; summary, when
+// set, sums up the refusals held back before it and is written first.
+func (r *refusalLines) allow(uid int, reason string, now time.Time) (summary *auditEntry, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.per == nil || len(r.per) >= maxCallers {
+		r.per = map[int]*uidRefusals{}
+	}
+	u := r.per[uid]
+	if u == nil {
+		u = &uidRefusals{lim: rate.NewLimiter(refusalRate, refusalBurst)}
+		r.per[uid] = u
+	}
+	if !u.lim.AllowN(now, 1) {
+		if u.suppressed == 0 {
+			u.since = now
+		}
+		u.suppressed++
+		u.reason = reason
+		return nil, false
+	}
+	if u.suppressed > 0 {
+		summary = u.summary(uid, now)
+	}
+	return summary, true
+}
+
+func (u *uidRefusals) summary(uid int, now time.Time) *auditEntry {
+	since := u.since.UTC()
+	s := &auditEntry{Time: now.UTC(), Event: "refuse_summary", Peer: Peer{UID: uid, PID: -1}, Reason: u.reason, Count: u.suppressed, Since: &since}
+	u.suppressed = 0
+	return s
+}
+
+// flush returns a summary line for every uid with refusals held back.
+func (r *refusalLines) flush(now time.Time) []auditEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []auditEntry
+	for uid, u := range r.per {
+		if u.suppressed > 0 {
+			out = append(out, *u.summary(uid, now))
+		}
+	}
+	return out
 }

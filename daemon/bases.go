@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/devpi-credd/devpi-credd/config"
@@ -24,15 +24,25 @@ const (
 	// maxBases bounds the walk; devpi itself refuses deeper inheritance
 	// long before.
 	maxBases = 64
+	// basesEntries bounds the cache: the least recently used index goes
+	// first, so callers naming ever new indexes cannot grow the daemon.
+	basesEntries = 1024
 )
 
 // basesCache remembers each index's transitive bases, so a read mint costs
 // a request to the server at most once a minute per index; concurrent
 // misses for one index share one lookup.
 type basesCache struct {
-	mu     sync.Mutex
-	m      map[string]basesEntry
+	lru    *lru.Cache[string, basesEntry]
 	flight singleflight.Group
+}
+
+func newBasesCache() *basesCache {
+	c, err := lru.New[string, basesEntry](basesEntries)
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	return &basesCache{lru: c}
 }
 
 type basesEntry struct {
@@ -45,9 +55,7 @@ type basesEntry struct {
 // one-minute read-only token derived from root.
 func (c *basesCache) lookup(ctx context.Context, hc *http.Client, srv *config.Server, root *token.Token, index string, now time.Time) ([]string, error) {
 	key := srv.Name + " " + srv.URL.String() + " " + root.ID() + " " + index
-	c.mu.Lock()
-	e, ok := c.m[key]
-	c.mu.Unlock()
+	e, ok := c.lru.Get(key)
 	if ok && e.err == nil && now.Sub(e.at) < basesTTL {
 		return e.bases, nil
 	}
@@ -56,9 +64,7 @@ func (c *basesCache) lookup(ctx context.Context, hc *http.Client, srv *config.Se
 	}
 	v, err, _ := c.flight.Do(key, func() (any, error) {
 		bases, err := fetchBases(ctx, hc, srv, root, index, now)
-		c.mu.Lock()
-		c.m[key] = basesEntry{bases: bases, err: err, at: now}
-		c.mu.Unlock()
+		c.lru.Add(key, basesEntry{bases: bases, err: err, at: now})
 		return bases, err
 	})
 	if err != nil {

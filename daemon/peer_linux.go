@@ -1,40 +1,25 @@
 package daemon
 
 import (
-	"net"
 	"os"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
-// peerOf reads the connecting process's credentials from the kernel
-// (SO_PEERCRED): they cannot be forged by the client.
-func peerOf(c net.Conn) Peer {
-	p := Peer{UID: -1, PID: -1}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return p
+// PeerCheck says what this system checks of a caller.
+const PeerCheck = "SO_PEERCRED: the caller's uid and pid, from the kernel"
+
+// addDetails names the caller's executable and its parent's, for the audit
+// line: for a keyring helper, the parent is the tool that ran it.
+func (p *Peer) addDetails() {
+	if p.PID <= 0 {
+		return
 	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return p
+	p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/exe")
+	p.PPID = parentPID(p.PID)
+	if p.PPID > 0 {
+		p.ParentExe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PPID) + "/exe")
 	}
-	_ = raw.Control(func(fd uintptr) {
-		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if err == nil {
-			p.UID, p.PID, p.Known = int(cred.Uid), int(cred.Pid), true
-		}
-	})
-	if p.PID > 0 {
-		p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/exe")
-		p.PPID = parentPID(p.PID)
-		if p.PPID > 0 {
-			p.ParentExe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PPID) + "/exe")
-		}
-	}
-	return p
 }
 
 // parentPID reads the fourth field of /proc/PID/stat; the second, the
@@ -56,10 +41,3 @@ func parentPID(pid int) int {
 	ppid, _ := strconv.Atoi(f[1])
 	return ppid
 }
-
-// peerCredentials: this system tells who is calling; an unknown caller is
-// then refused.
-const peerCredentials = true
-
-// PeerCheck says what this system checks of a caller.
-const PeerCheck = "SO_PEERCRED: the caller's uid and pid, from the kernel"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -102,24 +103,30 @@ func Classify(root, u *url.URL) (Target, error) {
 // ParseServiceURL reads what a caller names a service: a URL, a bare
 // host[:port] (pip's second keyring lookup) or scheme://host[:port]. A bare
 // host matches a server of either scheme, so it comes back without one.
+// User info is stripped from the raw text first (a password never reaches
+// a log, an error or the parser), and the path comes back decoded and
+// cleaned (see safeurl.CleanPath): the one form that server matching and
+// scoping both use.
 func ParseServiceURL(s string) (*url.URL, error) {
-	s = strings.TrimSpace(s)
+	s = safeurl.StripUserinfo(strings.TrimSpace(s))
 	if s == "" {
 		return nil, errors.New("no url given")
 	}
 	if !strings.Contains(s, "://") {
 		u, err := url.Parse("//" + s)
-		if err != nil || u.Host == "" || u.User != nil || u.Path != "" {
-			return nil, fmt.Errorf("%q is neither a URL nor host[:port]", redact(s))
+		if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("%q is neither a URL nor host[:port]", safeurl.Redact(s))
 		}
 		return u, nil
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an http(s) URL", redact(s))
+		return nil, fmt.Errorf("%q is not an http(s) URL", safeurl.Redact(s))
 	}
-	// Credentials in the URL are not ours to use, and must not reach a log.
-	u.User = nil
+	if u.Path, err = safeurl.CleanPath(u.Path); err != nil {
+		return nil, fmt.Errorf("%q: %w", safeurl.Redact(s), err)
+	}
+	u.User, u.RawPath, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", "", false, "", ""
 	return u, nil
 }
 
@@ -168,7 +175,7 @@ func refusedf(format string, args ...any) error {
 // server refuse, so callers get a clear reason instead of a dead token.
 func plan(root *token.Token, srv *config.Server, target Target, bases []string, username string, now time.Time, ttl time.Duration, deadline time.Time) (*Plan, error) {
 	if username != "" && username != root.User() {
-		return nil, refusedf("the token for %s is user %q's; devpi-server refuses it under the user name %q (403 Token doesn't match user name)", srv.Name, root.User(), username)
+		return nil, refusedf("the token for %s is user %q's; devpi-server refuses it under the user name %q (403 Token doesn't match user name)", srv.Name, root.User(), safeurl.Cap(username, 64))
 	}
 	scope := root.Scope()
 	if len(scope.Problems) > 0 {
@@ -268,16 +275,4 @@ func normalized(ps []string) []string {
 		out[i] = token.NormalizeProject(p)
 	}
 	return out
-}
-
-// redact drops what could be a credential from a string that failed to
-// parse as a URL: the query and fragment, and everything up to an '@'.
-func redact(s string) string {
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i] + "?..."
-	}
-	if i := strings.LastIndexByte(s, '@'); i >= 0 {
-		return "..." + s[i:]
-	}
-	return s
 }

@@ -73,14 +73,19 @@ func TestParseServiceURL(t *testing.T) {
 		"devpi.example":            "//devpi.example",
 		"http://h:1/a/b/":          "http://h:1/a/b/",
 		" https://h/ ":             "https://h/",
-		"https://h/x/+simple/?q=1": "https://h/x/+simple/?q=1",
+		"https://h/x/+simple/?q=1": "https://h/x/+simple/",
+		// User info goes before anything else looks at the text.
+		"u:secret@h":                 "//h",
+		"http://alice:S3cret#x@h/a/": "http://h/a/",
+		// One form for matching and scoping: decoded, no empty segments.
+		"http://h/%64evpi//alice/": "http://h/devpi/alice/",
 	} {
 		u, err := ParseServiceURL(in)
 		if err != nil || u.String() != want {
 			t.Errorf("ParseServiceURL(%q) = %v, %v; want %s", in, u, err, want)
 		}
 	}
-	for _, bad := range []string{"", "ftp://h/", "http://", "u:secret@h", "h/path", "ftp://u:secret@h/",
+	for _, bad := range []string{"", "ftp://h/", "http://", "u:secret@", "h/path", "ftp://u:secret@h/",
 		"http://h/a/b/+simple/%zz?token=secret", "ftp://h/?token=secret", "http://h/%zz#secret"} {
 		_, err := ParseServiceURL(bad)
 		if err == nil {

@@ -2,106 +2,184 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
 // debounce lets an editor's save or a secret rotation (several events:
 // write, rename, chmod) settle before reloading once.
 const debounce = 100 * time.Millisecond
 
-// watch reloads the config when its directory changes, and the root tokens
-// when a token file's directory changes. Directories, not files: editors,
-// Vault Agent and Kubernetes replace files by rename or symlink swap, which
-// a watch on the file itself would lose. A directory that does not exist
-// yet is covered by watching its nearest existing parent.
-func (d *Daemon) watch(ctx context.Context, reload <-chan struct{}) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	defer w.Close()
+// watcher reloads the config when its directory changes, and the root
+// tokens when a token file's directory changes. Directories, not files:
+// editors, Vault Agent and Kubernetes replace files by rename or symlink
+// swap, which a watch on the file itself would lose. A directory that does
+// not exist yet is covered by watching its nearest existing parent.
+//
+// No change may be lost: watches still wanted are kept across reloads
+// (a new one is added before an old one is removed), and after every
+// (re)arming, and now and then, the files are compared with what was
+// loaded, so a lost notification costs at most one debounce.
+type watcher struct {
+	d  *Daemon
+	fs *fsnotify.Watcher // nil where the system gives none: polling only
 	// For each watched directory, the names in it whose change matters.
-	var configNames, tokenNames watchSet
-	rewatch := func() {
-		for _, p := range w.WatchList() {
-			_ = w.Remove(p)
+	configNames, tokenNames watchSet
+	cfgTimer, tokTimer      *time.Timer
+	poll                    time.Duration
+}
+
+// newWatcher arms the watches for the config in force, before the daemon
+// answers anyone, and schedules a reload for whatever changed since the
+// config and tokens were loaded.
+func (d *Daemon) newWatcher() *watcher {
+	w := &watcher{d: d, poll: d.opts.PollEvery, cfgTimer: time.NewTimer(time.Hour), tokTimer: time.NewTimer(time.Hour)}
+	w.cfgTimer.Stop()
+	w.tokTimer.Stop()
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn("cannot watch files; checking them every 2s instead", "err", err)
+		w.poll = min(w.poll, 2*time.Second)
+	} else {
+		w.fs = fw
+	}
+	w.arm()
+	return w
+}
+
+// arm watches what the config in force names, keeping the watches that
+// are still wanted, then compares the files with what was loaded.
+func (w *watcher) arm() {
+	cfg := w.d.Config()
+	w.configNames, w.tokenNames = watchSet{}, watchSet{}
+	w.configNames.add(cfg.Path)
+	for _, s := range cfg.Servers {
+		if s.TokenFile != "" {
+			w.tokenNames.add(s.TokenFile)
 		}
-		cfg := d.Config()
-		configNames, tokenNames = watchSet{}, watchSet{}
-		configNames.add(cfg.Path)
-		for _, s := range cfg.Servers {
-			if s.TokenFile != "" {
-				tokenNames.add(s.TokenFile)
+	}
+	if w.fs != nil {
+		want := map[string]bool{}
+		for _, set := range []watchSet{w.configNames, w.tokenNames} {
+			for dir := range set {
+				want[dir] = true
 			}
 		}
-		for _, set := range []watchSet{configNames, tokenNames} {
-			for dir := range set {
-				if err := w.Add(dir); err != nil {
-					d.log.Warn("cannot watch a directory", "dir", dir, "err", err)
+		// WatchList, not a list of our own: a directory that was removed
+		// has lost its watch, and must be added again.
+		have := map[string]bool{}
+		for _, dir := range w.fs.WatchList() {
+			have[dir] = true
+		}
+		for dir := range want {
+			if !have[dir] {
+				if err := w.fs.Add(dir); err != nil {
+					w.d.log.Warn("cannot watch a directory", "dir", dir, "err", err)
 				}
 			}
 		}
+		for dir := range have {
+			if !want[dir] {
+				_ = w.fs.Remove(dir)
+			}
+		}
 	}
-	rewatch()
+	w.check()
+}
 
-	cfgTimer := time.NewTimer(time.Hour)
-	tokTimer := time.NewTimer(time.Hour)
-	cfgTimer.Stop()
-	tokTimer.Stop()
+// check schedules a reload of whatever differs on disk from what was
+// loaded.
+func (w *watcher) check() {
+	cfg, tok := w.d.drift()
+	if cfg {
+		w.cfgTimer.Reset(debounce)
+	}
+	if tok {
+		w.tokTimer.Reset(debounce)
+	}
+}
+
+func (w *watcher) run(ctx context.Context, reload <-chan struct{}) {
+	var events chan fsnotify.Event
+	var errs chan error
+	if w.fs != nil {
+		defer w.fs.Close()
+		events, errs = w.fs.Events, w.fs.Errors
+	}
+	poll := time.NewTicker(w.poll)
+	defer poll.Stop()
 	// The OS keychain sends no events: read it again now and then.
 	keychain := time.NewTicker(30 * time.Second)
 	defer keychain.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
+			return
+		case ev, ok := <-events:
 			if !ok {
-				return nil
+				events = nil
+				continue
 			}
-			if configNames.matches(ev.Name) {
-				cfgTimer.Reset(debounce)
+			if w.configNames.matches(ev.Name) {
+				w.cfgTimer.Reset(debounce)
 			}
-			if tokenNames.matches(ev.Name) {
-				tokTimer.Reset(debounce)
+			if w.tokenNames.matches(ev.Name) {
+				w.tokTimer.Reset(debounce)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
-				return nil
+				errs = nil
+				continue
 			}
-			d.log.Warn("file watch error; reloading everything", "err", err)
-			cfgTimer.Reset(debounce)
-			tokTimer.Reset(debounce)
+			w.d.log.Warn("file watch error; reloading everything", "err", err)
+			w.cfgTimer.Reset(debounce)
+			w.tokTimer.Reset(debounce)
 		case <-reload: // SIGHUP: also reopen the audit log, for log rotation
-			if err := d.reopenAudit(d.Config().AuditLog); err != nil {
-				d.log.Error("reopening the audit log", "err", err)
+			if err := w.d.reopenAudit(w.d.Config().AuditLog); err != nil {
+				w.d.log.Error("reopening the audit log", "err", err)
 			}
-			cfgTimer.Reset(0)
-			tokTimer.Reset(0)
+			w.cfgTimer.Reset(0)
+			w.tokTimer.Reset(0)
+		case <-poll.C:
+			w.check()
 		case <-keychain.C:
-			for _, s := range d.Config().Servers {
+			for _, s := range w.d.Config().Servers {
 				if s.Keychain {
-					tokTimer.Reset(0)
+					w.tokTimer.Reset(0)
 					break
 				}
 			}
-		case <-cfgTimer.C:
+		case <-w.cfgTimer.C:
 			// The config names the token files: reload both, and watch
 			// what the new config names.
-			d.reloadConfig()
-			rewatch()
-		case <-tokTimer.C:
-			d.reloadRoots()
+			w.d.reloadConfig()
+			w.arm()
+		case <-w.tokTimer.C:
+			w.d.reloadRoots()
 			// A token directory may have just been created, or a symlink
 			// may point elsewhere now.
-			rewatch()
+			w.arm()
 		}
 	}
+}
+
+// stampOf is what a file holds, as a string to compare: its mode and a
+// hash of its content, or why it cannot be read. Content, not timestamps:
+// two saves within the file system's clock tick look the same by mtime.
+func stampOf(path string) string {
+	data, st, err := safefile.Read(path, 1<<20)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return fmt.Sprintf("%v %x", st.Mode(), sha256.Sum256(data))
 }
 
 // watchSet maps a watched directory to the entry names in it that matter.

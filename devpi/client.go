@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -83,8 +84,8 @@ func ParseRoot(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("server URL must not hold credentials")
 	}
 	u.RawQuery, u.Fragment = "", ""
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
+	if u.Path, err = safeurl.CleanPath(u.Path + "/"); err != nil {
+		return nil, fmt.Errorf("server URL %q: %w", raw, err)
 	}
 	u.RawPath = ""
 	return u, nil

@@ -30,13 +30,16 @@ import (
 var bed *testBed
 
 type testBed struct {
-	venv   string // holds server/ and client/ virtualenvs
-	bin    string // devpi-credd, built from this tree
-	dir    string
-	url    string // root URL with a trailing slash
-	rootPW string // root's session secret
-	server *exec.Cmd
-	exited chan error
+	venv string // holds server/ and client/ virtualenvs
+	bin  string // devpi-credd, built from this tree
+	// attacker plays another local user (e2e/attacker), in the same
+	// directory as bin.
+	attacker string
+	dir      string
+	url      string // root URL with a trailing slash
+	rootPW   string // root's session secret
+	server   *exec.Cmd
+	exited   chan error
 	// locked is nginx in front of devpi-server with devpi-lockdown: every
 	// request needs credentials, and a read without them gets a 401.
 	locked      string
@@ -61,7 +64,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	b := &testBed{venv: venv, dir: dir, bin: filepath.Join(dir, "bin", "devpi-credd")}
+	b := &testBed{venv: venv, dir: dir, bin: filepath.Join(dir, "bin", "devpi-credd"), attacker: filepath.Join(dir, "bin", "attacker")}
 	if b.mkwheel, err = filepath.Abs("mkwheel.py"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -93,9 +96,14 @@ func runMain(m *testing.M) int {
 }
 
 func (b *testBed) build() error {
-	cmd := exec.Command("go", "build", "-o", b.bin, "../cmd/devpi-credd")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	return cmd.Run()
+	for out, pkg := range map[string]string{b.bin: "../cmd/devpi-credd", b.attacker: "./attacker"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *testBed) py(venv, name string) string { return filepath.Join(b.venv, venv, "bin", name) }
@@ -382,12 +390,21 @@ func (u *user) run(t *testing.T, stdin string, prog string, args ...string) resu
 // runEnv is run with extra environment variables.
 func (u *user) runEnv(t *testing.T, extra []string, stdin string, prog string, args ...string) result {
 	t.Helper()
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = u.env(extra...)
+		cmd.Dir = u.home
+		cmd.Stdin = strings.NewReader(stdin)
+	}, prog, args...)
+}
+
+// runCmd runs prog, set up by setup, bounded in time, and returns what it
+// printed and its exit code.
+func runCmd(t *testing.T, setup func(*exec.Cmd), prog string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, args...)
-	cmd.Env = u.env(extra...)
-	cmd.Dir = u.home
-	cmd.Stdin = strings.NewReader(stdin)
+	setup(cmd)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -11,8 +11,11 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"time"
 
+	"github.com/devpi-credd/devpi-credd/internal/peercred"
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
 
@@ -37,8 +40,16 @@ func IsNotFound(err error) bool {
 // Client talks to the daemon. Its zero value is not usable: set Socket.
 // Each call is one connection: a helper process makes one call and exits,
 // so there is no pool to keep (and no transport to start up).
+//
+// Before it sends a byte, a client checks whom it reached: the socket's
+// directory must be private and its owner's, and the daemon (asked of the
+// kernel) must run as this user, root or a uid in TrustUIDs. A daemon of
+// another user learns every URL asked for and could hand out anything.
 type Client struct {
 	Socket string
+	// TrustUIDs are other users whose daemon this client may use: one that
+	// serves this uid through allow_uids ($DEVPI_CREDD_DAEMON_UID).
+	TrustUIDs []int
 	// DialTimeout bounds connecting; a daemon that is not running fails at
 	// once (no socket, or connection refused), a hung one within this.
 	DialTimeout time.Duration
@@ -69,7 +80,7 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	if to == 0 {
 		to = 10 * time.Second
 	}
-	if err := checkSocketDir(c.Socket); err != nil {
+	if err := checkSocketDir(c.Socket, c.trusted); err != nil {
 		return err
 	}
 	conn, err := (&net.Dialer{Timeout: dt}).DialContext(ctx, "unix", c.Socket)
@@ -80,6 +91,9 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		return fmt.Errorf("%w (nothing answers on %s)", ErrNotRunning, c.Socket)
 	}
 	defer conn.Close()
+	if err := c.checkPeer(conn); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(to)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -106,6 +120,25 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("the daemon's answer is not JSON: %v", err)
+	}
+	return nil
+}
+
+// trusted: this user, root, and the users named in TrustUIDs.
+func (c *Client) trusted(uid int) bool {
+	return uid == os.Getuid() || uid == 0 || slices.Contains(c.TrustUIDs, uid)
+}
+
+// checkPeer asks the kernel who listens at the other end.
+func (c *Client) checkPeer(conn net.Conn) error {
+	cred, err := peercred.Of(conn)
+	switch {
+	case errors.Is(err, peercred.ErrUnsupported):
+		return nil // Windows: the profile directory is the gate
+	case err != nil:
+		return fmt.Errorf("refusing the daemon on %s: cannot tell who runs it: %v", c.Socket, err)
+	case !c.trusted(cred.UID):
+		return fmt.Errorf("refusing the daemon on %s: it runs as uid %d, not as you (uid %d) or root; if you mean to use that user's daemon, set DEVPI_CREDD_DAEMON_UID=%d", c.Socket, cred.UID, os.Getuid(), cred.UID)
 	}
 	return nil
 }

@@ -61,21 +61,30 @@ const (
 
 // Status describes the running daemon.
 type Status struct {
-	PID        int            `json:"pid"`
-	Version    string         `json:"version"`
-	Started    time.Time      `json:"started"`
-	Config     string         `json:"config"`
-	Socket     string         `json:"socket"`
-	AuditLog   string         `json:"audit_log"`
-	DefaultTTL string         `json:"default_ttl"`
-	MaxTTL     string         `json:"max_ttl"`
-	MaxSession string         `json:"max_session_ttl"`
-	Locked     bool           `json:"locked"`
-	Minted     int64          `json:"minted"`
-	Refused    int64          `json:"refused"`
-	Servers    []ServerStatus `json:"servers"`
+	PID        int       `json:"pid"`
+	Version    string    `json:"version"`
+	Started    time.Time `json:"started"`
+	Config     string    `json:"config"`
+	Socket     string    `json:"socket"`
+	AuditLog   string    `json:"audit_log"`
+	DefaultTTL string    `json:"default_ttl"`
+	MaxTTL     string    `json:"max_ttl"`
+	MaxSession string    `json:"max_session_ttl"`
+	Locked     bool      `json:"locked"`
+	Minted     int64     `json:"minted"`
+	Refused    int64     `json:"refused"`
+	// Missed counts lookups for services that are not ours (other hosts,
+	// poetry's and pdm's repository names): not refusals.
+	Missed int64 `json:"missed"`
+	// Dropped counts connections closed unanswered, over the caps on
+	// connections per uid.
+	Dropped int64          `json:"dropped"`
+	Servers []ServerStatus `json:"servers"`
 	// ConfigError is the last reload's error; the previous config serves.
 	ConfigError string `json:"config_error,omitempty"`
+	// AuditError is why the audit log cannot be written: until it can, no
+	// token is handed out.
+	AuditError string `json:"audit_error,omitempty"`
 }
 
 // ServerStatus is one configured server and its root token.

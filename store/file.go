@@ -22,17 +22,20 @@ type File struct {
 	Path string
 }
 
+// MaxTokenFile bounds a token file: a token is a few hundred bytes.
+const MaxTokenFile = 64 << 10
+
 // Load reads and parses the token. It refuses a file that group or others
-// may read.
+// may read, and anything but a regular file (a FIFO would block the
+// daemon's reloads forever).
 func (f File) Load() (*token.Token, error) {
-	if err := safefile.CheckPrivate(f.Path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w at %s", ErrNotFound, f.Path)
-		}
+	b, err := safefile.ReadPrivate(f.Path, MaxTokenFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w at %s", ErrNotFound, f.Path)
+	case errors.Is(err, safefile.ErrTooOpen), errors.Is(err, safefile.ErrNotRegular), errors.Is(err, safefile.ErrTooLarge):
 		return nil, fmt.Errorf("refusing token file: %w", err)
-	}
-	b, err := os.ReadFile(f.Path)
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("reading token file: %w", err)
 	}
 	t, err := token.Parse(string(b))

@@ -16,7 +16,7 @@ import (
 type devpiLoginOptions struct {
 	server string
 	ttl    string
-	socket string
+	daemon daemonFlags
 }
 
 func (a *app) newDevpiLoginCmd() *cobra.Command {
@@ -37,7 +37,7 @@ renews that entry before it expires.`,
 	}
 	cmd.Flags().StringVar(&o.server, "server", "", "the daemon's server name (default: devpi-client's current server, or the only one)")
 	cmd.Flags().StringVar(&o.ttl, "ttl", "10h", "lifetime of the session token (at most the daemon's max_session_ttl)")
-	socketFlag(cmd, &o.socket)
+	o.daemon.register(cmd)
 	return cmd
 }
 
@@ -45,7 +45,7 @@ func (a *app) runDevpiLogin(ctx context.Context, o devpiLoginOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	client := a.daemonClient(o.socket)
+	client := a.client(o.daemon)
 	st, err := client.Status(ctx)
 	if err != nil {
 		return daemonError(err)

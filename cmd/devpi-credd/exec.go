@@ -23,6 +23,7 @@ import (
 	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/localapi"
 	pybackend "github.com/devpi-credd/devpi-credd/packaging/python"
 	"github.com/devpi-credd/devpi-credd/store"
@@ -227,12 +228,13 @@ func (a *app) runExec(o jobOptions, argv []string) (err error) {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "devpi-credd-exec-")
+	jd, err := a.jobDir(jobdir.ExecPrefix)
 	if err != nil {
 		return err
 	}
+	dir := jd.Path
 	defer func() {
-		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+		if rerr := jd.Remove(); rerr != nil && err == nil {
 			err = fmt.Errorf("removing %s: %w", dir, rerr)
 		}
 	}()
@@ -261,11 +263,17 @@ func (a *app) runExec(o jobOptions, argv []string) (err error) {
 	if s, ok := pending(sigs); ok {
 		return &exitError{128 + signalNumber(s), fmt.Errorf("stopped by %v before the command started", s)}
 	}
-	// With --token-file -, what follows the token on standard input is the
-	// child's; otherwise the child gets standard input itself.
+	// When the token came from standard input, the child never gets the
+	// file itself, which it could rewind or reopen (/proc/self/fd/0) to
+	// read the token again: after --token-file -, what follows the token
+	// comes through a pipe of the child's own; after a path that is
+	// standard input under another name (/dev/stdin), nothing does.
 	var stdin io.Reader = a.stdin
-	if o.tokenFile == "-" && a.stdinLines.Buffered() > 0 {
-		stdin = a.stdinLines
+	switch a.tokenFromStdin(o) {
+	case "-":
+		stdin = struct{ io.Reader }{a.stdinLines}
+	case "alias":
+		stdin = nil
 	}
 	code, err := runChild(argv, env, stdin, a.stdout, a.stderr, sigs)
 	if err != nil {
@@ -278,6 +286,41 @@ func (a *app) runExec(o jobOptions, argv []string) (err error) {
 		return &exitError{code, errQuiet}
 	}
 	return nil
+}
+
+// tokenFromStdin says whether the long-lived token came from standard
+// input: "-" for --token-file - (or $DEVPI_CREDD_TOKEN_FILE=-), "alias"
+// for a path that is standard input under another name (/dev/stdin,
+// /proc/self/fd/0), "" otherwise.
+func (a *app) tokenFromStdin(o jobOptions) string {
+	file := o.tokenFile
+	if file == "" && a.getenv("DEVPI_CREDD_TOKEN") == "" {
+		file = a.getenv("DEVPI_CREDD_TOKEN_FILE")
+	}
+	if file == "-" {
+		return "-"
+	}
+	in, ok := a.stdin.(*os.File)
+	if file == "" || !ok {
+		return ""
+	}
+	st, err := in.Stat()
+	fst, ferr := os.Stat(file)
+	if err == nil && ferr == nil && os.SameFile(st, fst) {
+		return "alias"
+	}
+	return ""
+}
+
+// jobDir makes the job's private directory, which dies with the job even
+// when the job is killed, after removing those of jobs that are gone.
+func (a *app) jobDir(prefix string) (*jobdir.Dir, error) {
+	jobdir.Sweep("", a.now())
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return jobdir.Create(prefix, self)
 }
 
 // pending returns a signal that arrived, if one did.
@@ -490,11 +533,12 @@ func (a *app) runEnv(o jobOptions, format string) error {
 	if len(j.srv.Indexes) != 1 {
 		return usageErrorf("-i: give exactly one index (got %s)", strings.Join(j.srv.Indexes, ", "))
 	}
-	dir, err := os.MkdirTemp("", "devpi-credd-env-")
+	jd, err := a.jobDir(jobdir.EnvPrefix)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer jd.Remove()
+	dir := jd.Path
 	d, err := a.newJobDaemon(j, dir, o.auditLog)
 	if err != nil {
 		return err

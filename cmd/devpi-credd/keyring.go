@@ -36,7 +36,7 @@ func (a *app) keyringMain(args []string) int {
 // keyringSource is the daemon's client, which can also tell from the
 // config, when the daemon is down, whether a service is ours.
 func (a *app) keyringSource() helper.Source {
-	return configMatcher{Client: a.daemonClient(""), a: a}
+	return configMatcher{Client: a.daemonClient("", "", false), a: a}
 }
 
 type configMatcher struct {

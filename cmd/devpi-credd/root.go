@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -70,6 +71,9 @@ func realApp() *app {
 // Main runs the command line and returns the process exit code. Started
 // as "keyring", it is the keyring CLI that pip and uv run.
 func Main() int {
+	if dir := os.Getenv(jobdir.ReaperEnv); dir != "" {
+		return jobdir.Reap(dir, os.Stdin)
+	}
 	a := realApp()
 	if keyringName(os.Args[0]) {
 		return a.keyringMain(os.Args[1:])

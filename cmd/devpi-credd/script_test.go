@@ -46,6 +46,9 @@ func TestScripts(t *testing.T) {
 			"mktoken":     cmdMktoken,
 			"verifytoken": cmdVerifytoken,
 			"exits":       cmdExits,
+			"waitfile":    cmdWaitfile,
+			"jobdir":      cmdJobdir,
+			"mode":        cmdMode,
 		},
 	})
 }
@@ -204,4 +207,72 @@ func rawCaveat(tok *token.Token, caveat string) (*token.Token, error) {
 		return nil, err
 	}
 	return token.Parse(base64.RawURLEncoding.EncodeToString(b))
+}
+
+// waitFor polls cond for up to ten seconds: a deadline for a failure, not
+// a guess at how long a pass takes.
+func waitFor(cond func() bool) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// waitfile FILE: waits until FILE exists and is not empty.
+func cmdWaitfile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	if !waitFor(func() bool { st, err := os.Stat(ts.MkAbs(args[0])); return err == nil && st.Size() > 0 }) {
+		ts.Fatalf("%s did not appear", args[0])
+	}
+}
+
+// jobdir FILE has NAME | gone: FILE holds a path in a job's directory (its
+// devpi-client directory); the job's directory holds NAME below that path,
+// or goes (waited for).
+func cmdJobdir(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: jobdir FILE has NAME | gone")
+	}
+	dir := strings.TrimSpace(ts.ReadFile(args[0]))
+	if !strings.Contains(dir, "devpi-credd-exec-") {
+		ts.Fatalf("%q is not in a job directory", dir)
+	}
+	switch args[1] {
+	case "has":
+		if _, err := os.Stat(filepath.Join(dir, args[2])); err != nil {
+			ts.Fatalf("%v", err)
+		}
+	case "gone":
+		job := dir[:strings.Index(dir, "devpi-credd-exec-")]
+		job += strings.SplitN(dir[len(job):], string(filepath.Separator), 2)[0]
+		if !waitFor(func() bool { _, err := os.Lstat(job); return errors.Is(err, os.ErrNotExist) }) {
+			ts.Fatalf("the job's directory %s is still there", job)
+		}
+	default:
+		ts.Fatalf("usage: jobdir FILE has NAME | gone")
+	}
+}
+
+// mode PATH PERM: PATH's permission bits are PERM (octal).
+func cmdMode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mode PATH PERM")
+	}
+	want, err := strconv.ParseUint(args[1], 8, 32)
+	if err != nil {
+		ts.Fatalf("mode: bad permission %q", args[1])
+	}
+	st, err := os.Stat(ts.MkAbs(args[0]))
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	if got := st.Mode().Perm(); uint64(got) != want {
+		ts.Fatalf("%s: mode %04o, want %04o", args[0], got, want)
+	}
 }

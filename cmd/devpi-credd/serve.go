@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devpi-credd/devpi-credd/daemon"
+	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
 )
 
@@ -92,6 +93,11 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	log, err := a.logger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	// Job directories of exec runs that were killed: sockets and session
+	// tokens not to leave lying around.
+	for _, p := range jobdir.Sweep("", a.now()) {
+		log.Info("removed the directory of a job that is gone", "dir", p)
 	}
 	path := a.configPath(o.config)
 	d, err := daemon.New(daemon.Options{ConfigPath: path, Getenv: a.getenv, Logger: log, Version: version,

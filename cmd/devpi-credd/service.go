@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -207,7 +208,14 @@ func (a *app) runService(o serviceOptions, action string) error {
 		if installed() {
 			return &exitError{exitFailed, fmt.Errorf("devpi-credd is already installed (%s); 'devpi-credd service uninstall' first", unit)}
 		}
-		if err := s.Install(); err != nil {
+		if err := prepareUnitDir(unit); err != nil {
+			return err
+		}
+		err := s.Install()
+		if ferr := fixUnitMode(unit); ferr != nil && err == nil {
+			err = ferr
+		}
+		if err != nil {
 			if runtime.GOOS == "linux" && installed() {
 				fmt.Fprintf(a.stdout, "wrote %s; systemctl%s cannot be reached here (%s): in a login session run: systemctl%s enable --now %s\n",
 					unit, userFlag, oneLine(err.Error()), userFlag, serviceName)
@@ -283,4 +291,47 @@ func userUnitState() string {
 		return "state unknown: systemctl --user cannot be reached here"
 	}
 	return "state unknown (" + state + ")"
+}
+
+// prepareUnitDir creates the unit's directory, 0755 whatever the umask:
+// kardianos/service would create it with os.ModePerm, which under umask 000
+// lets anyone put a unit there that runs as this user.
+func prepareUnitDir(unit string) error {
+	if runtime.GOOS == "windows" || !filepath.IsAbs(unit) {
+		return nil
+	}
+	dir := filepath.Dir(unit)
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	// Each missing level separately: MkdirAll's mode is filtered by the
+	// umask, and no level may end up writable by others.
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		missing = append([]string{d}, missing...)
+	}
+	for _, d := range missing {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			return fmt.Errorf("securing %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// fixUnitMode makes the unit (or launchd plist) 0644: the library writes
+// the plist with os.Create, which under umask 000 is writable by anyone.
+func fixUnitMode(unit string) error {
+	if runtime.GOOS == "windows" || !filepath.IsAbs(unit) {
+		return nil
+	}
+	if err := os.Chmod(unit, 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("securing %s: %w", unit, err)
+	}
+	return nil
 }

@@ -4,24 +4,39 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/helper"
-	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
 
-// daemonClient is the client of the running daemon, on the socket the
-// daemon uses by default ($DEVPI_CREDD_SOCKET overrides both).
-func (a *app) daemonClient(socket string) *helper.Client {
+// daemonClient is the client of the running daemon: on socket when given
+// (--socket), else on $DEVPI_CREDD_SOCKET, else on the socket the config
+// names, else the default. A config that does not say where (a broken file)
+// is warned about when warn is set, and the default is tried.
+// $DEVPI_CREDD_DAEMON_UID names another user whose daemon may answer.
+func (a *app) daemonClient(socket, configFlag string, warn bool) *helper.Client {
 	if socket == "" {
-		socket = xdg.Socket(a.getenv)
+		var err error
+		if socket, err = config.Socket(a.configPath(configFlag), a.getenv); err != nil && warn {
+			a.warnf("%s; looking for the daemon at %s", oneLine(err.Error()), socket)
+		}
 	}
-	return &helper.Client{Socket: socket}
+	c := &helper.Client{Socket: socket}
+	if v := a.getenv("DEVPI_CREDD_DAEMON_UID"); v != "" {
+		if uid, err := strconv.Atoi(v); err == nil && uid >= 0 {
+			c.TrustUIDs = []int{uid}
+		} else if warn {
+			a.warnf("DEVPI_CREDD_DAEMON_UID=%q is not a uid; ignored", v)
+		}
+	}
+	return c
 }
 
 // daemonError maps the daemon's answers to exit codes.
@@ -36,12 +51,20 @@ func daemonError(err error) error {
 	return &exitError{exitFailed, err}
 }
 
-func socketFlag(cmd *cobra.Command, p *string) {
-	cmd.Flags().StringVar(p, "socket", "", "the daemon's socket (default $DEVPI_CREDD_SOCKET, else $XDG_RUNTIME_DIR/devpi-credd/socket)")
+// daemonFlags are --socket and --config, for the commands that ask the
+// daemon: the config says where its socket is.
+type daemonFlags struct{ socket, config string }
+
+func (f *daemonFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.socket, "socket", "", "the daemon's socket (default $DEVPI_CREDD_SOCKET, else the config's socket, else $XDG_RUNTIME_DIR/devpi-credd/socket)")
+	configFlag(cmd, &f.config)
 }
 
+func (a *app) client(f daemonFlags) *helper.Client { return a.daemonClient(f.socket, f.config, true) }
+
 func (a *app) newGetCmd() *cobra.Command {
-	var socket, ttl string
+	var df daemonFlags
+	var ttl string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "get [--json] [--ttl D] URL [USERNAME]",
@@ -60,7 +83,7 @@ the caveats it carries.`,
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			c, err := a.daemonClient(socket).Credentials(ctx, req)
+			c, err := a.client(df).Credentials(ctx, req)
 			if err != nil {
 				return daemonError(err)
 			}
@@ -71,14 +94,14 @@ the caveats it carries.`,
 			return err
 		},
 	}
-	socketFlag(cmd, &socket)
+	df.register(cmd)
 	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime such as 2m (default: the daemon's default_ttl; at most its max_ttl)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
 func (a *app) newStatusCmd() *cobra.Command {
-	var socket string
+	var df daemonFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status [--json]",
@@ -89,7 +112,7 @@ func (a *app) newStatusCmd() *cobra.Command {
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			st, err := a.daemonClient(socket).Status(ctx)
+			st, err := a.client(df).Status(ctx)
 			if err != nil {
 				return daemonError(err)
 			}
@@ -100,7 +123,7 @@ func (a *app) newStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	socketFlag(cmd, &socket)
+	df.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -115,7 +138,13 @@ func (a *app) printStatus(st *localapi.Status) {
 	}
 	fmt.Fprintf(w, "audit log\t%s\n", st.AuditLog)
 	fmt.Fprintf(w, "ttl\tdefault %s, max %s\n", st.DefaultTTL, st.MaxTTL)
-	fmt.Fprintf(w, "tokens\t%d minted, %d refused\n", st.Minted, st.Refused)
+	fmt.Fprintf(w, "tokens\t%d minted, %d refused, %d lookups for services not ours\n", st.Minted, st.Refused, st.Missed)
+	if st.Dropped > 0 {
+		fmt.Fprintf(w, "connections\t%d dropped over the caps (another uid flooding the socket?)\n", st.Dropped)
+	}
+	if st.AuditError != "" {
+		fmt.Fprintf(w, "audit log error\t%s: no tokens until it can be written\n", st.AuditError)
+	}
 	if st.Locked {
 		fmt.Fprintf(w, "locked\tyes: no tokens until 'devpi-credd unlock'\n")
 	}
@@ -137,7 +166,7 @@ func (a *app) printStatus(st *localapi.Status) {
 }
 
 func (a *app) newLockCmd(lock bool) *cobra.Command {
-	var socket string
+	var df daemonFlags
 	use, short := "unlock", "Let the daemon mint tokens again"
 	if lock {
 		use, short = "lock", "Make the daemon refuse every token until 'devpi-credd unlock' (leaving the machine, a suspected leak)"
@@ -151,7 +180,7 @@ func (a *app) newLockCmd(lock bool) *cobra.Command {
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			c := a.daemonClient(socket)
+			c := a.client(df)
 			call := c.Unlock
 			if lock {
 				call = c.Lock
@@ -164,6 +193,6 @@ func (a *app) newLockCmd(lock bool) *cobra.Command {
 			return nil
 		},
 	}
-	socketFlag(cmd, &socket)
+	df.register(cmd)
 	return cmd
 }

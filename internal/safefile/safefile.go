@@ -1,11 +1,13 @@
 // Package safefile writes files that hold secrets: atomically (temp file,
 // fsync, rename, fsync of the directory) and with a private mode from the
-// first byte, and checks that such files stay private.
+// first byte, checks that such files stay private, and reads files named in
+// a config without ever blocking on a FIFO or a device.
 package safefile
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -76,6 +78,62 @@ func CheckPrivate(path string) error {
 	if err != nil {
 		return err
 	}
+	return private(path, st)
+}
+
+// ErrNotRegular is wrapped when a path names a FIFO, a device, a socket or
+// a directory where a regular file is expected.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrTooLarge is wrapped when a file is over the size a reader allows.
+var ErrTooLarge = errors.New("too large")
+
+// Read returns the content of path, which must be a regular file of at
+// most max bytes, and what fstat said of the file that was read. It never
+// blocks on a FIFO or a device: the file is opened non-blocking and checked
+// on the open descriptor before a byte is read, so nothing can be swapped
+// in between. Symbolic links are followed (Kubernetes secrets and Vault
+// Agent sinks are links).
+func Read(path string, max int64) ([]byte, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|NonBlock, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, st, fmt.Errorf("%s is %w (%s)", path, ErrNotRegular, kind(st.Mode()))
+	}
+	if st.Size() > max {
+		return nil, st, fmt.Errorf("%s is %w (%d bytes, at most %d)", path, ErrTooLarge, st.Size(), max)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, st, err
+	}
+	if int64(len(data)) > max {
+		return nil, st, fmt.Errorf("%s is %w (more than %d bytes)", path, ErrTooLarge, max)
+	}
+	return data, st, nil
+}
+
+// ReadPrivate is Read for a file that holds a secret: group and others
+// must not be able to read it (checked on the descriptor that is read).
+func ReadPrivate(path string, max int64) ([]byte, error) {
+	data, st, err := Read(path, max)
+	if err != nil {
+		return nil, err
+	}
+	if err := private(path, st); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func private(path string, st fs.FileInfo) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
@@ -83,4 +141,18 @@ func CheckPrivate(path string) error {
 		return fmt.Errorf("%s is %w (mode %04o); run: chmod 600 %s", path, ErrTooOpen, mode, path)
 	}
 	return nil
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeDevice != 0, m&fs.ModeCharDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a plain file"
 }

@@ -1,0 +1,199 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"slices"
+	"sync/atomic"
+
+	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
+	"github.com/devpi-credd/devpi-credd/localapi"
+)
+
+type peerKey struct{}
+
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// Handler is the local API, for a server whose connections carry a Peer in
+// their context (see Serve).
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+localapi.PathCredentials, d.handleCredentials)
+	mux.HandleFunc("GET "+localapi.PathStatus, d.handleStatus)
+	mux.HandleFunc("POST "+localapi.PathLock, func(w http.ResponseWriter, r *http.Request) { d.setLocked(w, r, true) })
+	mux.HandleFunc("POST "+localapi.PathUnlock, func(w http.ResponseWriter, r *http.Request) { d.setLocked(w, r, false) })
+	return d.permit(mux)
+}
+
+// class is what a caller may do.
+type class int
+
+const (
+	classStranger class = iota // refused: another uid, or one the kernel cannot name
+	classAllowed               // allow_uids: scoped tokens only, unless allow_uids_grant says more
+	classOwner                 // the daemon's own user, and root
+)
+
+// classOf sorts a caller by the config in force.
+func (d *Daemon) classOf(p Peer, cfg *config.Config) class {
+	switch {
+	case !peerCredentials:
+		// The socket's private directory is the only gate here.
+		return classOwner
+	case !p.Known:
+		return classStranger
+	case p.UID == d.uid || p.UID == 0:
+		return classOwner
+	case slices.Contains(cfg.AllowUIDs, p.UID):
+		return classAllowed
+	}
+	return classStranger
+}
+
+// permit answers only the daemon's own user, root and the configured
+// uids; everyone else gets 403, a rate-limited audit line, and the
+// connection closed.
+func (d *Daemon) permit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peer := peerFrom(r)
+		if d.classOf(peer, d.Config()) != classStranger {
+			next.ServeHTTP(w, r)
+			return
+		}
+		msg := fmt.Sprintf("uid %d may not use this daemon (it serves uid %d)", peer.UID, d.uid)
+		if !peer.Known {
+			msg = "cannot tell who is calling: refused"
+		}
+		d.refuse(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer}, msg)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusForbidden, localapi.CodeForbidden, msg)
+	})
+}
+
+func peerFrom(r *http.Request) Peer {
+	p, _ := r.Context().Value(peerKey{}).(Peer)
+	return p
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, localapi.Error{Error: msg, Code: code})
+}
+
+// apiError is a refusal with its HTTP status. A miss is a lookup for a
+// service that is not ours: answered, but neither audited nor counted as
+// a refusal.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+	miss   bool
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func (d *Daemon) handleCredentials(w http.ResponseWriter, r *http.Request) {
+	peer := peerFrom(r)
+	var req localapi.CredentialsRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil {
+		err = localapi.DecodeStrict(body, &req)
+	}
+	if err != nil {
+		msg := "the request is not a JSON credentials request: " + err.Error()
+		d.refuse(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer}, msg)
+		writeError(w, http.StatusBadRequest, localapi.CodeBadRequest, msg)
+		return
+	}
+	creds, err := d.MintFor(r.Context(), req, peer, "")
+	var aerr *apiError
+	if errors.As(err, &aerr) {
+		writeError(w, aerr.status, aerr.code, aerr.msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, creds)
+}
+
+func (d *Daemon) setLocked(w http.ResponseWriter, r *http.Request, lock bool) {
+	peer := peerFrom(r)
+	event := map[bool]string{true: "lock", false: "unlock"}[lock]
+	if cfg := d.Config(); d.classOf(peer, cfg) != classOwner && !cfg.Grants(config.GrantLock) {
+		msg := fmt.Sprintf("%s is for uid %d and root: uid %d may get scoped tokens only (allow_uids_grant)", event, d.uid, peer.UID)
+		d.refuse(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer, Op: event}, msg)
+		writeError(w, http.StatusForbidden, localapi.CodeForbidden, msg)
+		return
+	}
+	if d.opts.LockFile != "" {
+		var err error
+		if lock {
+			err = safefile.Write(d.opts.LockFile, []byte("locked by 'devpi-credd lock'; 'devpi-credd unlock' removes this file\n"), 0o600)
+		} else if err = os.Remove(d.opts.LockFile); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, localapi.CodeUnavailable, "keeping the lock: "+err.Error())
+			return
+		}
+	}
+	if d.locked.Swap(lock) != lock {
+		// A lock holds even when it cannot be recorded: it only takes.
+		_ = d.writeAudit(auditEntry{Time: d.opts.Now().UTC(), Event: event, Peer: peer})
+		d.log.Info(event, "peer_uid", peer.UID, "peer_pid", peer.PID)
+	}
+	writeJSON(w, http.StatusOK, d.Status())
+}
+
+func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.Status())
+}
+
+// Status reports the daemon's state.
+func (d *Daemon) Status() localapi.Status {
+	snap := d.state.Load()
+	cfg := snap.cfg
+	st := localapi.Status{
+		PID: os.Getpid(), Version: d.opts.Version, Started: d.started, Config: cfg.Path,
+		Socket: cfg.Socket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
+		MaxTTL: cfg.MaxTTL.String(), MaxSession: cfg.MaxSessionTTL.String(), Locked: d.locked.Load(),
+		Minted: d.minted.Load(), Refused: d.refused.Load(), Missed: d.missed.Load(), Dropped: d.dropped.Load(),
+		Servers: []localapi.ServerStatus{},
+	}
+	if e := d.cfgErr.Load(); e != nil {
+		st.ConfigError = *e
+	}
+	if e := d.auditErr.Load(); e != nil {
+		st.AuditError = *e
+	}
+	roots := snap.roots
+	for _, s := range cfg.Servers {
+		ss := localapi.ServerStatus{Name: s.Name, URL: s.URL.String(), ReadScope: s.ReadScope}
+		if n, ok := d.perServer.Load(s.Name); ok {
+			ss.Minted = n.(*atomic.Int64).Load()
+		}
+		if rs := roots[s.Name]; rs != nil {
+			ss.Store = rs.store
+			if rs.err != nil {
+				ss.Error = rs.err.Error()
+			} else {
+				ss.User, ss.TokenID = rs.tok.User(), rs.tok.ID()
+				if e := rs.tok.Scope().Expires; e != nil {
+					ss.Expires = e.Unix()
+				}
+			}
+		}
+		st.Servers = append(st.Servers, ss)
+	}
+	return st
+}

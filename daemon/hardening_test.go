@@ -1,0 +1,570 @@
+package daemon
+
+// Regression tests for the attack review (issue 8): each reproduces an
+// attack or fault and failed before its fix.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/localapi"
+)
+
+// asPeer runs h with the request coming from p.
+func asPeer(h http.Handler, p Peer, method, path, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req = req.WithContext(context.WithValue(req.Context(), peerKey{}, p))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// Item 2: an allowed uid gets scoped tokens only; sessions, lock and
+// unlock stay the owner's unless allow_uids_grant says otherwise.
+func TestAllowedUIDsGetScopedTokensOnly(t *testing.T) {
+	const other = 4242
+	for _, tt := range []struct {
+		grant string
+		want  int
+	}{
+		{"", http.StatusForbidden},
+		{`allow_uids_grant = ["session", "lock"]` + "\n", http.StatusOK},
+	} {
+		f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", nil)
+		f.stop()
+		text, _ := os.ReadFile(f.config)
+		if err := os.WriteFile(f.config, []byte(fmt.Sprintf("allow_uids = [%d]\n%s%s", other, tt.grant, text)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := f.restart(t, Options{LockFile: filepath.Join(f.dir, "locked")})
+		h := d.Handler()
+		peer := Peer{UID: other, PID: 1, Known: true}
+		if rec := asPeer(h, peer, "POST", localapi.PathCredentials, `{"url":"http://h/alice/dev/"}`); rec.Code != http.StatusOK {
+			t.Errorf("grant %q: a scoped token for an allowed uid: %d %s", tt.grant, rec.Code, rec.Body)
+		}
+		rec := asPeer(h, peer, "POST", localapi.PathCredentials, `{"url":"http://h/","session":true}`)
+		if rec.Code != tt.want || (tt.want != http.StatusOK && strings.Contains(rec.Body.String(), "devpi-")) {
+			t.Errorf("grant %q: a session token for an allowed uid: %d %s", tt.grant, rec.Code, rec.Body)
+		}
+		if tt.want == http.StatusForbidden && !strings.Contains(rec.Body.String(), "scoped tokens only") {
+			t.Errorf("the refusal does not say why: %s", rec.Body)
+		}
+		// The owner locks; the allowed uid cannot unlock (nor lock).
+		if rec := asPeer(h, Peer{UID: os.Getuid(), PID: 1, Known: true}, "POST", localapi.PathLock, "{}"); rec.Code != http.StatusOK {
+			t.Fatalf("owner lock: %d %s", rec.Code, rec.Body)
+		}
+		if rec := asPeer(h, peer, "POST", localapi.PathUnlock, "{}"); rec.Code != tt.want {
+			t.Errorf("grant %q: unlock by an allowed uid: %d %s", tt.grant, rec.Code, rec.Body)
+		}
+		if locked := d.Status().Locked; locked != (tt.want != http.StatusOK) {
+			t.Errorf("grant %q: locked = %v after the allowed uid's unlock", tt.grant, locked)
+		}
+	}
+}
+
+// strangers makes the connections accepted n-th (from 1) for each n in
+// which come from uid 4242, a uid the daemon does not serve, and the
+// others from whoever really calls: connections are accepted in the order
+// they were made.
+func strangers(which func(n int64) bool) func(*Daemon) {
+	return func(d *Daemon) {
+		var seen atomic.Int64
+		d.peerOf = func(c net.Conn) Peer {
+			if which(seen.Add(1)) {
+				return Peer{UID: 4242, PID: 7, Known: true}
+			}
+			return peerOf(c)
+		}
+	}
+}
+
+// readsEOF reports whether the daemon closes c within d.
+func readsEOF(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	return err == nil // io.Copy turns EOF into nil; a timeout is an error
+}
+
+// Item 3: another uid holding connections open cannot exhaust the daemon:
+// over its cap they are closed at once, those within it live strangerLife
+// at most, and the owner is served throughout.
+func TestStrangersCannotHoldConnections(t *testing.T) {
+	const held, flood = maxUIDConns, 20
+	// Connections 1 to flood: silent strangers; flood+1: the owner's;
+	// flood+2: a stranger with a request, once the held ones are gone.
+	f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", strangers(func(n int64) bool { return n <= flood || n == flood+2 }))
+	var conns []net.Conn
+	for range flood {
+		c, err := net.Dial("unix", f.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// The owner is served while the strangers hold their connections.
+	if _, err := f.get("http://h/"); err != nil {
+		t.Fatalf("the owner was not served during the flood: %v", err)
+	}
+	for i, c := range conns[held:] {
+		if !readsEOF(c, 5*time.Second) {
+			t.Errorf("connection %d over the cap was not closed at once", held+i)
+		}
+	}
+	start := time.Now()
+	for i, c := range conns[:held] {
+		if !readsEOF(c, strangerLife+10*time.Second) {
+			t.Errorf("held connection %d was not closed", i)
+		}
+	}
+	if d := time.Since(start); d > strangerLife+5*time.Second {
+		t.Errorf("held connections lived %s, want at most about %s", d, strangerLife)
+	}
+	// The cap is free again. A stranger with a request is refused, and its
+	// connection closed after the answer, not kept alive.
+	waitFor(t, reloadWithin, "the held connections released", func() bool {
+		f.d.conns.mu.Lock()
+		defer f.d.conns.mu.Unlock()
+		return f.d.conns.others == 0
+	})
+	c, err := net.Dial("unix", f.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"url\":\"http://h/\"}", localapi.PathCredentials)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusForbidden || !resp.Close || strings.Contains(string(body), "devpi-") {
+		t.Errorf("stranger's request: %d close=%v %s", resp.StatusCode, resp.Close, body)
+	}
+	if !readsEOF(c, 5*time.Second) {
+		t.Error("a refused connection was kept open")
+	}
+	if st := f.d.Status(); st.Dropped != flood-held {
+		t.Errorf("dropped = %d, want %d", st.Dropped, flood-held)
+	}
+}
+
+// Item 3: refusals from one uid cannot flood the owner's audit log: a
+// burst of lines, then one summary line with the count.
+func TestRefusalLinesAreRateLimited(t *testing.T) {
+	clock := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", func(d *Daemon) {
+		d.opts.Now = func() time.Time { return clock }
+	})
+	h := f.d.Handler()
+	const n = 3000
+	for range n {
+		if rec := asPeer(h, Peer{UID: 4242, PID: 9, Known: true}, "POST", localapi.PathCredentials, `{"url":"http://h/"}`); rec.Code != http.StatusForbidden {
+			t.Fatalf("stranger: %d", rec.Code)
+		}
+	}
+	if st := f.d.Status(); st.Refused != n {
+		t.Errorf("refused = %d, want %d: every refusal is counted", st.Refused, n)
+	}
+	f.stop() // flushes the summary
+	lines := readLines(t, f.audit)
+	refusals, summed := 0, 0
+	for _, l := range lines {
+		var e auditEntry
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		switch e.Event {
+		case "refuse":
+			refusals++
+		case "refuse_summary":
+			summed += e.Count
+			if e.Peer.UID != 4242 || e.Since == nil || !strings.Contains(e.Reason, "may not use this daemon") {
+				t.Errorf("summary line: %s", l)
+			}
+		}
+	}
+	if refusals != refusalBurst || refusals+summed != n {
+		t.Errorf("%d refusal lines and %d summed up, want %d and %d", refusals, summed, refusalBurst, n-refusalBurst)
+	}
+}
+
+// needRoot: mounting a tmpfs (a real full disk) needs root, which CI has.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs; CI runs as root")
+	}
+}
+
+// tmpfs mounts a tmpfs of size bytes at a new directory for the test.
+func tmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		t.Fatalf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// fill writes into dir until the file system is full.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	fh, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := fh.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return p
+		}
+	}
+}
+
+// Item 4: with the audit log on a full disk, no token is handed out; the
+// client is told why, status shows it, and minting resumes by itself.
+func TestAuditLogOnFullDiskFailsClosed(t *testing.T) {
+	needRoot(t)
+	disk := tmpfs(t, 64<<10)
+	audit := filepath.Join(disk, "audit.log")
+	f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), fmt.Sprintf("\n[servers.other]\nurl = \"http://other/\"\n"), nil)
+	f.stop()
+	text, _ := os.ReadFile(f.config)
+	text = []byte(strings.Replace(string(text), fmt.Sprintf("audit_log = %q", f.audit), fmt.Sprintf("audit_log = %q", audit), 1))
+	if err := os.WriteFile(f.config, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.restart(t, Options{})
+	if _, err := f.get("http://h/"); err != nil {
+		t.Fatalf("before the disk is full: %v", err)
+	}
+	filler := fill(t, disk)
+	// The audit log's last page may still hold a few lines; then every
+	// mint is refused.
+	var ae *helper.APIError
+	for i := 0; ; i++ {
+		c, err := f.get("http://h/alice/dev/")
+		if err == nil {
+			if i > 4096/100 {
+				t.Fatal("the audit log still takes lines on a full disk")
+			}
+			continue
+		}
+		if c != nil || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Msg, "cannot be recorded in the audit log") {
+			t.Fatalf("full disk: got %+v, %v; want a 503 and no token", c, err)
+		}
+		break
+	}
+	for range 3 {
+		c, err := f.get("http://h/alice/dev/")
+		if c != nil || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+			t.Fatalf("full disk: got %+v, %v; want a 503 and no token", c, err)
+		}
+		if strings.Contains(ae.Msg, "\n") {
+			t.Errorf("not one line: %q", ae.Msg)
+		}
+	}
+	st, _ := f.client.Status(context.Background())
+	if !strings.Contains(st.AuditError, "no space left") {
+		t.Errorf("status does not show the audit error: %+v", st)
+	}
+	minted := st.Minted
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.get("http://h/alice/dev/"); err != nil {
+		t.Fatalf("minting did not resume once the disk had room: %v", err)
+	}
+	st, _ = f.client.Status(context.Background())
+	if st.AuditError != "" || st.Minted != minted+1 {
+		t.Errorf("after the disk has room: %+v", st)
+	}
+	// Every line in the log is whole: a line cut short was cut off.
+	f.stop()
+	lines := readLines(t, audit)
+	for _, l := range lines {
+		var e auditEntry
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Errorf("a broken line in the audit log: %q", l)
+		}
+	}
+	if mints := strings.Count(strings.Join(lines, "\n"), `"event":"mint"`); mints != int(st.Minted) {
+		t.Errorf("%d mint lines for %d tokens handed out", mints, st.Minted)
+	}
+}
+
+// Item 4: an audit_log that is not a regular file is refused at load; a
+// loose mode is tightened.
+func TestAuditLogMustBeAPrivateFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openAudit(fifo, discardLog()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a FIFO as audit log: %v", err)
+	}
+	if _, err := openAudit(dir, discardLog()); err == nil {
+		t.Error("a directory as audit log was accepted")
+	}
+	loose := filepath.Join(dir, "audit.log")
+	if err := os.WriteFile(loose, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(loose, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	a, err := openAudit(loose, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if st, _ := os.Stat(loose); st.Mode().Perm() != 0o600 {
+		t.Errorf("audit log left at %v", st.Mode())
+	}
+}
+
+// Item 5: a FIFO as token_file neither blocks the start nor the reloads,
+// and SIGTERM still stops the daemon.
+func TestFIFOTokenFileBlocksNothing(t *testing.T) {
+	done := make(chan *fixture, 1)
+	var fifo string
+	go func() {
+		f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", nil)
+		f.stop()
+		fifo = filepath.Join(f.dir, "tokens", "fifo.token")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Error(err)
+		}
+		text, _ := os.ReadFile(f.config)
+		text = []byte(strings.Replace(string(text), f.tokenFile, fifo, 1))
+		if err := os.WriteFile(f.config, text, 0o600); err != nil {
+			t.Error(err)
+		}
+		f.restart(t, Options{})
+		done <- f
+	}()
+	var f *fixture
+	select {
+	case f = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon blocked on a FIFO as token file")
+	}
+	st, err := f.client.Status(context.Background())
+	if err != nil || !strings.Contains(st.Servers[0].Error, "not a regular file") {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	// Config edits still apply.
+	text, _ := os.ReadFile(f.config)
+	if err := os.WriteFile(f.config, []byte(strings.Replace(string(text), `default_ttl = "2m"`, `default_ttl = "3m"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, reloadWithin, "reload with a FIFO as token file", func() bool { return f.d.Config().DefaultTTL == 3*time.Minute })
+	// A FIFO as the config itself: refused, the previous config serves.
+	if err := os.Remove(f.config); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(f.config, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, reloadWithin, "a FIFO config reported", func() bool {
+		st, err := f.client.Status(context.Background())
+		return err == nil && strings.Contains(st.ConfigError, "not a regular file")
+	})
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Item 6: a change made after the config was loaded but before the
+// daemon serves is not lost.
+func TestChangeBeforeServingIsNotLost(t *testing.T) {
+	f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", func(d *Daemon) {
+		// Between New and the watches being armed.
+		text, _ := os.ReadFile(d.opts.ConfigPath)
+		if err := os.WriteFile(d.opts.ConfigPath, []byte(strings.Replace(string(text), `default_ttl = "2m"`, `default_ttl = "4m"`, 1)), 0o600); err != nil {
+			panic(err)
+		}
+	})
+	waitFor(t, reloadWithin, "the change made before serving", func() bool { return f.d.Config().DefaultTTL == 4*time.Minute })
+}
+
+// Item 6: edits that follow each reload at once, the pattern that lost
+// events while the watches were removed and added again, are all seen.
+func TestEditsRightAfterReloadAreNotLost(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	good, _ := os.ReadFile(f.config)
+	for i := range 30 {
+		ttl := fmt.Sprintf("%dm", 2+i%2)
+		if i%3 == 0 {
+			// A config that fails: reported, and the next edit still seen.
+			if err := os.WriteFile(f.config, []byte("[servers.local\nurl="), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, reloadWithin, fmt.Sprintf("edit %d: error reported", i), func() bool { return f.d.Status().ConfigError != "" })
+		}
+		text := strings.Replace(string(good), `default_ttl = "2m"`, fmt.Sprintf("default_ttl = %q", ttl), 1)
+		if err := os.WriteFile(f.config, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := time.ParseDuration(ttl)
+		waitFor(t, reloadWithin, fmt.Sprintf("edit %d", i), func() bool {
+			return f.d.Status().ConfigError == "" && f.d.Config().DefaultTTL == want
+		})
+	}
+}
+
+// Item 7: servers are matched on the decoded, cleaned path, the form the
+// token is scoped by: "%64evpi" is "devpi" to both.
+func TestPercentEncodingPicksOneServer(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	text, _ := os.ReadFile(f.config)
+	pref := fmt.Sprintf("\n[servers.pref]\nurl = \"http://h/devpi/\"\ntoken_file = %q\n", f.tokenFile)
+	if err := os.WriteFile(f.config, append(text, pref...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, reloadWithin, "second server", func() bool { return len(f.d.Config().Servers) == 2 })
+	for _, url := range []string{"http://h/devpi/alice/dev/", "http://h/%64evpi/alice/dev/", "http://h//devpi/alice/dev/", "http://h/devpi%2Falice/dev/"} {
+		c, err := f.get(url)
+		if err != nil {
+			t.Errorf("%s: %v", url, err)
+			continue
+		}
+		if c.Server != "pref" || !strings.Contains(strings.Join(c.Caveats, " "), "indexes=alice/dev") {
+			t.Errorf("%s: server %s, caveats %v; want pref and alice/dev", url, c.Server, c.Caveats)
+		}
+	}
+	if _, err := f.get("http://h/devpi/../alice/dev/"); err == nil {
+		t.Error("a dot segment was resolved instead of refused")
+	}
+}
+
+// Item 8: a password in a URL never reaches the audit log, the daemon's
+// log or an error, whatever it holds.
+func TestPasswordsInURLsAreNeverLogged(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	secrets := map[string][]string{
+		"http://alice:Zq9#S3cret@h/alice/dev/":    {"Zq9", "S3cret"},
+		"http://alice:31337#Zq8@h/":               {"31337#", "alice:31337", "Zq8"},
+		"http://alice:Pw?Qx7@h/alice/dev/":        {"Pw?", "Qx7"},
+		"http://alice:Pw@Qx6@h/alice/dev/":        {"Pw@", "Qx6"},
+		"http://alice:Pw/Qx5@h/alice/dev/":        {"Pw/", "Qx5"},
+		"alice:Pw#Qx4@h":                          {"Pw#", "Qx4"},
+		"http://alice:Pw#Qx3@elsewhere/":          {"Pw#", "Qx3"},
+		"ftp://alice:Pw#Qx2@h/":                   {"Pw#", "Qx2"},
+		"http://alice:Pw#Qx1@h/alice/dev/?a#b@c=": {"Pw#", "Qx1"},
+	}
+	var errs []string
+	for url := range secrets {
+		if _, err := f.get(url); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	f.stop()
+	all := strings.Join(readLines(t, f.audit), "\n") + f.logs.String() + strings.Join(errs, "\n")
+	for url, words := range secrets {
+		for _, w := range words {
+			if strings.Contains(all, w) {
+				t.Errorf("%s: %q leaked", url, w)
+			}
+		}
+	}
+}
+
+// Item 11: the bases cache is bounded, however many indexes are named.
+func TestBasesCacheIsBounded(t *testing.T) {
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"type":"indexconfig","result":{"type":"stage","bases":[]}}`)
+	}))
+	defer fake.Close()
+	f := newFixture(t, fake.URL+"/", mintRoot(t, "abcd2345"))
+	for i := range basesEntries + 500 {
+		if _, err := f.get(fmt.Sprintf("%s/alice/ix%d/+simple/", fake.URL, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.d.bases.lru.Len(); n > basesEntries {
+		t.Errorf("%d cached indexes, want at most %d", n, basesEntries)
+	}
+}
+
+// Item 13: poetry's and pdm's repository-name lookups are not ours: not
+// refusals, and no audit lines.
+func TestLookupsNotOursAreNotRefusals(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	for _, service := range []string{"python-poetry-check", "poetry-repository-devpi", "pdm-repository-devpi", "https://pypi.org/simple/"} {
+		if _, err := f.get(service); !helper.IsNotFound(err) {
+			t.Errorf("%s: %v, want not found", service, err)
+		}
+	}
+	st := f.d.Status()
+	if st.Refused != 0 || st.Missed != 4 {
+		t.Errorf("refused %d, missed %d; want 0 and 4", st.Refused, st.Missed)
+	}
+	f.stop()
+	if lines := readLines(t, f.audit); len(lines) != 0 {
+		t.Errorf("audit lines for lookups that are not ours: %q", lines)
+	}
+}
+
+// The local API decodes strictly: a key that differs only in case, a key
+// given twice, an unknown key or trailing data is refused, never guessed.
+func TestStrictRequestDecoding(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	h := f.d.Handler()
+	me := Peer{UID: os.Getuid(), PID: 1, Known: true}
+	for body, want := range map[string]int{
+		`{"url":"http://elsewhere/","URL":"http://h/"}`: http.StatusBadRequest,
+		`{"URL":"http://h/"}`:                           http.StatusBadRequest,
+		`{"url":"http://h/x/","url":"http://h/"}`:       http.StatusBadRequest,
+		`{"url":"http://h/","extra":1}`:                 http.StatusBadRequest,
+		`{"url":"http://h/"} {}`:                        http.StatusBadRequest,
+		`{"url":"http://h/"}`:                           http.StatusOK,
+	} {
+		rec := asPeer(h, me, "POST", localapi.PathCredentials, body)
+		if rec.Code != want || (want != http.StatusOK && strings.Contains(rec.Body.String(), "devpi-")) {
+			t.Errorf("%s: %d %s, want %d", body, rec.Code, rec.Body, want)
+		}
+	}
+}
+
+// A huge URL is logged capped, once.
+func TestLongURLIsCapped(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	long := "http://h/alice/dev/+simple/" + strings.Repeat("x", 65<<10) + "/"
+	_, _ = f.get(long)
+	f.stop()
+	for _, l := range readLines(t, f.audit) {
+		if len(l) > 2048 {
+			t.Errorf("an audit line of %d bytes", len(l))
+		}
+	}
+	for _, l := range strings.Split(f.logs.String(), "\n") {
+		if len(l) > 4096 {
+			t.Errorf("a log line of %d bytes", len(l))
+		}
+	}
+}
