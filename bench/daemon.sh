@@ -15,7 +15,33 @@ echo "== devpi-credd serve: POST /v1/credentials (upload scope, audit line each)
 "$work/load" -socket "$work/run/socket" -pid "$daemon" -c 64 -d 10s
 echo "-- the same at the target load of 20,000/s"
 "$work/load" -socket "$work/run/socket" -pid "$daemon" -c 64 -d 10s -rate 20000
-echo "audit lines written: $(wc -l <"$work/audit.log")"
+echo "audit lines written: $(wc -l <"$work/run.audit.log")"
+
+# A socket shared with allow_uids is 0666: every local user can reach it.
+# The same load, without and then with another uid (65534) flooding it
+# with held connections and refused requests (e2e/attacker flood).
+if [[ $(id -u) == 0 ]]; then
+  go build -o "$work/attacker" "$here/e2e/attacker"
+  chmod 0711 "$work"
+  start_daemon "$bin" "$work/load" shared 'allow_uids = [4242]'
+  shared=$daemon_pid
+  echo
+  echo "== shared socket (allow_uids set), no flood"
+  "$work/load" -socket "$work/shared/socket" -pid "$shared" -c 64 -d 10s
+  "$work/load" -socket "$work/shared/socket" -c 64 -d 10s -rate 20000
+  echo "-- the same while uid 65534 floods the socket"
+  flood() { setpriv --reuid 65534 --regid 65534 --clear-groups "$work/attacker" flood "$work/shared/socket" "$1"; }
+  flood 11s >"$work/flood1" & f=$!
+  "$work/load" -socket "$work/shared/socket" -pid "$shared" -c 64 -d 10s
+  wait $f; echo "   the flood: $(cat "$work/flood1")"
+  flood 11s >"$work/flood2" & f=$!
+  "$work/load" -socket "$work/shared/socket" -c 64 -d 10s -rate 20000
+  wait $f; echo "   the flood: $(cat "$work/flood2")"
+  echo "   daemon: $("$bin" status --socket "$work/shared/socket" | grep -E 'tokens|connections' | tr -s ' ' | paste -sd';')"
+  echo "   audit lines for uid 65534: $(grep -c '"uid":65534' "$work/shared.audit.log" || true) (refusal lines and summaries)"
+else
+  echo "(the flood from another uid needs root: skipped)"
+fi
 
 "$work/load" -ceiling "$work/run/ceiling" &
 pids+=($!)

@@ -26,21 +26,24 @@ wait_socket() {
   echo "no socket at $1" >&2; return 1
 }
 
-# start_daemon BIN LOAD: a daemon on $work/run/socket for server "bench"
-# at http://127.0.0.1:3141/ with a root token minted by LOAD -mktoken (a
-# made-up key: nothing verifies it here). Sets $daemon_pid.
+# start_daemon BIN LOAD [NAME [TOML]]: a daemon on $work/NAME/socket
+# (default run) for server "bench" at http://127.0.0.1:3141/ with a root
+# token minted by LOAD -mktoken (a made-up key: nothing verifies it here);
+# TOML goes at the top of its config. Sets $daemon_pid.
 start_daemon() {
-  mkdir -p -m 700 "$work/run" "$work/tokens"
+  local name=${3:-run}
+  mkdir -p -m 700 "$work/tokens"
   "$2" -mktoken "$work/tokens/bench.token"
-  cat >"$work/config.toml" <<TOML
-socket = "$work/run/socket"
-audit_log = "$work/audit.log"
+  cat >"$work/$name.toml" <<TOML
+${4:-}
+socket = "$work/$name/socket"
+audit_log = "$work/$name.audit.log"
 [servers.bench]
 url = "http://127.0.0.1:3141/"
 token_file = "$work/tokens/bench.token"
 TOML
-  "$1" serve --config "$work/config.toml" --log-level warn &
+  "$1" serve --config "$work/$name.toml" --log-level warn &
   daemon_pid=$!
   pids+=("$daemon_pid")
-  wait_socket "$work/run/socket"
+  wait_socket "$work/$name/socket"
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
 
@@ -177,7 +178,7 @@ func Keyring(ctx context.Context, args []string, stdout, stderr io.Writer, src S
 		// Not ours: silent, so other tools' messages stay clean. Anything
 		// else: one line saying why there are no credentials.
 		if !IsNotFound(err) && !notOurs(src, k.service, err) {
-			fmt.Fprintf(stderr, "devpi-credd: no credentials for %s: %s\n", redactService(k.service), oneLine(err.Error()))
+			fmt.Fprintf(stderr, "devpi-credd: no credentials for %s: %s\n", safeurl.Redact(k.service), oneLine(err.Error()))
 		}
 		return KeyringNotFound
 	}
@@ -213,19 +214,3 @@ func writeKeyringJSON(w io.Writer, v map[string]any) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// redactService drops what could be a credential from a service as a
-// caller gave it: user info (with or without a scheme) and the query.
-func redactService(s string) string {
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i]
-	}
-	prefix, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
-		prefix, rest = s[:i+3], s[i+3:]
-	}
-	if j := strings.LastIndexByte(rest, '@'); j >= 0 {
-		rest = "..." + rest[j:]
-	}
-	return prefix + rest
-}

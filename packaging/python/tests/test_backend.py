@@ -111,10 +111,26 @@ def test_messages_hide_credentials_in_urls(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("DEVPI_CREDD_BIN", str(tmp_path / "gone"))
     (tmp_path / "gone").write_text("#!/bin/sh\necho unreachable >&2\nexit 1\n")
     (tmp_path / "gone").chmod(0o755)
-    assert devpi_credd_keyring._redact("https://u:pw@h/x/?token=t") == "https://...@h/x/"
-    assert devpi_credd_keyring._redact("u:pw@h:3141") == "...@h:3141"
+    assert devpi_credd_keyring._redact("https://u:pw@h/x/?token=t") == "https://h/x/?..."
+    assert devpi_credd_keyring._redact("u:pw@h:3141") == "h:3141"
+    assert devpi_credd_keyring._redact("https://u:Pw#Qx1@h/x/") == "https://h/x/"
+    assert devpi_credd_keyring._redact("https://u:Pw?Q@x2@h/x/") == "https://h/x/"
     assert DevpiCreddKeyring().get_password("https://u:pw@h/x/?token=t", "u") is None
-    assert "pw" not in capfd.readouterr().err
+    assert DevpiCreddKeyring().get_password("https://u:Pw#Qx1@h/x/", "u") is None
+    err = capfd.readouterr().err
+    assert "pw" not in err and "Pw" not in err and "Qx" not in err
+
+
+def test_no_password_in_process_arguments(tmp_path, monkeypatch):
+    """The service is passed to devpi-credd without its user info: a
+    process's arguments are world-readable."""
+    argv = tmp_path / "argv"
+    monkeypatch.setenv("DEVPI_CREDD_BIN", str(tmp_path / "spy"))
+    (tmp_path / "spy").write_text('#!/bin/sh\necho "$@" >> %s\nexit 1\n' % argv)
+    (tmp_path / "spy").chmod(0o755)
+    assert DevpiCreddKeyring().get_password("https://u:Pw#Qx1@h/x/", "u") is None
+    seen = argv.read_text()
+    assert "https://h/x/" in seen and "Pw" not in seen and "Qx" not in seen
 
 
 def test_unknown_service_steps_aside_silently(daemon, capfd):

@@ -32,13 +32,25 @@ REUSE_SECONDS = 30
 REUSE_MARGIN = 5
 
 
+def _strip_userinfo(service):
+    """service without "user:password@", cut from the raw text before
+    anything else looks at it, as devpi-credd does: a password may hold
+    '#', '?', '/' or '@'. Everything up to the last '@' after the scheme
+    goes (devpi URLs have no '@' in their paths)."""
+    scheme, sep, rest = service.partition("://")
+    if not sep:
+        scheme, rest = "", service
+    return scheme + sep + rest[rest.rfind("@") + 1:]
+
+
 def _redact(service):
-    """A service as it may appear in a message: no user info, no query."""
-    service = service.split("?", 1)[0].split("#", 1)[0]
-    scheme, sep, rest = service.rpartition("://")
-    if "@" in rest:
-        rest = "..." + rest[rest.rindex("@"):]
-    return scheme + sep + rest
+    """A service as it may appear in a message: no user info, no query,
+    at most 256 characters."""
+    service = _strip_userinfo(service)
+    for mark in "?#":
+        if mark in service:
+            service = service.split(mark, 1)[0] + "?..."
+    return service if len(service) <= 256 else service[:256] + "..."
 
 
 def _program():
@@ -81,7 +93,8 @@ class DevpiCreddKeyring(KeyringBackend):
         program = _program()
         if program is None:
             return None
-        args = [program, "keyring", "--mode", "creds", "--output", "json", "get", service]
+        # Never a password in a process's arguments, where anyone sees it.
+        args = [program, "keyring", "--mode", "creds", "--output", "json", "get", _strip_userinfo(service)]
         if username is not None:
             args.append(username)
         try:
