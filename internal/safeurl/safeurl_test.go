@@ -7,15 +7,15 @@ import (
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"http://h/a/":                        "http://h/a/",
-		"http://alice:S3cret#x@h/a/":         "http://h/a/",
-		"http://alice:12345#678@h/":          "http://h/",
-		"http://alice:pa?ss@h/a/?q=1":        "http://h/a/?...",
-		"http://alice:p@ss@h/a/":             "http://h/a/",
-		"http://alice:pa/ss@h/a/":            "http://h/a/",
-		"alice:pw@h":                         "h",
-		"http://h/a/?token=secret#frag":      "http://h/a/?...",
-		"https://h/x#secret":                 "https://h/x?...",
+		"http://h/a/":                          "http://h/a/",
+		"http://alice:S3cret#x@h/a/":           "http://h/a/",
+		"http://alice:12345#678@h/":            "http://h/",
+		"http://alice:pa?ss@h/a/?q=1":          "http://h/a/?...",
+		"http://alice:p@ss@h/a/":               "http://h/a/",
+		"http://alice:pa/ss@h/a/":              "http://h/a/",
+		"alice:pw@h":                           "h",
+		"http://h/a/?token=secret#frag":        "http://h/a/?...",
+		"https://h/x#secret":                   "https://h/x?...",
 		"http://h/" + strings.Repeat("é", 300): "http://h/" + strings.Repeat("é", 123) + "...(609 bytes)",
 	} {
 		if got := Redact(in); got != want {
