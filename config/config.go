@@ -44,8 +44,12 @@ type Config struct {
 	MaxSessionTTL time.Duration
 	AuditLog      string
 	// AllowUIDs may use the daemon besides its own user and root: for
-	// scoped tokens only, unless AllowGrant grants them more.
-	AllowUIDs []int
+	// scoped tokens only, unless AllowGrant grants them more. They connect
+	// to SharedSocket; Socket stays private to the owner, so that nobody
+	// else can even reach it (a flood of connections fills the backlog of
+	// the socket it reaches, whatever the daemon does after accepting).
+	AllowUIDs    []int
+	SharedSocket string
 	// AllowGrant lists the owner's powers that AllowUIDs get too:
 	// GrantSession (session tokens, which carry only an expiry) and
 	// GrantLock (lock and unlock).
@@ -153,6 +157,7 @@ type fileConfig struct {
 	MaxSession string                `mapstructure:"max_session_ttl"`
 	AuditLog   string                `mapstructure:"audit_log"`
 	AllowUIDs  []int                 `mapstructure:"allow_uids"`
+	Shared     string                `mapstructure:"shared_socket"`
 	AllowGrant []string              `mapstructure:"allow_uids_grant"`
 	MintBudget int                   `mapstructure:"mint_budget"`
 	Servers    map[string]fileServer `mapstructure:"servers"`
@@ -247,7 +252,7 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
-	c := &Config{Socket: fc.Socket, AuditLog: fc.AuditLog, AllowUIDs: fc.AllowUIDs, MintBudget: fc.MintBudget}
+	c := &Config{Socket: fc.Socket, AuditLog: fc.AuditLog, AllowUIDs: fc.AllowUIDs, SharedSocket: fc.Shared, MintBudget: fc.MintBudget}
 	if c.MintBudget < 0 {
 		return nil, fmt.Errorf("mint_budget = %d: tokens a minute per caller, 0 for no limit", c.MintBudget)
 	}
@@ -279,6 +284,14 @@ func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
 		if uid < 0 {
 			return nil, fmt.Errorf("allow_uids: %d is not a uid", uid)
 		}
+	}
+	switch {
+	case len(c.AllowUIDs) > 0 && c.SharedSocket == "":
+		return nil, errors.New("allow_uids needs shared_socket: the socket the other uids connect to, in a directory they can reach (your own socket stays private)")
+	case c.SharedSocket != "" && !filepath.IsAbs(c.SharedSocket):
+		return nil, fmt.Errorf("shared_socket %q must be absolute", c.SharedSocket)
+	case c.SharedSocket != "" && filepath.Dir(c.SharedSocket) == filepath.Dir(c.Socket):
+		return nil, fmt.Errorf("shared_socket %q must be in another directory than socket %q (that one is private)", c.SharedSocket, c.Socket)
 	}
 	for _, g := range fc.AllowGrant {
 		if g != GrantSession && g != GrantLock {

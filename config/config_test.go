@@ -20,6 +20,8 @@ default_ttl = "2m"
 max_ttl = "30m"
 audit_log = "/var/log/credd.jsonl"
 allow_uids = [1001]
+shared_socket = "/run/shared/socket"
+allow_uids_grant = ["lock", "lock"]
 
 [servers.local]
 url = "http://127.0.0.1:3141"
@@ -50,7 +52,8 @@ func TestParseFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Socket != "/run/x/socket" || c.DefaultTTL != 2*time.Minute || c.MaxTTL != 30*time.Minute ||
-		c.AuditLog != "/var/log/credd.jsonl" || !slices.Equal(c.AllowUIDs, []int{1001}) {
+		c.AuditLog != "/var/log/credd.jsonl" || !slices.Equal(c.AllowUIDs, []int{1001}) ||
+		c.SharedSocket != "/run/shared/socket" || !slices.Equal(c.AllowGrant, []string{"lock"}) || c.Grants(GrantSession) {
 		t.Errorf("top level = %+v", c)
 	}
 	if len(c.Servers) != 3 || c.Servers[0].Name != "local" || c.Servers[1].Name != "other-host" {
@@ -118,6 +121,10 @@ func TestRejects(t *testing.T) {
 		"empty projects":     "[servers.a]\nurl = \"http://h/\"\nprojects = []",
 		"same url":           "[servers.a]\nurl = \"http://h/\"\n[servers.b]\nurl = \"http://h\"",
 		"negative uid":       "allow_uids = [-1]",
+		"no shared socket":   "allow_uids = [1001]",
+		"shared beside own":  "socket = \"/run/x/s\"\nallow_uids = [1001]\nshared_socket = \"/run/x/shared\"",
+		"relative shared":    "allow_uids = [1001]\nshared_socket = \"s\"",
+		"unknown grant":      "allow_uids = [1001]\nshared_socket = \"/s/s\"\nallow_uids_grant = [\"everything\"]",
 	} {
 		_, err := Parse("c.toml", []byte(text), env(map[string]string{"HOME": "/h"}))
 		if err == nil {

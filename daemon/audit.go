@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 )
 
 // Peer is the process at the other end of a connection, as the kernel
@@ -52,11 +53,15 @@ type auditEntry struct {
 }
 
 // auditLog appends JSON lines to a private file, one write per line so
-// lines from concurrent mints never interleave.
+// lines from concurrent mints never interleave. Before each line it checks
+// that the path still names the open file: a log removed or rotated away
+// without a SIGHUP is created anew, so no line goes to a file nobody sees.
 type auditLog struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
+	info os.FileInfo
+	log  *slog.Logger
 }
 
 // openAudit opens (or creates) the audit log: a regular file of this user,
@@ -99,7 +104,7 @@ func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 			}
 		}
 	}
-	return &auditLog{path: path, f: f}, nil
+	return &auditLog{path: path, f: f, info: st, log: log}, nil
 }
 
 func (a *auditLog) write(e auditEntry) error {
@@ -110,6 +115,15 @@ func (a *auditLog) write(e auditEntry) error {
 	line = append(line, '\n')
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if st, err := os.Stat(a.path); err != nil || !os.SameFile(st, a.info) {
+		b, err := openAudit(a.path, a.log)
+		if err != nil {
+			return err
+		}
+		a.log.Warn("the audit log was moved or removed: writing to a new one", "audit_log", a.path)
+		_ = a.f.Close()
+		a.f, a.info = b.f, b.info
+	}
 	n, err := a.f.Write(line)
 	if err != nil && n > 0 {
 		// A line cut short (a full disk) is cut off, so the next one
@@ -165,7 +179,7 @@ func (d *Daemon) writeAudit(e auditEntry) error {
 // line, so that another uid cannot fill the owner's disk or log.
 func (d *Daemon) refuse(e auditEntry, reason string) {
 	d.refused.Add(1)
-	e.Event, e.Reason = "refuse", reason
+	e.Event, e.Reason = "refuse", safeurl.Cap(reason, maxReason)
 	summary, ok := d.refusals.allow(e.Peer.UID, reason, e.Time)
 	if summary != nil {
 		_ = d.writeAudit(*summary)
@@ -197,6 +211,10 @@ func (d *Daemon) flushRefusals() {
 		_ = d.writeAudit(s)
 	}
 }
+
+// maxReason bounds a refusal's reason in the audit log and the daemon's
+// log: reasons quote what the caller sent.
+const maxReason = 512
 
 // Refusal lines per uid: a burst, then one a second; the rest are summed
 // up at least every refusalSummaryEvery.

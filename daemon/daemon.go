@@ -53,6 +53,8 @@ type Daemon struct {
 	log     *slog.Logger
 	started time.Time
 	uid     int // the daemon's own user: its owner
+	// shared is the socket allow_uids connect to (see Listen).
+	shared net.Listener
 	// peerOf asks the kernel who is calling (tests stand in for it to be
 	// another uid).
 	peerOf func(net.Conn) Peer
@@ -217,6 +219,9 @@ func (d *Daemon) reloadConfig() bool {
 		d.log.Warn("socket changes take effect on restart", "socket", old.Socket, "new", cfg.Socket)
 		cfg.Socket = old.Socket
 	}
+	if cfg.SharedSocket != old.SharedSocket || (len(cfg.AllowUIDs) > 0) != (len(old.AllowUIDs) > 0) {
+		d.log.Warn("the shared socket opens or closes on restart; allow_uids apply to the peer check now", "shared_socket", old.SharedSocket, "new", cfg.SharedSocket)
+	}
 	if cfg.AuditLog != old.AuditLog {
 		if err := d.reopenAudit(cfg.AuditLog); err != nil {
 			d.log.Error("keeping the old audit log", "err", err)
@@ -256,11 +261,22 @@ func (d *Daemon) Close() error {
 	return d.audit.Close()
 }
 
-// Listen opens the configured socket: once it returns, clients can
-// connect (they wait in the backlog until Serve runs).
+// Listen opens the configured sockets and returns the owner's, private to
+// its user; with allow_uids, the shared one is kept for RunOn. Once it
+// returns, clients can connect (they wait in the backlog until Serve runs).
 func (d *Daemon) Listen() (net.Listener, error) {
 	cfg := d.Config()
-	return listen(cfg.Socket, len(cfg.AllowUIDs) > 0)
+	l, err := listen(cfg.Socket, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.AllowUIDs) > 0 {
+		if d.shared, err = listen(cfg.SharedSocket, true); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("shared socket: %w", err)
+		}
+	}
+	return l, nil
 }
 
 // Run listens on the configured socket and serves it (see RunOn). The
@@ -290,8 +306,12 @@ func (d *Daemon) RunOn(ctx context.Context, l net.Listener, reload <-chan struct
 	go func() { defer bg.Done(); d.refreshDevpiClient(ctx, d.opts.RefreshEvery) }()
 	go func() { defer bg.Done(); d.summarizeRefusals(ctx) }()
 	cfg := d.Config()
-	d.log.Info("serving", "socket", cfg.Socket, "config", cfg.Path, "servers", len(cfg.Servers), "audit_log", cfg.AuditLog, "peer_check", PeerCheck)
-	err := d.Serve(ctx, l)
+	ls := []net.Listener{l}
+	if d.shared != nil {
+		ls = append(ls, d.shared)
+	}
+	d.log.Info("serving", "socket", cfg.Socket, "shared_socket", cfg.SharedSocket, "config", cfg.Path, "servers", len(cfg.Servers), "audit_log", cfg.AuditLog, "peer_check", PeerCheck)
+	err := d.Serve(ctx, ls...)
 	cancel()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -299,9 +319,9 @@ func (d *Daemon) RunOn(ctx context.Context, l net.Listener, reload <-chan struct
 	return err
 }
 
-// Serve answers the local API on l until ctx ends, then stops gracefully.
-// Connections are counted and capped per caller (see guard).
-func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
+// Serve answers the local API on ls until ctx ends, then stops
+// gracefully. Connections are counted and capped per caller (see guard).
+func (d *Daemon) Serve(ctx context.Context, ls ...net.Listener) error {
 	srv := &http.Server{
 		Handler: d.Handler(),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -314,8 +334,10 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(d.guard(l)) }()
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		go func() { errc <- srv.Serve(d.guard(l)) }()
+	}
 	select {
 	case err := <-errc:
 		return err

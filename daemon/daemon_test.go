@@ -135,6 +135,12 @@ func newFixtureWith(t *testing.T, serverURL string, root *token.Token, extra str
 	go func() { f.done <- f.d.RunOn(ctx, l, f.reload) }()
 	f.client = &helper.Client{Socket: f.socket}
 	t.Cleanup(f.stop)
+	// One request, waiting in the backlog until the daemon serves: it
+	// serves only once its files are watched, so a test's first edit is
+	// seen by the watcher, not only by the drift check.
+	if _, err := f.client.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -747,16 +753,38 @@ func TestCheckSocketDir(t *testing.T) {
 	}
 }
 
+// With allow_uids the other uids connect to a shared socket (0666 in a
+// 0711 directory); the owner's socket stays 0600 in 0700, out of their
+// reach, so that no flood of theirs can fill its backlog.
 func TestSharedSocketForAllowUIDs(t *testing.T) {
 	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
 	f.stop()
 	text, _ := os.ReadFile(f.config)
-	_ = os.WriteFile(f.config, []byte("allow_uids = [4242]\n"+string(text)), 0o600)
-	f.restart(t, Options{})
-	st, _ := os.Stat(f.socket)
-	dst, _ := os.Stat(filepath.Dir(f.socket))
-	if st.Mode().Perm() != 0o666 || dst.Mode().Perm() != 0o711 {
-		t.Errorf("socket %v in %v, want 0666 in 0711 so that allowed uids can connect", st.Mode(), dst.Mode())
+	shared := filepath.Join(f.dir, "shared", "s")
+	_ = os.WriteFile(f.config, []byte(fmt.Sprintf("allow_uids = [4242]\nshared_socket = %q\n%s", shared, text)), 0o600)
+	_, stop := f.restart(t, Options{})
+	for _, tt := range []struct {
+		sock      string
+		mode, dir os.FileMode
+	}{{f.socket, 0o600, 0o700}, {shared, 0o666, 0o711}} {
+		st, _ := os.Stat(tt.sock)
+		dst, _ := os.Stat(filepath.Dir(tt.sock))
+		if st == nil || dst == nil || st.Mode().Perm() != tt.mode || dst.Mode().Perm() != tt.dir {
+			t.Errorf("%s: %v in %v, want %v in %v", tt.sock, st, dst, tt.mode, tt.dir)
+		}
+	}
+	// Both answer.
+	for _, sock := range []string{f.socket, shared} {
+		if _, err := (&helper.Client{Socket: sock}).Status(context.Background()); err != nil {
+			t.Errorf("%s: %v", sock, err)
+		}
+	}
+	if st := f.d.Status(); st.SharedSocket != shared {
+		t.Errorf("status: shared socket %q", st.SharedSocket)
+	}
+	stop()
+	if _, err := os.Lstat(shared); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the shared socket is left after stop: %v", err)
 	}
 }
 

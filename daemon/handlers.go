@@ -165,7 +165,7 @@ func (d *Daemon) Status() localapi.Status {
 	cfg := snap.cfg
 	st := localapi.Status{
 		PID: os.Getpid(), Version: d.opts.Version, Started: d.started, Config: cfg.Path,
-		Socket: cfg.Socket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
+		Socket: cfg.Socket, SharedSocket: cfg.SharedSocket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
 		MaxTTL: cfg.MaxTTL.String(), MaxSession: cfg.MaxSessionTTL.String(), Locked: d.locked.Load(),
 		Minted: d.minted.Load(), Refused: d.refused.Load(), Missed: d.missed.Load(), Dropped: d.dropped.Load(),
 		Servers: []localapi.ServerStatus{},

@@ -49,7 +49,7 @@ func TestAllowedUIDsGetScopedTokensOnly(t *testing.T) {
 		f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", nil)
 		f.stop()
 		text, _ := os.ReadFile(f.config)
-		if err := os.WriteFile(f.config, []byte(fmt.Sprintf("allow_uids = [%d]\n%s%s", other, tt.grant, text)), 0o600); err != nil {
+		if err := os.WriteFile(f.config, []byte(fmt.Sprintf("allow_uids = [%d]\nshared_socket = %q\n%s%s", other, filepath.Join(f.dir, "shared", "s"), tt.grant, text)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		d, _ := f.restart(t, Options{LockFile: filepath.Join(f.dir, "locked")})
@@ -106,9 +106,10 @@ func readsEOF(c net.Conn, d time.Duration) bool {
 // at most, and the owner is served throughout.
 func TestStrangersCannotHoldConnections(t *testing.T) {
 	const held, flood = maxUIDConns, 20
-	// Connections 1 to flood: silent strangers; flood+1: the owner's;
-	// flood+2: a stranger with a request, once the held ones are gone.
-	f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", strangers(func(n int64) bool { return n <= flood || n == flood+2 }))
+	// Connection 1: the fixture's first status call; 2 to flood+1: silent
+	// strangers; flood+2: the owner's; flood+3: a stranger with a request,
+	// once the held ones are gone.
+	f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", strangers(func(n int64) bool { return n >= 2 && n <= flood+1 || n == flood+3 }))
 	var conns []net.Conn
 	for range flood {
 		c, err := net.Dial("unix", f.socket)
@@ -122,18 +123,22 @@ func TestStrangersCannotHoldConnections(t *testing.T) {
 	if _, err := f.get("http://h/"); err != nil {
 		t.Fatalf("the owner was not served during the flood: %v", err)
 	}
+	// The owner's request was accepted after all of them (in order), so
+	// those over the cap are closed by now: well within strangerLife.
 	for i, c := range conns[held:] {
-		if !readsEOF(c, 5*time.Second) {
+		if !readsEOF(c, strangerLife/2) {
 			t.Errorf("connection %d over the cap was not closed at once", held+i)
 		}
 	}
+	// Those within the cap: by strangerLife, well before the server's own
+	// ReadHeaderTimeout (5 s) would close them.
 	start := time.Now()
 	for i, c := range conns[:held] {
 		if !readsEOF(c, strangerLife+10*time.Second) {
 			t.Errorf("held connection %d was not closed", i)
 		}
 	}
-	if d := time.Since(start); d > strangerLife+5*time.Second {
+	if d := time.Since(start); d > strangerLife+2*time.Second {
 		t.Errorf("held connections lived %s, want at most about %s", d, strangerLife)
 	}
 	// The cap is free again. A stranger with a request is refused, and its
@@ -316,6 +321,28 @@ func TestAuditLogOnFullDiskFailsClosed(t *testing.T) {
 	}
 }
 
+// An audit log removed (or rotated away) without a SIGHUP is created
+// anew: no line goes to a file nobody can see.
+func TestRemovedAuditLogIsRecreated(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	if _, err := f.get("http://h/alice/dev/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(f.audit, f.audit+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.get("http://h/alice/dev/"); err != nil {
+		t.Fatal(err)
+	}
+	f.stop()
+	if lines := readLines(t, f.audit); len(lines) != 1 || !strings.Contains(lines[0], `"event":"mint"`) {
+		t.Errorf("the new audit log: %q", lines)
+	}
+	if st, _ := os.Stat(f.audit); st == nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the new audit log's mode: %v", st)
+	}
+}
+
 // Item 4: an audit_log that is not a regular file is refused at load; a
 // loose mode is tightened.
 func TestAuditLogMustBeAPrivateFile(t *testing.T) {
@@ -493,6 +520,33 @@ func TestPasswordsInURLsAreNeverLogged(t *testing.T) {
 	}
 }
 
+// An '@' after the host is refused: a client would connect to the host
+// before it, and a token scoped for the one after it must never go there.
+func TestAtAfterHostGetsNoToken(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	for _, url := range []string{"http://evil.example/x@h/alice/dev/", "http://files.evil.example/p.tar.gz?sig=a@h",
+		"http://evil.example/#@h/alice/dev/", "evil.example/@h", "http://evil.example\\@h/alice/dev/"} {
+		if c, err := f.get(url); err == nil || c != nil {
+			t.Errorf("%s: a token for %s", url, c.Server)
+		}
+	}
+}
+
+// Names longer than any real one are refused: they would make every
+// caveat and audit line (and bases cache entry) as long.
+func TestLongNamesAreRefused(t *testing.T) {
+	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
+	for _, url := range []string{"http://h/u/" + strings.Repeat("i", 200) + "/", "http://h/" + strings.Repeat("u", 200) + "/dev/+simple/",
+		"http://h/u/dev/+simple/" + strings.Repeat("p", 200) + "/"} {
+		if _, err := f.get(url); err == nil || !strings.Contains(err.Error(), "longer than") {
+			t.Errorf("%.40s...: %v", url, err)
+		}
+	}
+	if _, err := f.get("http://h/u/" + strings.Repeat("i", maxName) + "/"); err != nil {
+		t.Errorf("a name of %d characters: %v", maxName, err)
+	}
+}
+
 // Item 11: the bases cache is bounded, however many indexes are named.
 func TestBasesCacheIsBounded(t *testing.T) {
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -554,10 +608,17 @@ func TestStrictRequestDecoding(t *testing.T) {
 // A huge URL is logged capped, once.
 func TestLongURLIsCapped(t *testing.T) {
 	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
-	long := "http://h/alice/dev/+simple/" + strings.Repeat("x", 65<<10) + "/"
-	_, _ = f.get(long)
+	// Under the 64 KiB body limit, so that it reaches the mint.
+	long := "http://h/alice/dev/+simple/" + strings.Repeat("x", 60<<10) + "/"
+	if _, err := f.get(long); err == nil {
+		t.Error("a 60 KiB project name was accepted")
+	}
 	f.stop()
-	for _, l := range readLines(t, f.audit) {
+	lines := readLines(t, f.audit)
+	if len(lines) != 1 {
+		t.Fatalf("want one refusal line, got %d", len(lines))
+	}
+	for _, l := range lines {
 		if len(l) > 2048 {
 			t.Errorf("an audit line of %d bytes", len(l))
 		}

@@ -54,6 +54,10 @@ var (
 	})
 )
 
+// maxName bounds a user, index or project name in a URL: each becomes part
+// of a caveat and of an audit line, and no real one comes near it.
+const maxName = 128
+
 // Classify reads the path of u below the server root:
 //
 //	""  or +anything       read, whole server (a bare host, /+api, ...)
@@ -79,6 +83,11 @@ func Classify(root, u *url.URL) (Target, error) {
 	if len(segs) < 2 || strings.HasPrefix(segs[0], "+") || strings.HasPrefix(segs[1], "+") {
 		return Target{Op: OpRead}, nil
 	}
+	for _, seg := range segs[:min(len(segs), 4)] {
+		if len(seg) > maxName {
+			return Target{}, fmt.Errorf("a name in the path is longer than %d characters", maxName)
+		}
+	}
 	if !validIndexPart().MatchString(segs[0]) || !validIndexPart().MatchString(segs[1]) {
 		return Target{}, fmt.Errorf("%q is not a devpi USER/INDEX", segs[0]+"/"+segs[1])
 	}
@@ -103,15 +112,21 @@ func Classify(root, u *url.URL) (Target, error) {
 // ParseServiceURL reads what a caller names a service: a URL, a bare
 // host[:port] (pip's second keyring lookup) or scheme://host[:port]. A bare
 // host matches a server of either scheme, so it comes back without one.
-// User info is stripped from the raw text first (a password never reaches
-// a log, an error or the parser), and the path comes back decoded and
-// cleaned (see safeurl.CleanPath): the one form that server matching and
-// scoping both use.
+// User info is taken off the raw text first, as HTTP clients read it (a
+// password never reaches a log, an error or the parser; an '@' after the
+// host is refused, see safeurl.WithoutUserinfo), and the path comes back
+// decoded and cleaned (see safeurl.CleanPath): the one form that server
+// matching and scoping both use.
 func ParseServiceURL(s string) (*url.URL, error) {
-	s = safeurl.StripUserinfo(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, errors.New("no url given")
 	}
+	bare, err := safeurl.WithoutUserinfo(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", safeurl.Redact(s), err)
+	}
+	s = bare
 	if !strings.Contains(s, "://") {
 		u, err := url.Parse("//" + s)
 		if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {

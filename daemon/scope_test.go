@@ -74,9 +74,10 @@ func TestParseServiceURL(t *testing.T) {
 		"http://h:1/a/b/":          "http://h:1/a/b/",
 		" https://h/ ":             "https://h/",
 		"https://h/x/+simple/?q=1": "https://h/x/+simple/",
-		// User info goes before anything else looks at the text.
-		"u:secret@h":                 "//h",
-		"http://alice:S3cret#x@h/a/": "http://h/a/",
+		// User info goes before anything else looks at the text, as HTTP
+		// clients read it: the host follows the authority's last '@'.
+		"u:secret@h":             "//h",
+		"http://alice:p@ss@h/a/": "http://h/a/",
 		// One form for matching and scoping: decoded, no empty segments.
 		"http://h/%64evpi//alice/": "http://h/devpi/alice/",
 	} {
@@ -86,6 +87,11 @@ func TestParseServiceURL(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "ftp://h/", "http://", "u:secret@", "h/path", "ftp://u:secret@h/",
+		// An '@' after the host: a password with a '/', '?' or '#' that
+		// was not encoded, or a hostile host's path: refused, never read
+		// as another host.
+		"http://alice:secret#x@h/a/", "http://evil.example/x@h:3141/alice/dev/", "http://evil.example:3141/?q=@h:3141/",
+		"http://evil.example/#@h:3141/", "evil.example/@h:3141", "alice:secret://x@127.0.0.1:3141", "http://evil.example\\@h:3141/", "http://evil.example\t@h:3141/",
 		"http://h/a/b/+simple/%zz?token=secret", "ftp://h/?token=secret", "http://h/%zz#secret"} {
 		_, err := ParseServiceURL(bad)
 		if err == nil {

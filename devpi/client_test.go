@@ -250,9 +250,13 @@ func TestParseRoot(t *testing.T) {
 			t.Errorf("ParseRoot(%q) = %v, %v; want %s", in, u, err, want)
 		}
 	}
-	for _, bad := range []string{"", "ftp://h/", "h:3141", "http://user:pw@h/", "/path"} {
-		if _, err := ParseRoot(bad); err == nil {
+	for _, bad := range []string{"", "ftp://h/", "h:3141", "http://user:pw@h/", "/path",
+		"http://alice:S3c#ret@h/devpi/", "http://alice:S3c/ret@h/", "http://alice:31337@h/"} {
+		_, err := ParseRoot(bad)
+		if err == nil {
 			t.Errorf("ParseRoot(%q) accepted", bad)
+		} else if strings.Contains(err.Error(), "S3c") || strings.Contains(err.Error(), "31337") {
+			t.Errorf("ParseRoot(%q): the password is in the error: %v", bad, err)
 		}
 	}
 	c := client(t, "http://h/root", nil)

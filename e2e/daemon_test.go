@@ -328,12 +328,14 @@ func TestDaemonOtherUIDRefused(t *testing.T) {
 		return out.String(), errb.String(), err
 	}
 	config := filepath.Join(u.home, ".config", "devpi-credd", "config.toml")
+	shared := filepath.Join(u.home, "shared", "socket")
 	setAllow := func(uid int) {
 		text := readFile(t, config)
 		if i := strings.Index(text, "allow_uids"); i >= 0 {
 			text = text[strings.Index(text[i:], "\n")+i+1:]
+			text = text[strings.Index(text, "\n")+1:] // and shared_socket
 		}
-		must(t, os.WriteFile(config, []byte(fmt.Sprintf("allow_uids = [%d]\n%s", uid, text)), 0o600))
+		must(t, os.WriteFile(config, []byte(fmt.Sprintf("allow_uids = [%d]\nshared_socket = %q\n%s", uid, shared, text)), 0o600))
 	}
 
 	// Default: the socket is 0600 in a 0700 directory.
@@ -344,10 +346,14 @@ func TestDaemonOtherUIDRefused(t *testing.T) {
 	}
 	d.stop(t)
 
-	// allow_uids names someone else: reachable, but refused by the peer check.
+	// allow_uids names someone else: the shared socket is reachable, but
+	// the peer check refuses; the owner's own socket stays out of reach.
 	setAllow(4242)
 	d = u.serve(t)
-	out, errOut, err = asNobody(d.socket)
+	if out, errOut, err = asNobody(d.socket); err == nil || !strings.Contains(errOut, "no permission to use the daemon's socket") {
+		t.Errorf("the owner's socket with allow_uids set: uid %d got %q, %q, %v", nobody, out, errOut, err)
+	}
+	out, errOut, err = asNobody(shared)
 	if err == nil || out != "" || !strings.Contains(errOut, "uid 65534 may not use this daemon") {
 		t.Errorf("not allowed: uid %d got %q, %q, %v", nobody, out, errOut, err)
 	}
@@ -360,7 +366,7 @@ func TestDaemonOtherUIDRefused(t *testing.T) {
 	// allow_uids names it: it gets a token, and the audit log says who.
 	setAllow(nobody)
 	d = u.serve(t)
-	out, errOut, err = asNobody(d.socket)
+	out, errOut, err = asNobody(shared)
 	if err != nil || !strings.HasPrefix(out, "devpi-") {
 		t.Errorf("allowed: uid %d got %q, %q, %v", nobody, out, errOut, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/internal/peercred"
@@ -50,8 +51,9 @@ type Client struct {
 	// TrustUIDs are other users whose daemon this client may use: one that
 	// serves this uid through allow_uids ($DEVPI_CREDD_DAEMON_UID).
 	TrustUIDs []int
-	// DialTimeout bounds connecting; a daemon that is not running fails at
-	// once (no socket, or connection refused), a hung one within this.
+	// DialTimeout bounds connecting (default 1 s): a daemon that is not
+	// running fails at once (no socket, or connection refused); a daemon
+	// whose backlog is full (EAGAIN) is tried again until this passes.
 	DialTimeout time.Duration
 	// Timeout bounds a whole call.
 	Timeout time.Duration
@@ -75,7 +77,7 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	req.Close = true
 	dt, to := c.DialTimeout, c.Timeout
 	if dt == 0 {
-		dt = 100 * time.Millisecond
+		dt = time.Second
 	}
 	if to == 0 {
 		to = 10 * time.Second
@@ -83,7 +85,7 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	if err := checkSocketDir(c.Socket, c.trusted); err != nil {
 		return err
 	}
-	conn, err := (&net.Dialer{Timeout: dt}).DialContext(ctx, "unix", c.Socket)
+	conn, err := dial(ctx, c.Socket, dt)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return fmt.Errorf("no permission to use the daemon's socket %s (it serves its own user)", c.Socket)
@@ -122,6 +124,26 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		return fmt.Errorf("the daemon's answer is not JSON: %v", err)
 	}
 	return nil
+}
+
+// dial connects to the socket. A full backlog answers EAGAIN at once (a
+// busy daemon, or a flood on a shared socket): that is tried again, a few
+// milliseconds apart, until timeout.
+func dial(ctx context.Context, socket string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := &net.Dialer{}
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		conn, err := d.DialContext(ctx, "unix", socket)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // trusted: this user, root, and the users named in TrustUIDs.

@@ -27,10 +27,13 @@ func TestClientRefusesSquattedSocketDirectory(t *testing.T) {
 		if err := os.Chmod(p, mode); err != nil {
 			t.Fatal(err)
 		}
+		if st, err := os.Stat(p); err != nil || st.Mode()&(os.ModePerm|os.ModeSticky) != mode {
+			t.Fatalf("%s: mode %v, want %v", name, st.Mode(), mode)
+		}
 		return p
 	}
 	private := mk("private", 0o700)
-	sticky := mk("shm", 0o1777)
+	sticky := mk("shm", os.ModeSticky|0o777) // as /dev/shm and /tmp are
 	groupWritable := mk("group", 0o770)
 	link := filepath.Join(base, "link")
 	if err := os.Symlink(sticky, link); err != nil {

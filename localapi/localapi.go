@@ -61,18 +61,20 @@ const (
 
 // Status describes the running daemon.
 type Status struct {
-	PID        int       `json:"pid"`
-	Version    string    `json:"version"`
-	Started    time.Time `json:"started"`
-	Config     string    `json:"config"`
-	Socket     string    `json:"socket"`
-	AuditLog   string    `json:"audit_log"`
-	DefaultTTL string    `json:"default_ttl"`
-	MaxTTL     string    `json:"max_ttl"`
-	MaxSession string    `json:"max_session_ttl"`
-	Locked     bool      `json:"locked"`
-	Minted     int64     `json:"minted"`
-	Refused    int64     `json:"refused"`
+	PID     int       `json:"pid"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	Config  string    `json:"config"`
+	Socket  string    `json:"socket"`
+	// SharedSocket is where allow_uids connect, when set.
+	SharedSocket string `json:"shared_socket,omitempty"`
+	AuditLog     string `json:"audit_log"`
+	DefaultTTL   string `json:"default_ttl"`
+	MaxTTL       string `json:"max_ttl"`
+	MaxSession   string `json:"max_session_ttl"`
+	Locked       bool   `json:"locked"`
+	Minted       int64  `json:"minted"`
+	Refused      int64  `json:"refused"`
 	// Missed counts lookups for services that are not ours (other hosts,
 	// poetry's and pdm's repository names): not refusals.
 	Missed int64 `json:"missed"`

@@ -152,14 +152,23 @@ func narrow(flag string, have, given []string, check func([]string) error) ([]st
 	return out, nil
 }
 
-// jobToken reads the long-lived token: --token-file, $DEVPI_CREDD_TOKEN_FILE,
+// tokenFile is where the long-lived token comes from as a file: --token-file,
+// else $DEVPI_CREDD_TOKEN_FILE (which wins over $DEVPI_CREDD_TOKEN); ""
+// when it does not come from a file. The one place that decides: reading
+// the token and guarding standard input must agree.
+func (a *app) tokenFile(o jobOptions) string {
+	if o.tokenFile != "" {
+		return o.tokenFile
+	}
+	return a.getenv("DEVPI_CREDD_TOKEN_FILE")
+}
+
+// jobToken reads the long-lived token: from tokenFile, else
 // $DEVPI_CREDD_TOKEN, else the configured server's store.
 func (a *app) jobToken(o jobOptions, srv config.Server) (*token.Token, error) {
-	switch {
-	case o.tokenFile != "":
-		return a.readToken(tokenInput{file: o.tokenFile})
-	case a.getenv("DEVPI_CREDD_TOKEN_FILE") != "":
-		return a.readToken(tokenInput{file: a.getenv("DEVPI_CREDD_TOKEN_FILE")})
+	switch file := a.tokenFile(o); {
+	case file != "":
+		return a.readToken(tokenInput{file: file})
 	case a.getenv("DEVPI_CREDD_TOKEN") != "":
 		t, err := token.Parse(a.getenv("DEVPI_CREDD_TOKEN"))
 		if err != nil {
@@ -289,14 +298,10 @@ func (a *app) runExec(o jobOptions, argv []string) (err error) {
 }
 
 // tokenFromStdin says whether the long-lived token came from standard
-// input: "-" for --token-file - (or $DEVPI_CREDD_TOKEN_FILE=-), "alias"
-// for a path that is standard input under another name (/dev/stdin,
-// /proc/self/fd/0), "" otherwise.
+// input: "-" for a token file "-", "alias" for a path that is standard
+// input under another name (/dev/stdin, /proc/self/fd/0), "" otherwise.
 func (a *app) tokenFromStdin(o jobOptions) string {
-	file := o.tokenFile
-	if file == "" && a.getenv("DEVPI_CREDD_TOKEN") == "" {
-		file = a.getenv("DEVPI_CREDD_TOKEN_FILE")
-	}
+	file := a.tokenFile(o)
 	if file == "-" {
 		return "-"
 	}

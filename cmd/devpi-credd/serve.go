@@ -56,15 +56,21 @@ stops the daemon and removes its socket.
   socket = "..."        # default $XDG_RUNTIME_DIR/devpi-credd/socket
   default_ttl = "5m"
   max_ttl = "1h"
+  max_session_ttl = "10h"  # session tokens (devpi-login)
   audit_log = "..."     # default $XDG_STATE_HOME/devpi-credd/audit.log
-  allow_uids = []       # other uids that may ask, besides your own and root
+  mint_budget = 0       # tokens a minute per caller (uid, program, parent); 0: no limit
+  allow_uids = []       # other uids that may ask for scoped tokens, on shared_socket
+  shared_socket = "..." # needed with allow_uids, in a directory they can reach
+  allow_uids_grant = [] # "session", "lock": the owner's powers, for allow_uids too
   [servers.NAME]        # 'devpi-credd token login' adds these
   url = "http://127.0.0.1:3141"
   token_file = "..."    # default $XDG_STATE_HOME/devpi-credd/tokens/NAME.token
   keychain = false      # or keep the token in the OS keychain
   indexes = []          # added to every token for this server
   projects = []
-  allowed = []`,
+  allowed = []
+  read_scope = "index"  # or "server": read tokens for every index
+  devpi_client = false  # renew devpi-client's login that devpi-login wrote`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runServe(cmd.Context(), o) },
 	}

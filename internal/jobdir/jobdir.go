@@ -26,8 +26,10 @@ const (
 // directory it names (see Reap).
 const ReaperEnv = "DEVPI_CREDD_REAP"
 
-// ownerFile, in each directory, names the job's process: "PID START", START
-// being when the kernel started it, so a reused PID is not taken for it.
+// ownerFile, in each directory, names the job's process: "PID START NS",
+// START being when the kernel started it (a reused PID is not taken for
+// it) and NS its PID namespace (a job in a container that shares the
+// temporary directory is not judged by PIDs of another namespace).
 const ownerFile = ".owner"
 
 // orphanAge: a directory without an owner file (its job died between
@@ -49,7 +51,7 @@ func Create(prefix, self string) (*Dir, error) {
 		return nil, err
 	}
 	d := &Dir{Path: path}
-	owner := strconv.Itoa(os.Getpid()) + " " + processStart(os.Getpid()) + "\n"
+	owner := fmt.Sprintf("%d %s %s\n", os.Getpid(), orDash(processStart(os.Getpid())), orDash(pidNamespace()))
 	if err := os.WriteFile(filepath.Join(path, ownerFile), []byte(owner), 0o600); err != nil {
 		_ = os.RemoveAll(path)
 		return nil, err
@@ -124,9 +126,22 @@ func alive(path string, now time.Time) bool {
 	if err != nil || pid <= 0 {
 		return false
 	}
-	start := ""
-	if len(f) > 1 {
+	start, ns := "", ""
+	if len(f) > 1 && f[1] != "-" {
 		start = f[1]
 	}
+	if len(f) > 2 && f[2] != "-" {
+		ns = f[2]
+	}
+	if ns != "" && ns != pidNamespace() {
+		return true // another PID namespace's job: its PIDs mean nothing here
+	}
 	return running(pid, start)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -78,7 +78,10 @@ func TestSweep(t *testing.T) {
 	me := processStart(os.Getpid())
 	dead := mk(ExecPrefix+"dead", "2147483646 1\n", 0)
 	reused := mk(ExecPrefix+"reused", "1 not-its-start\n", 0)
-	live := mk(EnvPrefix+"live", itoa(os.Getpid())+" "+me+"\n", 0)
+	live := mk(EnvPrefix+"live", itoa(os.Getpid())+" "+me+" "+pidNamespace()+"\n", 0)
+	// A job in another PID namespace (a container sharing /tmp): its PID 1
+	// is not ours, whatever ours does.
+	elsewhere := mk(ExecPrefix+"elsewhere", "1 1 pid:[1]\n", 0)
 	young := mk(ExecPrefix+"young", "", 0)
 	orphan := mk(ExecPrefix+"orphan", "", 2*orphanAge)
 	foreign := mk("not-ours-dead", "2147483646 1\n", 0)
@@ -90,7 +93,7 @@ func TestSweep(t *testing.T) {
 	for _, p := range Sweep(tmp, time.Now()) {
 		removed[p] = true
 	}
-	for p, want := range map[string]bool{dead: true, orphan: true, live: false, young: false, foreign: false, link: false, reused: processStart(1) != ""} {
+	for p, want := range map[string]bool{dead: true, orphan: true, live: false, elsewhere: false, young: false, foreign: false, link: false, reused: processStart(1) != ""} {
 		if removed[p] != want {
 			t.Errorf("%s: removed %v, want %v", filepath.Base(p), removed[p], want)
 		}

@@ -29,3 +29,5 @@ func running(pid int, _ string) bool {
 }
 
 func processStart(int) string { return "" }
+
+func pidNamespace() string { return "" }

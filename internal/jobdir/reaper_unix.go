@@ -109,3 +109,13 @@ func processStart(pid int) string {
 	}
 	return f[19]
 }
+
+// pidNamespace names this process's PID namespace ("pid:[4026531836]"),
+// or "" where the system does not say.
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
+}

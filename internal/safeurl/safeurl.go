@@ -15,20 +15,69 @@ import (
 // error: a caller must not be able to write 64 KiB per request.
 const MaxLogged = 256
 
-// StripUserinfo removes "user:password@" from raw text, with or without a
-// scheme, before any parsing: a password may hold '#', '?', '/' or '@',
-// which a URL parser reads as the end of the authority (and a password of
-// digits after a colon as a port). Everything up to the last '@' after the
-// scheme goes; devpi URLs have no '@' in their paths.
-func StripUserinfo(s string) string {
-	prefix, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
-		prefix, rest = s[:i+3], s[i+3:]
+// splitScheme splits "scheme://" off s when s starts with one (a letter,
+// then letters, digits, '+', '-' or '.'); a "://" inside a password is
+// not a scheme.
+func splitScheme(s string) (prefix, rest string) {
+	i := strings.Index(s, "://")
+	if i <= 0 {
+		return "", s
 	}
+	for j, r := range s[:i] {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !letter && (j == 0 || !(r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
+			return "", s
+		}
+	}
+	return s[:i+3], s[i+3:]
+}
+
+// StripUserinfo removes everything that may be "user:password@" from raw
+// text, for logs and messages: all up to the last '@' after the scheme. A
+// password may hold '#', '?', '/' or '@'; cutting too much of a URL that
+// has an '@' in its path costs a log line some detail, never a secret.
+func StripUserinfo(s string) string {
+	prefix, rest := splitScheme(s)
 	if j := strings.LastIndexByte(rest, '@'); j >= 0 {
 		return prefix + rest[j+1:]
 	}
 	return s
+}
+
+// ErrAtAfterHost is returned for a URL with an '@' after its host: either
+// a password holding '/', '?' or '#' that was not percent-encoded, or a
+// path or query with an '@' in it. Which one cannot be told, and guessing
+// wrong would scope a token for one host and hand it to a client that
+// connects to another.
+var ErrAtAfterHost = errors.New("it has an '@' after the host (percent-encode a password's '/', '?', '#' and '@')")
+
+// ErrOddCharacter is returned for a URL with a backslash, white space or a
+// control character.
+var ErrOddCharacter = errors.New("it has a backslash, white space or a control character")
+
+// WithoutUserinfo removes user info from raw URL text before it is parsed,
+// the way HTTP clients read it: the authority ends at the first '/', '?'
+// or '#' after the scheme, and the host follows its last '@'. An '@' after
+// the authority is ErrAtAfterHost.
+func WithoutUserinfo(s string) (string, error) {
+	// Clients disagree on these (WHATWG parsers read '\\' as '/' and drop
+	// tabs): the host one reads could be another's user info.
+	if strings.ContainsFunc(s, func(r rune) bool { return r == '\\' || r <= ' ' || r == 0x7f }) {
+		return "", ErrOddCharacter
+	}
+	prefix, rest := splitScheme(s)
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if strings.Contains(rest[end:], "@") {
+		return "", ErrAtAfterHost
+	}
+	auth := rest[:end]
+	if j := strings.LastIndexByte(auth, '@'); j >= 0 {
+		auth = auth[j+1:]
+	}
+	return prefix + auth + rest[end:], nil
 }
 
 // Redact is s as it may be logged: no user info, no query or fragment, at

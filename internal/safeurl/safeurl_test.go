@@ -43,3 +43,24 @@ func TestCleanPath(t *testing.T) {
 		}
 	}
 }
+
+func TestWithoutUserinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://alice:pw@h/a/":   "http://h/a/",
+		"http://alice:p@ss@h/a/": "http://h/a/",
+		"alice:pw@h:3141":        "h:3141",
+		"https://h/a/?q=1#f":     "https://h/a/?q=1#f",
+	} {
+		if got, err := WithoutUserinfo(in); err != nil || got != want {
+			t.Errorf("WithoutUserinfo(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	// An '@' after the host, or characters clients read differently:
+	// refused, never read as user info before another host.
+	for _, bad := range []string{"http://evil/x@h/a/", "http://evil/?q=@h/", "http://evil/#@h/", "evil/@h",
+		"http://alice:pa/ss@h/", "http://alice:S3#x@h/", "http://evil\\@h/", "http://evil\t@h/", "http://e vil@h/"} {
+		if got, err := WithoutUserinfo(bad); err == nil {
+			t.Errorf("WithoutUserinfo(%q) = %q, want an error", bad, got)
+		}
+	}
+}

@@ -128,9 +128,23 @@ def test_no_password_in_process_arguments(tmp_path, monkeypatch):
     monkeypatch.setenv("DEVPI_CREDD_BIN", str(tmp_path / "spy"))
     (tmp_path / "spy").write_text('#!/bin/sh\necho "$@" >> %s\nexit 1\n' % argv)
     (tmp_path / "spy").chmod(0o755)
-    assert DevpiCreddKeyring().get_password("https://u:Pw#Qx1@h/x/", "u") is None
+    assert DevpiCreddKeyring().get_password("https://u:Pw@Qx1@h/x/", "u") is None
     seen = argv.read_text()
     assert "https://h/x/" in seen and "Pw" not in seen and "Qx" not in seen
+
+
+def test_at_after_the_host_is_not_asked(tmp_path, monkeypatch):
+    """An '@' after the host: the host a client reaches is the one before
+    it; devpi-credd is never asked, so no token scoped for the other goes
+    there."""
+    argv = tmp_path / "argv"
+    monkeypatch.setenv("DEVPI_CREDD_BIN", str(tmp_path / "spy"))
+    (tmp_path / "spy").write_text('#!/bin/sh\necho "$@" >> %s\nexit 1\n' % argv)
+    (tmp_path / "spy").chmod(0o755)
+    for service in ("http://evil.example/x@h/alice/dev/", "http://evil.example/f?s=a@h",
+                    "http://u:Pw#Qx1@h/x/", "http://evil\\@h/x/"):
+        assert DevpiCreddKeyring().get_password(service, "u") is None
+    assert not argv.exists()
 
 
 def test_unknown_service_steps_aside_silently(daemon, capfd):

@@ -32,21 +32,36 @@ REUSE_SECONDS = 30
 REUSE_MARGIN = 5
 
 
+def _scheme(service):
+    """("scheme://", rest) when service starts with a scheme, else
+    ("", service): a "://" inside a password is not a scheme."""
+    head, sep, rest = service.partition("://")
+    if sep and head[:1].isalpha() and all(c.isalnum() or c in "+-." for c in head):
+        return head + sep, rest
+    return "", service
+
+
 def _strip_userinfo(service):
-    """service without "user:password@", cut from the raw text before
-    anything else looks at it, as devpi-credd does: a password may hold
-    '#', '?', '/' or '@'. Everything up to the last '@' after the scheme
-    goes (devpi URLs have no '@' in their paths)."""
-    scheme, sep, rest = service.partition("://")
-    if not sep:
-        scheme, rest = "", service
-    return scheme + sep + rest[rest.rfind("@") + 1:]
+    """service without "user:password@", read as HTTP clients read it: the
+    authority ends at the first '/', '?' or '#', the host follows its last
+    '@'. None when an '@' follows the host, or the text has a backslash or
+    white space: then which host a client would reach is unclear, and
+    devpi-credd refuses such a service anyway."""
+    if "\\" in service or any(c <= " " or c == "\x7f" for c in service):
+        return None
+    prefix, rest = _scheme(service)
+    end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0] or [len(rest)])
+    if "@" in rest[end:]:
+        return None
+    auth = rest[:end]
+    return prefix + auth[auth.rfind("@") + 1:] + rest[end:]
 
 
 def _redact(service):
-    """A service as it may appear in a message: no user info, no query,
-    at most 256 characters."""
-    service = _strip_userinfo(service)
+    """A service as it may appear in a message: nothing up to its last '@'
+    (whatever may be a password), no query, at most 256 characters."""
+    prefix, rest = _scheme(service)
+    service = prefix + rest[rest.rfind("@") + 1:]
     for mark in "?#":
         if mark in service:
             service = service.split(mark, 1)[0] + "?..."
@@ -94,7 +109,10 @@ class DevpiCreddKeyring(KeyringBackend):
         if program is None:
             return None
         # Never a password in a process's arguments, where anyone sees it.
-        args = [program, "keyring", "--mode", "creds", "--output", "json", "get", _strip_userinfo(service)]
+        bare = _strip_userinfo(service)
+        if bare is None:
+            return None
+        args = [program, "keyring", "--mode", "creds", "--output", "json", "get", bare]
         if username is not None:
             args.append(username)
         try:
