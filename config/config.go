@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/store"
@@ -59,9 +60,6 @@ type Config struct {
 	MintBudget int
 	// Servers, sorted by name.
 	Servers []Server
-	// Deadline, when set, is the latest expiry of any token (not from the
-	// file: devpi-credd exec sets it so that every token dies with the job).
-	Deadline time.Time
 }
 
 // Powers that allow_uids_grant may name.
@@ -86,10 +84,8 @@ type Server struct {
 	URL       *url.URL // root, with a trailing slash
 	TokenFile string
 	Keychain  bool
-	// Added to every token minted for this server.
-	Indexes  []string
-	Projects []string
-	Allowed  []string
+	// Limits are added to every token minted for this server.
+	Limits token.Limits
 	// DevpiClient keeps devpi-client's auth.json fresh for this server
 	// (see devpi-login).
 	DevpiClient bool
@@ -169,14 +165,27 @@ var ErrEmpty = errors.New("config file is empty")
 
 // Load reads and validates the file at path. Environment variables
 // DEVPI_CREDD_SOCKET, _DEFAULT_TTL, _MAX_TTL and _AUDIT_LOG override the
-// file. A missing file is an error wrapping fs.ErrNotExist.
+// file. A missing file is a *MissingError (which wraps fs.ErrNotExist).
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, _, err := safefile.Read(path, MaxSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &MissingError{Path: path, Err: err}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data, getenv)
 }
+
+// MissingError is Load's error when there is no config file at Path. It
+// wraps the system's error (fs.ErrNotExist).
+type MissingError struct {
+	Path string
+	Err  error
+}
+
+func (e *MissingError) Error() string { return e.Err.Error() }
+func (e *MissingError) Unwrap() error { return e.Err }
 
 // MaxSize bounds a config file.
 const MaxSize = 1 << 20
@@ -203,7 +212,7 @@ func Socket(path string, getenv func(string) string) (string, error) {
 		Socket string `toml:"socket"`
 	}
 	if err := toml.Unmarshal(data, &fc); err != nil {
-		return def, fmt.Errorf("%s: %s", path, oneLine(err.Error()))
+		return def, fmt.Errorf("%s: %s", path, msg.OneLine(err.Error()))
 	}
 	switch {
 	case fc.Socket == "":
@@ -228,7 +237,7 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 	v.SetDefault("max_session_ttl", SessionTTL.String())
 	v.SetDefault("audit_log", "")
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-		return nil, fmt.Errorf("%s: %s", path, oneLine(err.Error()))
+		return nil, fmt.Errorf("%s: %s", path, msg.OneLine(err.Error()))
 	}
 	// Environment overrides go through getenv, not viper's AutomaticEnv, so
 	// that the daemon and tests control what is read.
@@ -239,7 +248,7 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 	}
 	var fc fileConfig
 	if err := v.UnmarshalExact(&fc); err != nil {
-		return nil, fmt.Errorf("%s: %s", path, oneLine(err.Error()))
+		return nil, fmt.Errorf("%s: %s", path, msg.OneLine(err.Error()))
 	}
 	c, err := validate(fc, getenv)
 	if err != nil {
@@ -248,8 +257,6 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 	c.Path = path
 	return c, nil
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
 	c := &Config{Socket: fc.Socket, AuditLog: fc.AuditLog, AllowUIDs: fc.AllowUIDs, SharedSocket: fc.Shared, MintBudget: fc.MintBudget}
@@ -352,32 +359,8 @@ func validateServer(name string, fs fileServer, getenv func(string) string) (Ser
 	case s.TokenFile != "" && !filepath.IsAbs(s.TokenFile):
 		return Server{}, fmt.Errorf("token_file %q must be absolute", s.TokenFile)
 	}
-	if fs.Indexes != nil {
-		if _, err := token.Indexes(fs.Indexes...); err != nil {
-			return Server{}, err
-		}
-		s.Indexes, _ = token.NormalizeList(fs.Indexes)
-	}
-	if fs.Projects != nil {
-		if s.Projects, err = nonEmpty("projects", fs.Projects); err != nil {
-			return Server{}, err
-		}
-	}
-	if fs.Allowed != nil {
-		if s.Allowed, err = nonEmpty("allowed", fs.Allowed); err != nil {
-			return Server{}, err
-		}
+	if s.Limits, err = token.ParseLimits(fs.Allowed, fs.Indexes, fs.Projects); err != nil {
+		return Server{}, err
 	}
 	return s, nil
-}
-
-func nonEmpty(key string, items []string) ([]string, error) {
-	list, err := token.NormalizeList(items)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if len(list) == 0 {
-		return nil, fmt.Errorf("%s: the list is empty (leave it out for no restriction)", key)
-	}
-	return list, nil
 }

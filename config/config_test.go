@@ -60,7 +60,7 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("servers = %+v", c.Servers)
 	}
 	local := c.Servers[0]
-	if local.URL.String() != "http://127.0.0.1:3141/" || !slices.Equal(local.Indexes, []string{"alice/dev", "alice/prod"}) ||
+	if local.URL.String() != "http://127.0.0.1:3141/" || !slices.Equal(local.Limits.Indexes, []string{"alice/dev", "alice/prod"}) ||
 		local.TokenFile != "/home/u/.local/state/devpi-credd/tokens/local.token" {
 		t.Errorf("local = %+v", local)
 	}

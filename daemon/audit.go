@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
 	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 )
@@ -162,7 +163,7 @@ func (d *Daemon) writeAudit(e auditEntry) error {
 	err := d.audit.write(e)
 	d.auditMu.RUnlock()
 	if err != nil {
-		msg := oneLine(err.Error())
+		msg := msg.OneLine(err.Error())
 		if prev := d.auditErr.Swap(&msg); prev == nil || *prev != msg {
 			d.log.Error("audit log cannot be written: no tokens until it can", "err", msg)
 		}

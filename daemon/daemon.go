@@ -39,6 +39,9 @@ type Options struct {
 	// LockFile, when set, keeps the lock across restarts: it exists while
 	// the daemon is locked.
 	LockFile string
+	// Deadline, when set, is the latest expiry of any token: devpi-credd
+	// exec sets it so that every token dies with the job.
+	Deadline time.Time
 	// PollEvery is how often the files are compared with what was loaded,
 	// in case a change notification was lost (default 30 s; 2 s where the
 	// system gives no notifications).

@@ -55,7 +55,7 @@ func (d *Daemon) refreshDevpiClientOnce(ctx context.Context) {
 		if exp == nil || exp.Sub(now) > st.cfg.MaxSessionTTL/3 {
 			continue
 		}
-		creds, err := d.MintFor(ctx, localapi.CredentialsRequest{URL: root, Session: true}, Self("devpi-client refresh"), "devpi-client login refreshed")
+		creds, err := d.MintFor(ctx, localapi.CredentialsRequest{URL: root, Session: true}, InProcess("devpi-client refresh"), "devpi-client login refreshed")
 		if err != nil {
 			d.log.Warn("devpi-client login not refreshed", "server", s.Name, "reason", err)
 			continue

@@ -6,14 +6,15 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/token"
 )
 
 // MintFor mints for req on behalf of peer and writes the audit line, minted
@@ -39,7 +40,7 @@ func (d *Daemon) MintFor(ctx context.Context, req localapi.CredentialsRequest, p
 	if err := d.writeAudit(entry); err != nil {
 		d.refused.Add(1)
 		return nil, &apiError{status: http.StatusServiceUnavailable, code: localapi.CodeUnavailable,
-			msg: "no token handed out: it cannot be recorded in the audit log (" + oneLine(err.Error()) + "); minting resumes once the log can be written"}
+			msg: "no token handed out: it cannot be recorded in the audit log (" + msg.OneLine(err.Error()) + "); minting resumes once the log can be written"}
 	}
 	d.minted.Add(1)
 	n, _ := d.perServer.LoadOrStore(entry.Server, new(atomic.Int64))
@@ -68,8 +69,10 @@ func (d *Daemon) admit(ctx context.Context, req localapi.CredentialsRequest, pee
 	return d.mint(ctx, req)
 }
 
-// Self is this process as an audit line's caller.
-func Self(what string) Peer {
+// InProcess is this process as an audit line's caller, when code in the
+// daemon's own process mints (exec and env, the devpi-client refresh);
+// what says what for.
+func InProcess(what string) Peer {
 	exe, _ := os.Executable()
 	return Peer{UID: os.Getuid(), PID: os.Getpid(), Exe: exe + " (" + what + ")", Known: true}
 }
@@ -97,21 +100,9 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	if u.Scheme == "" {
 		u.Scheme = srv.URL.Scheme
 	}
-	ttl := cfg.DefaultTTL
-	if req.TTL != "" {
-		// Expiries are whole seconds: under one second the token would be
-		// dead on arrival.
-		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl < time.Second {
-			return nil, entry, &apiError{status: http.StatusBadRequest, code: localapi.CodeBadRequest, msg: fmt.Sprintf("ttl %q is not a duration of at least 1s, such as \"2m\"", safeurl.Cap(req.TTL, 32))}
-		}
-	}
-	if req.Session {
-		if req.TTL == "" {
-			ttl = cfg.MaxSessionTTL
-		}
-		ttl = min(ttl, cfg.MaxSessionTTL)
-	} else {
-		ttl = min(ttl, cfg.MaxTTL)
+	ttl, aerr := ttlFor(cfg, req)
+	if aerr != nil {
+		return nil, entry, aerr
 	}
 	rs := st.roots[srv.Name]
 	if rs == nil || rs.err != nil {
@@ -131,21 +122,14 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 		target = Target{Op: OpSession}
 	}
 	entry.Op = string(target.Op)
-	var bases []string
 	if target.Op == OpRead && srv.ReadScope == "server" {
 		target.Index, target.Project = "", ""
 	}
-	if target.Op == OpRead && target.Index != "" {
-		// Without the bases a read token would fail on inherited files;
-		// a broader token instead would be more than was asked: say why.
-		if bases, err = d.bases.lookup(ctx, d.opts.HTTP, srv, root, target.Index, now); err != nil {
-			if devpi.IsStatus(err, http.StatusNotFound) {
-				return nil, entry, &apiError{status: http.StatusNotFound, code: localapi.CodeRefused, msg: fmt.Sprintf("index %s does not exist on server %s", target.Index, srv.Name)}
-			}
-			return nil, entry, &apiError{status: http.StatusBadGateway, code: localapi.CodeUnavailable, msg: fmt.Sprintf("cannot look up the bases of %s on server %s: %s", target.Index, srv.Name, oneLine(err.Error()))}
-		}
+	bases, aerr := d.basesFor(ctx, srv, root, target, now)
+	if aerr != nil {
+		return nil, entry, aerr
 	}
-	p, err := plan(root, srv, target, bases, req.Username, now, ttl, cfg.Deadline)
+	p, err := plan(root, srv, target, bases, req.Username, now, ttl, d.opts.Deadline)
 	if err != nil {
 		return nil, entry, &apiError{status: http.StatusForbidden, code: localapi.CodeRefused, msg: err.Error()}
 	}
@@ -168,4 +152,39 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	}, entry, nil
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// ttlFor is how long the token for req lives: what it asks for (at least a
+// second: expiries are whole seconds), else the default; at most max_ttl,
+// or max_session_ttl for a session.
+func ttlFor(cfg *config.Config, req localapi.CredentialsRequest) (time.Duration, *apiError) {
+	ttl := cfg.DefaultTTL
+	if req.Session {
+		ttl = cfg.MaxSessionTTL
+	}
+	if req.TTL != "" {
+		var err error
+		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl < time.Second {
+			return 0, &apiError{status: http.StatusBadRequest, code: localapi.CodeBadRequest, msg: fmt.Sprintf("ttl %q is not a duration of at least 1s, such as \"2m\"", safeurl.Cap(req.TTL, 32))}
+		}
+	}
+	if req.Session {
+		return min(ttl, cfg.MaxSessionTTL), nil
+	}
+	return min(ttl, cfg.MaxTTL), nil
+}
+
+// basesFor is the transitive bases of a read target's index: without them
+// a read token would fail on inherited files, and a broader token instead
+// would be more than was asked; when they cannot be looked up, it says why.
+func (d *Daemon) basesFor(ctx context.Context, srv *config.Server, root *token.Token, target Target, now time.Time) ([]string, *apiError) {
+	if target.Op != OpRead || target.Index == "" {
+		return nil, nil
+	}
+	bases, err := d.bases.lookup(ctx, d.opts.HTTP, srv, root, target.Index, now)
+	switch {
+	case err == nil:
+		return bases, nil
+	case devpi.IsStatus(err, http.StatusNotFound):
+		return nil, &apiError{status: http.StatusNotFound, code: localapi.CodeRefused, msg: fmt.Sprintf("index %s does not exist on server %s", target.Index, srv.Name)}
+	}
+	return nil, &apiError{status: http.StatusBadGateway, code: localapi.CodeUnavailable, msg: fmt.Sprintf("cannot look up the bases of %s on server %s: %s", target.Index, srv.Name, msg.OneLine(err.Error()))}
+}

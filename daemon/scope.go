@@ -185,47 +185,19 @@ func refusedf(format string, args ...any) error {
 
 // plan scopes a token for target from root, on server srv: the operation's
 // permission, the index (with bases for reads), the project, the server's
-// configured restrictions and an expiry of now+ttl that never outlives the
-// root token. It refuses what the root token's own caveats would make the
-// server refuse, so callers get a clear reason instead of a dead token.
+// configured limits and an expiry of now+ttl that never outlives the root
+// token nor the deadline (when set). It refuses what the root token's own
+// caveats would make the server refuse, so callers get a clear reason
+// instead of a dead token.
 func plan(root *token.Token, srv *config.Server, target Target, bases []string, username string, now time.Time, ttl time.Duration, deadline time.Time) (*Plan, error) {
-	if username != "" && username != root.User() {
-		return nil, refusedf("the token for %s is user %q's; devpi-server refuses it under the user name %q (403 Token doesn't match user name)", srv.Name, root.User(), safeurl.Cap(username, 64))
-	}
-	scope := root.Scope()
-	if len(scope.Problems) > 0 {
-		return nil, refusedf("the root token for %s has a caveat devpi-server refuses: %s", srv.Name, scope.Problems[0])
-	}
-	if scope.Expires != nil && !now.Before(*scope.Expires) {
-		return nil, refusedf("the root token for %s expired at %s; run 'devpi-credd token login' with a new one", srv.Name, scope.Expires.Format(time.RFC3339))
-	}
-	if scope.NotBefore != nil && now.Before(*scope.NotBefore) {
-		return nil, refusedf("the root token for %s is not valid before %s", srv.Name, scope.NotBefore.Format(time.RFC3339))
+	scope, err := usableRoot(root, srv, username, now)
+	if err != nil {
+		return nil, err
 	}
 	perm := target.Op.Permission()
-	for _, allowed := range [][]string{scope.Allowed, srv.Allowed} {
-		if perm != "" && allowed != nil && !slices.Contains(allowed, perm) {
-			return nil, refusedf("%s needs permission %q, which the root token or config for %s does not allow (allowed: %s)", target.Op, perm, srv.Name, strings.Join(allowed, ","))
-		}
+	if err := within(scope, srv, target, perm); err != nil {
+		return nil, err
 	}
-	var indexes []string
-	if target.Index != "" {
-		indexes = append([]string{target.Index}, bases...)
-		for _, limit := range [][]string{scope.Indexes, srv.Indexes} {
-			if limit != nil && !slices.Contains(limit, target.Index) {
-				return nil, refusedf("index %s is outside what the root token or config for %s allows (indexes: %s)", target.Index, srv.Name, strings.Join(limit, ","))
-			}
-		}
-	}
-	if target.Project != "" {
-		p := token.NormalizeProject(target.Project)
-		for _, limit := range [][]string{scope.Projects, normalized(srv.Projects)} {
-			if limit != nil && !slices.Contains(limit, p) {
-				return nil, refusedf("project %s is outside what the root token or config for %s allows", p, srv.Name)
-			}
-		}
-	}
-
 	expires := now.Add(ttl)
 	if scope.Expires != nil && scope.Expires.Before(expires) {
 		expires = *scope.Expires
@@ -238,47 +210,73 @@ func plan(root *token.Token, srv *config.Server, target Target, bases []string, 
 			expires = deadline
 		}
 	}
-	p := &Plan{Target: target, Expires: expires}
-	// Every restriction must make it into the token: one that cannot be
-	// built fails the request instead of being left out.
-	var errs []error
-	add := func(r token.Restriction, err error) {
-		if err != nil {
-			errs = append(errs, err)
-			return
-		}
-		for _, c := range p.Caveats {
-			if c.Caveat() == r.Caveat() {
-				return // the same caveat twice narrows nothing
-			}
-		}
-		p.Caveats = append(p.Caveats, r)
-	}
-	p.Caveats = append(p.Caveats, token.Expires(expires))
+	// What the target needs, then the server's configured limits as
+	// caveats of their own (they bind reads of the whole server and of
+	// bases too). Every limit must make it into the token: one that cannot
+	// be built fails the request instead of being left out.
+	var own token.Limits
 	if perm != "" {
-		add(token.Allowed(perm))
+		own.Allowed = []string{perm}
 	}
-	if indexes != nil {
-		add(token.Indexes(indexes...))
+	if target.Index != "" {
+		own.Indexes = append([]string{target.Index}, bases...)
 	}
 	if target.Project != "" {
-		add(token.Projects(target.Project))
+		own.Projects = []string{target.Project}
 	}
-	// The server's configured limits are caveats of their own, for every
-	// operation: they bind reads of the whole server and of bases too.
-	if srv.Allowed != nil {
-		add(token.Allowed(srv.Allowed...))
+	if own, err = token.ParseLimits(own.Allowed, own.Indexes, own.Projects); err != nil {
+		return nil, fmt.Errorf("%w: cannot scope the token: %v", ErrRefused, err)
 	}
-	if srv.Indexes != nil {
-		add(token.Indexes(srv.Indexes...))
-	}
-	if srv.Projects != nil {
-		add(token.Projects(srv.Projects...))
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: cannot scope the token: %v", ErrRefused, errors.Join(errs...))
+	p := &Plan{Target: target, Expires: expires, Caveats: []token.Restriction{token.Expires(expires)}}
+	for _, r := range append(own.Caveats(), srv.Limits.Caveats()...) {
+		if !slices.ContainsFunc(p.Caveats, func(c token.Restriction) bool { return c.Caveat() == r.Caveat() }) {
+			p.Caveats = append(p.Caveats, r) // the same caveat twice narrows nothing
+		}
 	}
 	return p, nil
+}
+
+// usableRoot refuses a root token the server would refuse now, or under
+// username, and returns its scope.
+func usableRoot(root *token.Token, srv *config.Server, username string, now time.Time) (token.Scope, error) {
+	scope := root.Scope()
+	switch {
+	case username != "" && username != root.User():
+		return scope, refusedf("the token for %s is user %q's; devpi-server refuses it under the user name %q (403 Token doesn't match user name)", srv.Name, root.User(), safeurl.Cap(username, 64))
+	case len(scope.Problems) > 0:
+		return scope, refusedf("the root token for %s has a caveat devpi-server refuses: %s", srv.Name, scope.Problems[0])
+	case scope.Expires != nil && !now.Before(*scope.Expires):
+		return scope, refusedf("the root token for %s expired at %s; run 'devpi-credd token login' with a new one", srv.Name, scope.Expires.Format(time.RFC3339))
+	case scope.NotBefore != nil && now.Before(*scope.NotBefore):
+		return scope, refusedf("the root token for %s is not valid before %s", srv.Name, scope.NotBefore.Format(time.RFC3339))
+	}
+	return scope, nil
+}
+
+// within refuses a target outside what the root token's scope or the
+// server's configured limits allow.
+func within(scope token.Scope, srv *config.Server, target Target, perm string) error {
+	for _, allowed := range [][]string{scope.Allowed, srv.Limits.Allowed} {
+		if perm != "" && allowed != nil && !slices.Contains(allowed, perm) {
+			return refusedf("%s needs permission %q, which the root token or config for %s does not allow (allowed: %s)", target.Op, perm, srv.Name, strings.Join(allowed, ","))
+		}
+	}
+	if target.Index != "" {
+		for _, limit := range [][]string{scope.Indexes, srv.Limits.Indexes} {
+			if limit != nil && !slices.Contains(limit, target.Index) {
+				return refusedf("index %s is outside what the root token or config for %s allows (indexes: %s)", target.Index, srv.Name, strings.Join(limit, ","))
+			}
+		}
+	}
+	if target.Project != "" {
+		p := token.NormalizeProject(target.Project)
+		for _, limit := range [][]string{scope.Projects, normalized(srv.Limits.Projects)} {
+			if limit != nil && !slices.Contains(limit, p) {
+				return refusedf("project %s is outside what the root token or config for %s allows", p, srv.Name)
+			}
+		}
+	}
+	return nil
 }
 
 func normalized(ps []string) []string {

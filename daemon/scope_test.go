@@ -177,9 +177,9 @@ func TestPlanRefuses(t *testing.T) {
 		{"read-only root", []token.Restriction{ro}, nil, Target{Op: OpUpload, Index: "alice/dev"}, "", `needs permission "upload"`},
 		{"other project", []token.Restriction{pr}, nil, Target{Op: OpRead, Index: "alice/dev", Project: "bar"}, "", "project bar is outside"},
 		{"other user", nil, nil, Target{Op: OpRead}, "bob", "Token doesn't match user name"},
-		{"config index", nil, func(s *config.Server) { s.Indexes = []string{"alice/dev"} }, Target{Op: OpUpload, Index: "alice/x"}, "", "outside"},
-		{"config allowed", nil, func(s *config.Server) { s.Allowed = []string{"pkg_read"} }, Target{Op: OpUpload, Index: "alice/x"}, "", "needs permission"},
-		{"config project", nil, func(s *config.Server) { s.Projects = []string{"Foo.Bar"} }, Target{Op: OpRead, Index: "a/b", Project: "baz"}, "", "project baz"},
+		{"config index", nil, func(s *config.Server) { s.Limits.Indexes = []string{"alice/dev"} }, Target{Op: OpUpload, Index: "alice/x"}, "", "outside"},
+		{"config allowed", nil, func(s *config.Server) { s.Limits.Allowed = []string{"pkg_read"} }, Target{Op: OpUpload, Index: "alice/x"}, "", "needs permission"},
+		{"config project", nil, func(s *config.Server) { s.Limits.Projects = []string{"Foo.Bar"} }, Target{Op: OpRead, Index: "a/b", Project: "baz"}, "", "project baz"},
 	}
 	for _, tt := range tests {
 		root, srv := planFixture(t, tt.root...)
@@ -193,7 +193,7 @@ func TestPlanRefuses(t *testing.T) {
 	}
 	// Configured limits become caveats of their own, reads included.
 	root, srv := planFixture(t)
-	srv.Indexes, srv.Allowed = []string{"alice/dev"}, []string{"pkg_read", "upload"}
+	srv.Limits.Indexes, srv.Limits.Allowed = []string{"alice/dev"}, []string{"pkg_read", "upload"}
 	p, err := plan(root, srv, Target{Op: OpRead}, nil, "", now, time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestPlanRefuses(t *testing.T) {
 	}
 	// The config's own project list accepts its normalised spelling.
 	root, srv = planFixture(t)
-	srv.Projects = []string{"Foo.Bar"}
+	srv.Limits.Projects = []string{"Foo.Bar"}
 	if _, err := plan(root, srv, Target{Op: OpRead, Index: "a/b", Project: "foo-bar"}, nil, "", now, time.Minute, time.Time{}); err != nil {
 		t.Errorf("normalised project refused: %v", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/token"
 )
@@ -203,7 +204,7 @@ func messageText(m any) string {
 	case nil:
 		return ""
 	case string:
-		return strings.Join(strings.Fields(v), " ")
+		return msg.OneLine(v)
 	default:
 		b, _ := json.Marshal(v)
 		return string(b)
@@ -241,7 +242,7 @@ func htmlMessage(body []byte) string {
 	if m == nil {
 		return ""
 	}
-	return strings.Join(strings.Fields(html.UnescapeString(string(htmlTag().ReplaceAll(m[1], []byte(" "))))), " ")
+	return msg.OneLine(html.UnescapeString(string(htmlTag().ReplaceAll(m[1], []byte(" ")))))
 }
 
 func netReason(err error) string {

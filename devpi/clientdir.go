@@ -277,3 +277,65 @@ func (d StateDir) DeleteAuth(root, user string) (string, bool, error) {
 	}
 	return "", false, nil
 }
+
+// FindSession finds a login session for root in dirs, in order: callers
+// pass devpi-credd's own state first, then devpi-client's, so that a
+// devpi-client user need not log in twice. In each, the session is the
+// current user's ($DEVPI_USER, else current.json's username), as
+// devpi-client picks it; only without one, the most recent.
+func FindSession(root string, getenv func(string) string, dirs ...StateDir) (Auth, bool, error) {
+	for _, d := range dirs {
+		user, err := d.CurrentUser(getenv)
+		if err != nil {
+			return Auth{}, false, err
+		}
+		if auth, ok, err := d.Auth(root, user); err != nil || ok {
+			return auth, ok, err
+		}
+	}
+	return Auth{}, false, nil
+}
+
+// OtherServerError: devpi-client uses another server than the one a login
+// was for.
+type OtherServerError struct{ Current, Root string }
+
+func (e *OtherServerError) Error() string {
+	return fmt.Sprintf("devpi-client uses %s, not %s: run 'devpi use %s' first", e.Current, e.Root, e.Root)
+}
+
+// CanLogin refuses, with an *OtherServerError, a login for root while
+// devpi-client uses another server: devpi-client keeps one current server
+// and user, and logging it in elsewhere would log it out where it is.
+func (d StateDir) CanLogin(root string) error {
+	cur, err := d.Root()
+	if err != nil {
+		return err
+	}
+	if cur != "" && cur != root {
+		return &OtherServerError{Current: cur, Root: root}
+	}
+	return nil
+}
+
+// Login logs devpi-client in at root with auth, as devpi-tokens'
+// token-login does: root becomes the current server when there is none,
+// and auth the most recent session there. See CanLogin.
+func (d StateDir) Login(root string, auth Auth) error {
+	if err := d.CanLogin(root); err != nil {
+		return err
+	}
+	cur, err := d.Root()
+	if err != nil {
+		return err
+	}
+	if cur == "" {
+		if err := d.SetRoot(root); err != nil {
+			return fmt.Errorf("logging devpi-client in: %w", err)
+		}
+	}
+	if err := d.SetAuth(root, auth); err != nil {
+		return fmt.Errorf("logging devpi-client in: %w", err)
+	}
+	return nil
+}

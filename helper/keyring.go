@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
@@ -178,7 +179,7 @@ func Keyring(ctx context.Context, args []string, stdout, stderr io.Writer, src S
 		// Not ours: silent, so other tools' messages stay clean. Anything
 		// else: one line saying why there are no credentials.
 		if !IsNotFound(err) && !notOurs(src, k.service, err) {
-			fmt.Fprintf(stderr, "devpi-credd: no credentials for %s: %s\n", safeurl.Redact(k.service), oneLine(err.Error()))
+			fmt.Fprintf(stderr, "devpi-credd: no credentials for %s: %s\n", safeurl.Redact(k.service), msg.OneLine(err.Error()))
 		}
 		return KeyringNotFound
 	}
@@ -212,5 +213,3 @@ func writeKeyringJSON(w io.Writer, v map[string]any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintf(w, "%s\n", b)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

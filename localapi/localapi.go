@@ -43,8 +43,7 @@ type Credentials struct {
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"`
-	// Code is a stable word for programs: not_found, refused, bad_request,
-	// forbidden, unavailable.
+	// Code is a stable word for programs: one of the Code constants.
 	Code string `json:"code"`
 }
 
@@ -53,8 +52,8 @@ const (
 	CodeNotFound    = "not_found"   // no configured server for the URL
 	CodeRefused     = "refused"     // the root token cannot do what is asked
 	CodeBadRequest  = "bad_request" // malformed request
-	CodeForbidden   = "forbidden"   // the caller's uid is not allowed
-	CodeUnavailable = "unavailable" // no usable root token right now
+	CodeForbidden   = "forbidden"   // the caller's uid is not allowed, or not this (sessions, lock)
+	CodeUnavailable = "unavailable" // no usable root token, the server or the audit log cannot be reached
 	CodeLocked      = "locked"      // the daemon is locked
 	CodeBudget      = "budget"      // the caller is over its mint budget
 )

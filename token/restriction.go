@@ -70,12 +70,22 @@ func Indexes(indexes ...string) (Restriction, error) {
 	if err != nil {
 		return r, err
 	}
-	for _, ix := range strings.Split(r.value, ",") {
-		if strings.Count(ix, "/") != 1 || strings.HasPrefix(ix, "/") || strings.HasSuffix(ix, "/") {
-			return Restriction{}, fmt.Errorf("index %q is not of the form USER/INDEX", ix)
-		}
+	if err := checkIndexes(strings.Split(r.value, ",")); err != nil {
+		return Restriction{}, err
 	}
 	return r, nil
+}
+
+// checkIndexes refuses an index that is not of the form USER/INDEX: the
+// server compares indexes in that form, so a bare name would make a token
+// that no index accepts.
+func checkIndexes(list []string) error {
+	for _, ix := range list {
+		if strings.Count(ix, "/") != 1 || strings.HasPrefix(ix, "/") || strings.HasSuffix(ix, "/") {
+			return fmt.Errorf("index %q is not of the form USER/INDEX", ix)
+		}
+	}
+	return nil
 }
 
 // Projects limits the token to the given projects (compared by the server

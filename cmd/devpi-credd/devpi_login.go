@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,15 +40,12 @@ renews that entry before it expires.`,
 }
 
 func (a *app) runDevpiLogin(ctx context.Context, o devpiLoginOptions) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	client := a.client(o.daemon)
 	st, err := client.Status(ctx)
 	if err != nil {
 		return daemonError(err)
 	}
-	srv, err := a.pickServer(st, o.server)
+	srv, err := a.chooseDaemonServer(st, o.server)
 	if err != nil {
 		return err
 	}
@@ -58,46 +53,21 @@ func (a *app) runDevpiLogin(ctx context.Context, o devpiLoginOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := a.devpiClientFor(root); err != nil {
+	cd, err := a.clientDir()
+	if err != nil {
 		return err
+	}
+	if err := cd.CanLogin(root.String()); err != nil {
+		return &exitError{exitFailed, err}
 	}
 	c, err := client.Credentials(ctx, localapi.CredentialsRequest{URL: root.String(), TTL: o.ttl, Session: true})
 	if err != nil {
 		return daemonError(err)
 	}
-	if err := a.devpiClientLogin(root, devpi.Auth{User: c.Username, Secret: c.Password}); err != nil {
-		return err
+	if err := cd.Login(root.String(), devpi.Auth{User: c.Username, Secret: c.Password}); err != nil {
+		return &exitError{exitFailed, err}
 	}
 	fmt.Fprintf(a.stdout, "devpi-client logged in as '%s' at %s until %s (session token from %s-%s)\n",
 		c.Username, root, time.Unix(c.Expires, 0).Local().Format(localTime), c.Username, c.TokenID)
 	return nil
-}
-
-// pickServer finds the server for devpi-login: the one named, else the
-// one devpi-client uses, else the only one there is.
-func (a *app) pickServer(st *localapi.Status, name string) (*localapi.ServerStatus, error) {
-	var names []string
-	for i := range st.Servers {
-		if name != "" && st.Servers[i].Name == name {
-			return &st.Servers[i], nil
-		}
-		names = append(names, st.Servers[i].Name)
-	}
-	if name != "" {
-		return nil, usageErrorf("the daemon has no server %q (it has: %s)", name, strings.Join(names, ", "))
-	}
-	if cd, err := a.clientDir(); err == nil {
-		if cur, err := cd.Root(); err == nil && cur != "" {
-			cu, _ := url.Parse(cur)
-			for i := range st.Servers {
-				if su, err := url.Parse(st.Servers[i].URL); err == nil && cu != nil && su.String() == cu.String() {
-					return &st.Servers[i], nil
-				}
-			}
-		}
-	}
-	if len(st.Servers) == 1 {
-		return &st.Servers[0], nil
-	}
-	return nil, usageErrorf("which server? pass --server NAME (the daemon has: %s)", strings.Join(names, ", "))
 }

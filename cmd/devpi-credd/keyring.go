@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -100,44 +99,23 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 	if err != nil {
 		return err
 	}
-	dir, err = filepath.Abs(dir)
-	if err != nil {
+	if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
-	name := "keyring"
-	if runtime.GOOS == "windows" {
-		name = "keyring.exe"
-	}
-	link := filepath.Join(dir, name)
-	if st, err := os.Lstat(link); err == nil {
-		target, terr := filepath.EvalSymlinks(link)
-		real, _ := filepath.EvalSymlinks(self)
-		switch {
-		case st.Mode()&os.ModeSymlink != 0 && terr == nil && target == real:
-			fmt.Fprintf(a.stdout, "%s already runs %s\n", link, self)
-			return a.printKeyringSettings(dir)
-		case force:
-		case st.Mode()&os.ModeSymlink != 0 && terr == nil:
-			return &exitError{exitFailed, fmt.Errorf("%s exists (it runs %s); pass --force to replace it", link, target)}
-		default:
-			return &exitError{exitFailed, fmt.Errorf("%s exists; pass --force to replace it", link)}
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	link, created, err := helper.LinkKeyring(dir, self, force)
+	var ee *helper.ExistsError
+	switch {
+	case errors.As(err, &ee) && ee.Target != "":
+		return &exitError{exitFailed, fmt.Errorf("%s exists (it runs %s); pass --force to replace it", link, ee.Target)}
+	case errors.As(err, &ee):
+		return &exitError{exitFailed, fmt.Errorf("%s exists; pass --force to replace it", link)}
+	case err != nil:
 		return err
+	case created:
+		fmt.Fprintf(a.stdout, "created %s -> %s\n", link, self)
+	default:
+		fmt.Fprintf(a.stdout, "%s already runs %s\n", link, self)
 	}
-	// A new link under a temporary name, renamed over: never a moment
-	// without a keyring, never a half-made one.
-	tmp := filepath.Join(dir, ".keyring.devpi-credd.tmp")
-	_ = os.Remove(tmp)
-	if err := os.Symlink(self, tmp); err != nil {
-		return fmt.Errorf("creating the link: %w", err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("creating the link: %w", err)
-	}
-	fmt.Fprintf(a.stdout, "created %s -> %s\n", link, self)
 	return a.printKeyringSettings(dir)
 }
 

@@ -49,23 +49,15 @@ func (a *app) serverRoot(flag string) (*url.URL, error) {
 }
 
 // session finds a login session for root: devpi-credd's own first, then
-// devpi-client's, so that a devpi-client user need not log in twice. In
-// each, the session is the current user's ($DEVPI_USER, else current.json's
-// username), as devpi-client chooses it, and only without one the most
-// recent.
+// devpi-client's (see devpi.FindSession).
 func (a *app) session(root *url.URL) (devpi.Auth, error) {
 	dirs := []devpi.StateDir{a.sessions()}
 	if cd, err := a.clientDir(); err == nil {
 		dirs = append(dirs, cd)
 	}
-	for _, d := range dirs {
-		user, err := d.CurrentUser(a.getenv)
-		if err != nil {
-			return devpi.Auth{}, err
-		}
-		if auth, ok, err := d.Auth(root.String(), user); err != nil || ok {
-			return auth, err
-		}
+	auth, ok, err := devpi.FindSession(root.String(), a.getenv, dirs...)
+	if err != nil || ok {
+		return auth, err
 	}
 	return devpi.Auth{}, &exitError{exitFailed, fmt.Errorf("not logged in at %s: run 'devpi-credd login --url %s USER'", root, root)}
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // newManCmd writes man pages for every command, for packages to install
-// (make man; the .deb and the wheel carry them).
+// (make man).
 func (a *app) newManCmd(root func() *cobra.Command) *cobra.Command {
 	return &cobra.Command{
 		Use:    "man DIR",

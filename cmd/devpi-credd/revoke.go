@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -25,36 +24,20 @@ server until a new token is stored with 'devpi-credd token login'.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRevoke(cmd.Context(), server, cfgFlag, yes) },
 	}
-	cmd.Flags().StringVar(&server, "server", "", "the config's server (default: the only one)")
+	cmd.Flags().StringVar(&server, "server", "", "the config's server (default: devpi-client's, or the only one)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask")
 	configFlag(cmd, &cfgFlag)
 	return cmd
 }
 
 func (a *app) runRevoke(ctx context.Context, server, cfgFlag string, yes bool) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	cfg, err := config.Load(a.configPath(cfgFlag), a.getenv)
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
-	var srv *config.Server
-	switch {
-	case server != "":
-		s, ok := cfg.Server(server)
-		if !ok {
-			return usageErrorf("the config has no server %q", server)
-		}
-		srv = s
-	case len(cfg.Servers) == 1:
-		srv = &cfg.Servers[0]
-	default:
-		var names []string
-		for _, s := range cfg.Servers {
-			names = append(names, s.Name)
-		}
-		return usageErrorf("which server? pass --server NAME (the config has: %s)", strings.Join(names, ", "))
+	srv, err := a.chooseServer(cfg, server)
+	if err != nil {
+		return err
 	}
 	b := srv.Backend()
 	root, err := b.Load()

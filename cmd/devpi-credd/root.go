@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -119,12 +121,12 @@ func (a *app) run(args []string) int {
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	err := root.Execute()
+	err := root.ExecuteContext(context.Background())
 	if err == nil {
 		return exitOK
 	}
 	if !errors.Is(err, errQuiet) {
-		msg := strings.Join(strings.Fields(err.Error()), " ")
+		msg := msg.OneLine(err.Error())
 		fmt.Fprintf(a.stderr, "devpi-credd: %s\n", msg)
 	}
 	return exitCode(err)
@@ -151,7 +153,7 @@ derives short-lived, narrowly scoped tokens on request ('get').
 	})
 	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd(),
 		a.newKeyringCmd(), a.newKeyringLinkCmd(), a.newDevpiLoginCmd(), a.newExecCmd(), a.newEnvCmd(), a.newServiceCmd(),
-		a.newLockCmd(true), a.newLockCmd(false), a.newRevokeCmd(), a.newManCmd(a.newRootCmd))
+		a.newLockCmd(), a.newUnlockCmd(), a.newRevokeCmd(), a.newManCmd(a.newRootCmd))
 	return root
 }
 
@@ -180,7 +182,7 @@ func (a *app) confirm(yes bool, question, flagHint string) error {
 		return nil
 	}
 	if !a.interactive() {
-		return &exitError{exitFailed, fmt.Errorf("%s; not asking without a terminal: pass %s to confirm", oneLine(question), flagHint)}
+		return &exitError{exitFailed, fmt.Errorf("%s; not asking without a terminal: pass %s to confirm", msg.OneLine(question), flagHint)}
 	}
 	fmt.Fprintf(a.stderr, "%s [y/N] ", question)
 	line, _ := a.stdinLines.ReadString('\n')
@@ -190,5 +192,3 @@ func (a *app) confirm(yes bool, question, flagHint string) error {
 	}
 	return &exitError{exitFailed, errors.New("aborted")}
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

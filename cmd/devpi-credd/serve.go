@@ -4,18 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
+	"github.com/devpi-credd/devpi-credd/internal/svc"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
 )
 
@@ -108,18 +108,16 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	path := a.configPath(o.config)
 	d, err := daemon.New(daemon.Options{ConfigPath: path, Getenv: a.getenv, Logger: log, Version: version,
 		LockFile: filepath.Join(xdg.StateDir(a.getenv), "locked")})
-	if errors.Is(err, fs.ErrNotExist) && strings.Contains(err.Error(), path) {
+	var missing *config.MissingError
+	if errors.As(err, &missing) {
 		return usageErrorf("no config at %s: 'devpi-credd token login' adds a server to it, or write one (see 'devpi-credd serve --help')", path)
 	}
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
 	defer d.Close()
-	if managed, err := serveManaged(func(ctx context.Context) error { return d.Run(ctx, nil) }); managed {
+	if managed, err := svc.RunManaged(func(ctx context.Context) error { return d.Run(ctx, nil) }); managed {
 		return err
-	}
-	if ctx == nil {
-		ctx = context.Background()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

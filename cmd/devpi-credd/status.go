@@ -13,6 +13,7 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
 
@@ -25,7 +26,7 @@ func (a *app) daemonClient(socket, configFlag string, warn bool) *helper.Client 
 	if socket == "" {
 		var err error
 		if socket, err = config.Socket(a.configPath(configFlag), a.getenv); err != nil && warn {
-			a.warnf("%s; looking for the daemon at %s", oneLine(err.Error()), socket)
+			a.warnf("%s; looking for the daemon at %s", msg.OneLine(err.Error()), socket)
 		}
 	}
 	c := &helper.Client{Socket: socket}
@@ -80,9 +81,6 @@ the caveats it carries.`,
 				req.Username = args[1]
 			}
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			c, err := a.client(df).Credentials(ctx, req)
 			if err != nil {
 				return daemonError(err)
@@ -109,9 +107,6 @@ func (a *app) newStatusCmd() *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			st, err := a.client(df).Status(ctx)
 			if err != nil {
 				return daemonError(err)
@@ -165,31 +160,33 @@ func (a *app) printStatus(st *localapi.Status) {
 	w.Flush()
 }
 
-func (a *app) newLockCmd(lock bool) *cobra.Command {
+func (a *app) newLockCmd() *cobra.Command {
+	return a.lockCmd("lock", "Make the daemon refuse every token until 'devpi-credd unlock' (leaving the machine, a suspected leak)",
+		(*helper.Client).Lock)
+}
+
+func (a *app) newUnlockCmd() *cobra.Command {
+	return a.lockCmd("unlock", "Let the daemon mint tokens again", (*helper.Client).Unlock)
+}
+
+// lockCmd is lock or unlock: call asks the daemon, which answers with its
+// status.
+func (a *app) lockCmd(use, short string, call func(*helper.Client, context.Context) (*localapi.Status, error)) *cobra.Command {
 	var df daemonFlags
-	use, short := "unlock", "Let the daemon mint tokens again"
-	if lock {
-		use, short = "lock", "Make the daemon refuse every token until 'devpi-credd unlock' (leaving the machine, a suspected leak)"
-	}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			c := a.client(df)
-			call := c.Unlock
-			if lock {
-				call = c.Lock
-			}
-			st, err := call(ctx)
+			st, err := call(a.client(df), cmd.Context())
 			if err != nil {
 				return daemonError(err)
 			}
-			fmt.Fprintf(a.stdout, "daemon %s\n", map[bool]string{true: "locked: no tokens until 'devpi-credd unlock'", false: "unlocked"}[st.Locked])
+			if st.Locked {
+				fmt.Fprintln(a.stdout, "daemon locked: no tokens until 'devpi-credd unlock'")
+			} else {
+				fmt.Fprintln(a.stdout, "daemon unlocked")
+			}
 			return nil
 		},
 	}

@@ -1,9 +1,9 @@
 //go:build !linux
 
-package main
+package job
 
 import "syscall"
 
-func protectProcess()                     {}
+func ProtectProcess()                     {}
 func childProcAttr() *syscall.SysProcAttr { return nil }
 func lockThread() func()                  { return func() {} }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package job
 
 import (
 	"os"
@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// forwardedSignals are passed on to exec's child; those this process
+// ForwardedSignals are passed on to a job's child; those this process
 // ignores (nohup, a background job) stay ignored for it too.
-func forwardedSignals() []os.Signal {
+func ForwardedSignals() []os.Signal {
 	var out []os.Signal
 	for _, s := range []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2} {
 		if !signal.Ignored(s) {

@@ -1,9 +1,9 @@
 //go:build !unix
 
-package main
+package job
 
 import "os"
 
-func forwardedSignals() []os.Signal { return []os.Signal{os.Interrupt} }
+func ForwardedSignals() []os.Signal { return []os.Signal{os.Interrupt} }
 func fromTerminal(os.Signal) bool   { return false }
 func signalNumber(os.Signal) int    { return 2 }

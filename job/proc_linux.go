@@ -1,4 +1,4 @@
-package main
+package job
 
 import (
 	"runtime"
@@ -7,11 +7,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// protectProcess makes this process undumpable: no core file, and its
+// ProtectProcess makes this process undumpable: no core file, and its
 // /proc/PID/environ and mem are no longer readable by the user's other
 // processes, exec's child among them. It guards against accidents, not
 // against a hostile process of the same user, which has other ways in.
-func protectProcess() { _ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }
+func ProtectProcess() { _ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }
 
 // childProcAttr kills exec's child when exec dies, even by SIGKILL.
 func childProcAttr() *syscall.SysProcAttr {

@@ -1,0 +1,96 @@
+package svc
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// fakeSystemctl puts a systemctl on PATH that logs its calls and exits
+// with code (0: a user manager answers).
+func fakeSystemctl(t *testing.T, code string) string {
+	t.Helper()
+	bin := t.TempDir()
+	log := filepath.Join(bin, "calls")
+	script := "#!/bin/sh\necho \"$*\" >> " + log + "\ncase \"$*\" in\n  *--version*) echo 'systemd 252'; exit 0;;\n  *is-active*) echo inactive; exit 3;;\nesac\nexit " + code + "\n"
+	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":/usr/bin:/bin")
+	return log
+}
+
+func TestInstallUninstall(t *testing.T) {
+	calls := fakeSystemctl(t, "0")
+	home := t.TempDir()
+	t.Setenv("HOME", home) // the library writes below $HOME
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	m, err := New(Options{Executable: "/opt/devpi credd/bin/devpi-credd", Config: "/home/u/conf dir/c%d.toml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(home, ".config", "systemd", "user", "devpi-credd.service"); m.Unit() != want || m.Installed() {
+		t.Fatalf("unit %s (installed %v), want %s", m.Unit(), m.Installed(), want)
+	}
+	if err := m.Install(); err != nil {
+		t.Fatal(err)
+	}
+	unit, err := os.ReadFile(m.Unit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"WantedBy=default.target", `"--config" "/home/u/conf dir/c%%d.toml"`, "UMask=0077"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %q:\n%s", want, unit)
+		}
+	}
+	// Under umask 000, nothing on the way to the unit is writable by others.
+	for p, want := range map[string]os.FileMode{m.Unit(): 0o644, filepath.Dir(m.Unit()): 0o755, filepath.Join(home, ".config"): 0o755} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v, want %v", p, st.Mode(), want)
+		}
+	}
+	if err := m.Install(); !errors.Is(err, ErrInstalled) {
+		t.Errorf("installing twice: %v", err)
+	}
+	if s := m.State(); s != "not running (inactive)" {
+		t.Errorf("State = %q", s)
+	}
+	if err := m.Uninstall(); err != nil {
+		t.Fatal(err)
+	}
+	if m.Installed() {
+		t.Error("still installed")
+	}
+	if err := m.Uninstall(); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("uninstalling twice: %v", err)
+	}
+	if err := m.Control("start"); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("start when not installed: %v", err)
+	}
+	if b, _ := os.ReadFile(calls); !strings.Contains(string(b), "enable --user devpi-credd.service") {
+		t.Errorf("systemctl calls: %s", b)
+	}
+}
+
+// Without a user manager the unit is written all the same, and the error
+// says the manager cannot be reached.
+func TestInstallWithoutUserManager(t *testing.T) {
+	fakeSystemctl(t, "1")
+	t.Setenv("HOME", t.TempDir())
+	m, err := New(Options{Executable: "/usr/bin/devpi-credd", Config: "/c.toml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ue *UnreachableError
+	if err := m.Install(); !errors.As(err, &ue) || !m.Installed() {
+		t.Fatalf("Install = %v, installed %v", err, m.Installed())
+	}
+	if err := m.Uninstall(); !errors.As(err, &ue) || m.Installed() {
+		t.Fatalf("Uninstall = %v, installed %v", err, m.Installed())
+	}
+}
