@@ -11,7 +11,7 @@ import (
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
-const header = `# devpi-credd configuration; see 'devpi-credd serve --help' and the README.
+const header = `# devpi-credd configuration; see 'devpi-credd serve --help' and docs/config.md.
 # socket = "..."        # default $XDG_RUNTIME_DIR/devpi-credd/socket
 # default_ttl = "5m"
 # max_ttl = "1h"

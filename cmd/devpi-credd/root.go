@@ -23,7 +23,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// Exit codes, documented in the README and in --help.
+// Exit codes, documented in docs/reference.md and in --help.
 const (
 	exitOK          = 0
 	exitFailed      = 1 // refused by the server, not found, or any other failure
