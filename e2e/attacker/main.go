@@ -81,52 +81,47 @@ func flood(socket string, d time.Duration) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	var held, refused, other, failed atomic.Int64
-	// Holders: connect and say nothing, again and again. Together with the
-	// askers, more connections than the daemon allows one uid.
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				c, err := net.Dial("unix", socket)
-				if err != nil {
-					failed.Add(1)
-					time.Sleep(time.Millisecond)
-					continue
+	// workers runs n goroutines that each connect again and again until
+	// the flood ends, and do with each connection what use says.
+	workers := func(n int, use func(net.Conn)) {
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					c, err := net.Dial("unix", socket)
+					if err != nil {
+						failed.Add(1)
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					use(c)
+					c.Close()
 				}
-				held.Add(1)
-				_ = c.SetReadDeadline(time.Now().Add(d))
-				_, _ = io.Copy(io.Discard, c) // until the daemon closes it
-				c.Close()
-			}
-		}()
+			}()
+		}
 	}
-	// Askers: a request per connection, as fast as possible.
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				c, err := net.Dial("unix", socket)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				fmt.Fprintf(c, "POST /v1/credentials HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"url\":\"http://h/\"}")
-				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-				switch {
-				case err != nil:
-					failed.Add(1)
-				case resp.StatusCode == http.StatusForbidden:
-					refused.Add(1)
-				default:
-					other.Add(1)
-				}
-				c.Close()
-			}
-		}()
-	}
+	// Holders: connect and say nothing. Together with the askers, more
+	// connections than the daemon allows one uid.
+	workers(6, func(c net.Conn) {
+		held.Add(1)
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		_, _ = io.Copy(io.Discard, c) // until the daemon closes it
+	})
+	// Askers: a request per connection, as fast as answers come.
+	workers(8, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "POST /v1/credentials HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"url\":\"http://h/\"}")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		switch {
+		case err != nil:
+			failed.Add(1)
+		case resp.StatusCode == http.StatusForbidden:
+			refused.Add(1)
+		default:
+			other.Add(1)
+		}
+	})
 	wg.Wait()
 	fmt.Printf("held=%d refused=%d other=%d failed=%d\n", held.Load(), refused.Load(), other.Load(), failed.Load())
 	return nil
