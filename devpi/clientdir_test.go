@@ -2,6 +2,7 @@ package devpi
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -127,5 +128,57 @@ func TestClientDir(t *testing.T) {
 	sd, _ = ClientDir(get)
 	if sd.Dir != "/tmp/dc" || sd.CurrentPath != filepath.Join(venv, "devpi.json") {
 		t.Errorf("with env = %+v", sd)
+	}
+}
+
+// Sessions are looked up in order, each state directory's current user
+// first: devpi-credd's own, then devpi-client's.
+func TestFindSession(t *testing.T) {
+	own, client := StateDir{Dir: t.TempDir()}, StateDir{Dir: t.TempDir()}
+	const root = "http://h/"
+	if err := client.SetAuth(root, Auth{User: "carol", Secret: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(string) string { return "" }
+	if a, ok, err := FindSession(root, getenv, own, client); err != nil || !ok || a.User != "carol" {
+		t.Errorf("devpi-client's: %v %v %v", a, ok, err)
+	}
+	if err := own.SetAuth(root, Auth{User: "alice", Secret: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok, err := FindSession(root, getenv, own, client); err != nil || !ok || a.User != "alice" {
+		t.Errorf("its own first: %v %v %v", a, ok, err)
+	}
+	// $DEVPI_USER picks the user in each directory.
+	if a, ok, err := FindSession(root, func(k string) string { return map[string]string{"DEVPI_USER": "carol"}[k] }, own, client); err != nil || !ok || a.User != "carol" {
+		t.Errorf("DEVPI_USER: %v %v %v", a, ok, err)
+	}
+	if _, ok, err := FindSession("http://elsewhere/", getenv, own, client); err != nil || ok {
+		t.Errorf("another server: %v %v", ok, err)
+	}
+}
+
+// devpi-client is logged in where it is, or where it has no server yet;
+// never elsewhere (that would log it out where it is).
+func TestLogin(t *testing.T) {
+	cd := StateDir{Dir: t.TempDir()}
+	if err := cd.Login("http://h/", Auth{User: "alice", Secret: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if root, _ := cd.Root(); root != "http://h/" {
+		t.Errorf("current server %q", root)
+	}
+	if err := cd.Login("http://h/", Auth{User: "alice", Secret: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok, _ := cd.Auth("http://h/", "alice"); !ok || a.Secret != "s2" {
+		t.Errorf("auth %v", a)
+	}
+	var oe *OtherServerError
+	if err := cd.Login("http://other/", Auth{User: "alice", Secret: "s3"}); !errors.As(err, &oe) || oe.Current != "http://h/" {
+		t.Errorf("another server: %v", err)
+	}
+	if _, ok, _ := cd.Auth("http://other/", "alice"); ok {
+		t.Error("logged in at another server")
 	}
 }
