@@ -139,6 +139,9 @@ func TestRunForwardsSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	// Closed after Run returns: the child's start reads it, and the line
+	// it writes is no happens-before edge the race detector sees.
+	defer w.Close()
 	sigs := make(chan os.Signal, 1)
 	done := make(chan int, 1)
 	go func() {
@@ -148,7 +151,6 @@ func TestRunForwardsSignals(t *testing.T) {
 	if line, _ := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
 		t.Fatalf("the child said %q", line)
 	}
-	w.Close()
 	sigs <- syscall.SIGTERM
 	select {
 	case code := <-done:
