@@ -17,6 +17,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/devpi-credd
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/devpi-credd-keyring ./cmd/devpi-credd-keyring
 
 ## test: everything CI runs.
 test: unit cross pytest e2e
@@ -46,6 +47,7 @@ deps:
 	@missing=""; \
 	PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v hyperfine >/dev/null || missing="$$missing hyperfine"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -59,7 +61,7 @@ deps:
 bench: build venv
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/ ./helper/
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
-	DEVPI_CREDD_VENV=$(VENV) bench/keyring.sh $(BIN)
+	DEVPI_CREDD_VENV=$(VENV) bench/keyring.sh bin
 	bench/daemon.sh $(BIN)
 
 ## man: man pages for every command, into dist/man (shell completion:

@@ -15,12 +15,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/viper"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/store"
 	"github.com/devpi-credd/devpi-credd/token"
@@ -105,26 +105,18 @@ func (c *Config) Server(name string) (*Server, bool) {
 	return nil, false
 }
 
-// Match returns the server whose URL is the longest prefix of u (scheme,
-// host and path), as devpi-client matches its sessions. It compares
-// decoded paths, the form the server routes on and the form the daemon
-// scopes tokens by: "/%64evpi/" is "/devpi/" to both.
+// Match returns the server whose URL is the longest prefix of u (see
+// safeurl.Match: decoded paths; a bare host matches only plain http).
 func (c *Config) Match(u *url.URL) (*Server, bool) {
-	var best *Server
+	roots := make([]*url.URL, len(c.Servers))
 	for i := range c.Servers {
-		s := &c.Servers[i]
-		if !strings.EqualFold(s.URL.Scheme, u.Scheme) || !strings.EqualFold(s.URL.Host, u.Host) {
-			continue
-		}
-		p := u.Path
-		if !strings.HasSuffix(p, "/") {
-			p += "/"
-		}
-		if strings.HasPrefix(p, s.URL.Path) && (best == nil || len(s.URL.Path) > len(best.URL.Path)) {
-			best = s
-		}
+		roots[i] = c.Servers[i].URL
 	}
-	return best, best != nil
+	i, ok := safeurl.Match(roots, u)
+	if !ok {
+		return nil, false
+	}
+	return &c.Servers[i], true
 }
 
 // Backend is where this server's long-lived token lives.
@@ -189,39 +181,6 @@ func (e *MissingError) Unwrap() error { return e.Err }
 
 // MaxSize bounds a config file.
 const MaxSize = 1 << 20
-
-// Socket is where a client finds the daemon: $DEVPI_CREDD_SOCKET, else the
-// socket the config at path names, else the default. It reads that one key
-// only, so that a client starts fast and a config with a mistake elsewhere
-// (which the daemon refuses while its previous config keeps serving) still
-// says where the daemon is. The error, when there is one, says why the
-// default was used.
-func Socket(path string, getenv func(string) string) (string, error) {
-	def := xdg.Socket(getenv)
-	if getenv("DEVPI_CREDD_SOCKET") != "" {
-		return def, nil
-	}
-	data, _, err := safefile.Read(path, MaxSize)
-	if errors.Is(err, fs.ErrNotExist) {
-		return def, nil
-	}
-	if err != nil {
-		return def, err
-	}
-	var fc struct {
-		Socket string `toml:"socket"`
-	}
-	if err := toml.Unmarshal(data, &fc); err != nil {
-		return def, fmt.Errorf("%s: %s", path, msg.OneLine(err.Error()))
-	}
-	switch {
-	case fc.Socket == "":
-		return def, nil
-	case !filepath.IsAbs(fc.Socket):
-		return def, fmt.Errorf("%s: socket %q must be absolute", path, fc.Socket)
-	}
-	return fc.Socket, nil
-}
 
 // Parse is Load on bytes already read.
 func Parse(path string, data []byte, getenv func(string) string) (*Config, error) {

@@ -87,7 +87,7 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	if d.locked.Load() {
 		return nil, entry, &apiError{status: http.StatusLocked, code: localapi.CodeLocked, msg: "the daemon is locked: 'devpi-credd unlock' lets it mint again"}
 	}
-	u, err := ParseServiceURL(req.URL)
+	u, err := safeurl.ParseService(req.URL)
 	if err != nil {
 		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error(), true}
 	}

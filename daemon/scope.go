@@ -109,63 +109,9 @@ func Classify(root, u *url.URL) (Target, error) {
 	return t, nil
 }
 
-// ParseServiceURL reads what a caller names a service: a URL, a bare
-// host[:port] (pip's second keyring lookup) or scheme://host[:port]. A bare
-// host matches a server of either scheme, so it comes back without one.
-// User info is taken off the raw text first, as HTTP clients read it (a
-// password never reaches a log, an error or the parser; an '@' after the
-// host is refused, see safeurl.WithoutUserinfo), and the path comes back
-// decoded and cleaned (see safeurl.CleanPath): the one form that server
-// matching and scoping both use.
-func ParseServiceURL(s string) (*url.URL, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, errors.New("no url given")
-	}
-	bare, err := safeurl.WithoutUserinfo(s)
-	if err != nil {
-		return nil, fmt.Errorf("%q: %w", safeurl.Redact(s), err)
-	}
-	s = bare
-	if !strings.Contains(s, "://") {
-		u, err := url.Parse("//" + s)
-		if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("%q is neither a URL nor host[:port]", safeurl.Redact(s))
-		}
-		return u, nil
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an http(s) URL", safeurl.Redact(s))
-	}
-	if u.Path, err = safeurl.CleanPath(u.Path); err != nil {
-		return nil, fmt.Errorf("%q: %w", safeurl.Redact(s), err)
-	}
-	u.User, u.RawPath, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", "", false, "", ""
-	return u, nil
-}
-
-// matchServer finds the configured server for u. A bare host[:port] (pip's
-// and uv's fallback lookup) matches only a plain-http server: it says
-// nothing of the scheme the tool will use, and a token of an https server
-// must never go out over http.
+// matchServer finds the configured server for u (see safeurl.Match).
 func matchServer(c *config.Config, u *url.URL) (*config.Server, bool) {
-	if u.Scheme != "" {
-		return c.Match(u)
-	}
-	v := *u
-	v.Scheme = "http"
-	return c.Match(&v)
-}
-
-// ServerFor finds the configured server a service (a URL, host[:port] or
-// scheme://host[:port]) belongs to, as a mint would.
-func ServerFor(c *config.Config, service string) (*config.Server, bool) {
-	u, err := ParseServiceURL(service)
-	if err != nil {
-		return nil, false
-	}
-	return matchServer(c, u)
+	return c.Match(u)
 }
 
 // Plan is the result of scoping one request: the caveats to add and when

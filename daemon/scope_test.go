@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -67,7 +68,7 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestParseServiceURL(t *testing.T) {
+func TestParseService(t *testing.T) {
 	for in, want := range map[string]string{
 		"127.0.0.1:3141":           "//127.0.0.1:3141",
 		"devpi.example":            "//devpi.example",
@@ -81,9 +82,9 @@ func TestParseServiceURL(t *testing.T) {
 		// One form for matching and scoping: decoded, no empty segments.
 		"http://h/%64evpi//alice/": "http://h/devpi/alice/",
 	} {
-		u, err := ParseServiceURL(in)
+		u, err := safeurl.ParseService(in)
 		if err != nil || u.String() != want {
-			t.Errorf("ParseServiceURL(%q) = %v, %v; want %s", in, u, err, want)
+			t.Errorf("safeurl.ParseService(%q) = %v, %v; want %s", in, u, err, want)
 		}
 	}
 	for _, bad := range []string{"", "ftp://h/", "http://", "u:secret@", "h/path", "ftp://u:secret@h/",
@@ -93,9 +94,9 @@ func TestParseServiceURL(t *testing.T) {
 		"http://alice:secret#x@h/a/", "http://evil.example/x@h:3141/alice/dev/", "http://evil.example:3141/?q=@h:3141/",
 		"http://evil.example/#@h:3141/", "evil.example/@h:3141", "alice:secret://x@127.0.0.1:3141", "http://evil.example\\@h:3141/", "http://evil.example\t@h:3141/",
 		"http://h/a/b/+simple/%zz?token=secret", "ftp://h/?token=secret", "http://h/%zz#secret"} {
-		_, err := ParseServiceURL(bad)
+		_, err := safeurl.ParseService(bad)
 		if err == nil {
-			t.Errorf("ParseServiceURL(%q) accepted", bad)
+			t.Errorf("safeurl.ParseService(%q) accepted", bad)
 		} else if strings.Contains(err.Error(), "secret") {
 			t.Errorf("error leaks the password: %v", err)
 		}
@@ -222,7 +223,11 @@ func TestBareHostMatchesOnlyHTTP(t *testing.T) {
 		"http://127.0.0.1:3141/x/y/+simple/":  "plain",
 		"https://127.0.0.1:3141/x/y/+simple/": "",
 	} {
-		s, ok := ServerFor(c, svc)
+		u, err := safeurl.ParseService(svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok := c.Match(u)
 		got := ""
 		if ok {
 			got = s.Name
@@ -253,7 +258,7 @@ func FuzzServiceURL(f *testing.F) {
 	}
 	root := &url.URL{Scheme: "http", Host: "h", Path: "/"}
 	f.Fuzz(func(t *testing.T, s string) {
-		u, err := ParseServiceURL(s)
+		u, err := safeurl.ParseService(s)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error spans lines: %q", err)

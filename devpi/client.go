@@ -74,28 +74,9 @@ type Client struct {
 	UserAgent string
 }
 
-// ParseRoot checks and normalises a server root URL: http or https, a host,
-// no credentials, no query, a trailing slash.
-func ParseRoot(raw string) (*url.URL, error) {
-	// Messages quote the URL without what could be a password.
-	shown := safeurl.Redact(strings.TrimSpace(raw))
-	if _, err := safeurl.WithoutUserinfo(strings.TrimSpace(raw)); err != nil {
-		return nil, fmt.Errorf("server URL %q: %w", shown, err)
-	}
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server URL %q is not an http(s) URL", shown)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("server URL %q must not hold credentials", shown)
-	}
-	u.RawQuery, u.Fragment = "", ""
-	if u.Path, err = safeurl.CleanPath(u.Path + "/"); err != nil {
-		return nil, fmt.Errorf("server URL %q: %w", shown, err)
-	}
-	u.RawPath = ""
-	return u, nil
-}
+// ParseRoot checks and normalises a server root URL (see
+// safeurl.ParseRoot).
+func ParseRoot(raw string) (*url.URL, error) { return safeurl.ParseRoot(raw) }
 
 // DefaultHTTPClient returns the client used when Client.HTTP is nil.
 func DefaultHTTPClient() *http.Client {

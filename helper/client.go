@@ -1,7 +1,6 @@
 package helper
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,9 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,13 +68,6 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		}
 		payload = b
 	}
-	// The host is a placeholder: the request goes to the socket.
-	req, err := http.NewRequestWithContext(ctx, method, "http://devpi-credd"+path, bytes.NewReader(payload))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Close = true
 	dt, to := c.DialTimeout, c.Timeout
 	if dt == 0 {
 		dt = time.Second
@@ -101,29 +94,56 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		deadline = d
 	}
 	_ = conn.SetDeadline(deadline)
-	if err := req.Write(conn); err != nil {
-		return fmt.Errorf("asking the daemon on %s: %v", c.Socket, err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	status, data, err := roundTrip(conn, method, path, payload)
 	if err != nil {
 		return fmt.Errorf("asking the daemon on %s: %v", c.Socket, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("reading the daemon's answer: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
+	if status != 200 {
 		var e localapi.Error
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = resp.Status
+			e.Error = fmt.Sprintf("the daemon answered %d", status)
 		}
-		return &APIError{Status: resp.StatusCode, Code: e.Code, Msg: e.Error}
+		return &APIError{Status: status, Code: e.Code, Msg: e.Error}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("the daemon's answer is not JSON: %v", err)
 	}
 	return nil
+}
+
+// maxAnswer bounds what is read of an answer.
+const maxAnswer = 1 << 20
+
+// roundTrip sends one HTTP/1.0 request and reads the whole answer, up to
+// the daemon's close. HTTP/1.0 by design: the server then neither keeps
+// the connection nor chunks the body, so the answer is the status line,
+// the headers and the body up to EOF, which this reads without net/http
+// (whose package start-up every keyring lookup, a fresh process, would
+// pay; see bench/minclient).
+func roundTrip(conn net.Conn, method, path string, payload []byte) (int, []byte, error) {
+	req := fmt.Sprintf("%s %s HTTP/1.0\r\nHost: devpi-credd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, path, len(payload))
+	if _, err := conn.Write(append([]byte(req), payload...)); err != nil {
+		return 0, nil, err
+	}
+	answer, err := io.ReadAll(io.LimitReader(conn, maxAnswer+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(answer) > maxAnswer {
+		return 0, nil, errors.New("the answer is too long")
+	}
+	head, body, ok := bytes.Cut(answer, []byte("\r\n\r\n"))
+	line, _, _ := bytes.Cut(head, []byte("\r\n"))
+	// "HTTP/1.0 200 OK"
+	fields := strings.Fields(string(line))
+	if !ok || len(fields) < 2 || !strings.HasPrefix(fields[0], "HTTP/") {
+		return 0, nil, errors.New("the answer is not HTTP")
+	}
+	status, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return 0, nil, errors.New("the answer has no status")
+	}
+	return status, body, nil
 }
 
 // dial connects to the socket. A full backlog answers EAGAIN at once (a
@@ -168,7 +188,7 @@ func (c *Client) checkPeer(conn net.Conn) error {
 // Credentials asks for a token for req.URL.
 func (c *Client) Credentials(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, error) {
 	var out localapi.Credentials
-	if err := c.call(ctx, http.MethodPost, localapi.PathCredentials, req, &out); err != nil {
+	if err := c.call(ctx, "POST", localapi.PathCredentials, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -177,7 +197,7 @@ func (c *Client) Credentials(ctx context.Context, req localapi.CredentialsReques
 // Status asks for the daemon's state.
 func (c *Client) Status(ctx context.Context) (*localapi.Status, error) {
 	var out localapi.Status
-	if err := c.call(ctx, http.MethodGet, localapi.PathStatus, nil, &out); err != nil {
+	if err := c.call(ctx, "GET", localapi.PathStatus, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -186,7 +206,7 @@ func (c *Client) Status(ctx context.Context) (*localapi.Status, error) {
 // Lock makes the daemon refuse every mint until Unlock.
 func (c *Client) Lock(ctx context.Context) (*localapi.Status, error) {
 	var out localapi.Status
-	if err := c.call(ctx, http.MethodPost, localapi.PathLock, struct{}{}, &out); err != nil {
+	if err := c.call(ctx, "POST", localapi.PathLock, struct{}{}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -195,7 +215,7 @@ func (c *Client) Lock(ctx context.Context) (*localapi.Status, error) {
 // Unlock lets the daemon mint again.
 func (c *Client) Unlock(ctx context.Context) (*localapi.Status, error) {
 	var out localapi.Status
-	if err := c.call(ctx, http.MethodPost, localapi.PathUnlock, struct{}{}, &out); err != nil {
+	if err := c.call(ctx, "POST", localapi.PathUnlock, struct{}{}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/devpi-credd/devpi-credd/config"
-	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/helper"
 )
 
@@ -21,37 +17,6 @@ import (
 func keyringName(argv0 string) bool {
 	base := strings.ToLower(filepath.Base(argv0))
 	return base == "keyring" || base == "keyring.exe"
-}
-
-// keyringMain answers the keyring protocol without building the CLI: pip
-// and uv start it for every lookup, so it starts fast and never waits on a
-// terminal.
-func (a *app) keyringMain(args []string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return helper.Keyring(ctx, args, a.stdout, a.stderr, a.keyringSource())
-}
-
-// keyringSource is the daemon's client, which can also tell from the
-// config, when the daemon is down, whether a service is ours.
-func (a *app) keyringSource() helper.Source {
-	return configMatcher{Client: a.daemonClient("", "", false), a: a}
-}
-
-type configMatcher struct {
-	*helper.Client
-	a *app
-}
-
-// Matches reads the config; when it cannot be read, the service may be
-// ours, and the reason for no answer is worth a line.
-func (m configMatcher) Matches(service string) bool {
-	cfg, err := config.Load(m.a.configPath(""), m.a.getenv)
-	if err != nil {
-		return true
-	}
-	_, ok := daemon.ServerFor(cfg, service)
-	return ok
 }
 
 func (a *app) newKeyringCmd() *cobra.Command {
@@ -67,7 +32,7 @@ refused. The same happens when this binary is started as 'keyring' (see
 'devpi-credd keyring-link').`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := helper.Keyring(cmd.Context(), args, a.stdout, a.stderr, a.keyringSource()); code != 0 {
+			if code := helper.KeyringMain(args, a.stdout, a.stderr, a.getenv); code != 0 {
 				return &exitError{code, errQuiet}
 			}
 			return nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/helper"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/token"
@@ -78,7 +79,7 @@ func Main() int {
 	}
 	a := realApp()
 	if keyringName(os.Args[0]) {
-		return a.keyringMain(os.Args[1:])
+		return helper.KeyringMain(os.Args[1:], a.stdout, a.stderr, a.getenv)
 	}
 	return a.run(os.Args[1:])
 }

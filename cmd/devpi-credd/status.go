@@ -4,38 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/helper"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
 
 // daemonClient is the client of the running daemon: on socket when given
-// (--socket), else on $DEVPI_CREDD_SOCKET, else on the socket the config
-// names, else the default. A config that does not say where (a broken file)
-// is warned about when warn is set, and the default is tried.
-// $DEVPI_CREDD_DAEMON_UID names another user whose daemon may answer.
+// (--socket), else where the config says (see helper.NewClient). What
+// keeps the config from saying is warned about when warn is set.
 func (a *app) daemonClient(socket, configFlag string, warn bool) *helper.Client {
-	if socket == "" {
-		var err error
-		if socket, err = config.Socket(a.configPath(configFlag), a.getenv); err != nil && warn {
-			a.warnf("%s; looking for the daemon at %s", msg.OneLine(err.Error()), socket)
-		}
+	c, cfg, err := helper.NewClient(a.configPath(configFlag), a.getenv)
+	if err != nil && warn && socket == "" {
+		a.warnf("%s; looking for the daemon at %s", msg.OneLine(err.Error()), cfg.Socket)
 	}
-	c := &helper.Client{Socket: socket}
-	if v := a.getenv("DEVPI_CREDD_DAEMON_UID"); v != "" {
-		if uid, err := strconv.Atoi(v); err == nil && uid >= 0 {
-			c.TrustUIDs = []int{uid}
-		} else if warn {
-			a.warnf("DEVPI_CREDD_DAEMON_UID=%q is not a uid; ignored", v)
-		}
+	if socket != "" {
+		c.Socket = socket
 	}
 	return c
 }

@@ -1,0 +1,61 @@
+package helper
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/internal/clientcfg"
+	"github.com/devpi-credd/devpi-credd/internal/xdg"
+)
+
+// NewClient is the client of the daemon the config at configPath names
+// (see clientcfg), trusting $DEVPI_CREDD_DAEMON_UID besides this user and
+// root. err, when set, says why the config did not say where the daemon
+// is (the default socket is used), or why the uid is not one; the client
+// works all the same.
+func NewClient(configPath string, getenv func(string) string) (*Client, *clientcfg.Config, error) {
+	cfg, err := clientcfg.Load(configPath, getenv)
+	c := &Client{Socket: cfg.Socket}
+	if v := getenv("DEVPI_CREDD_DAEMON_UID"); v != "" {
+		if uid, uerr := strconv.Atoi(v); uerr == nil && uid >= 0 {
+			c.TrustUIDs = []int{uid}
+		} else if err == nil {
+			err = &uidError{v}
+		}
+	}
+	return c, cfg, err
+}
+
+type uidError struct{ v string }
+
+func (e *uidError) Error() string {
+	return "DEVPI_CREDD_DAEMON_UID=" + strconv.Quote(e.v) + " is not a uid; ignored"
+}
+
+// configSource is the daemon's client, which can also tell from the
+// config, when the daemon is down, whether a service is ours.
+type configSource struct {
+	*Client
+	cfg    *clientcfg.Config
+	cfgErr error
+}
+
+// Matches: without a config that could be read (or with none: the daemon
+// may be a job's, whose config is in its memory), the service may be ours,
+// and the reason for no answer is worth a line.
+func (s configSource) Matches(service string) bool {
+	return s.cfgErr != nil || !s.cfg.Found || s.cfg.Serves(service)
+}
+
+// KeyringMain is the keyring command line that pip, uv and pdm run: the
+// lean devpi-credd-keyring binary's whole program, and devpi-credd's when
+// it is started as "keyring". It never waits on a terminal, and gives up
+// on the daemon after 15 s.
+func KeyringMain(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, cfg, err := NewClient(xdg.ConfigFile(getenv), getenv)
+	return Keyring(ctx, args, stdout, stderr, configSource{Client: c, cfg: cfg, cfgErr: err})
+}
