@@ -187,8 +187,8 @@ func (j *Job) childEnv(ctx context.Context) ([]string, error) {
 	if err := os.MkdirAll(bin, 0o700); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"keyring", "devpi-credd"} {
-		if err := os.Symlink(j.opts.Self, filepath.Join(bin, name)); err != nil {
+	for name, target := range map[string]string{"keyring": LeanHelper(j.opts.Self), "devpi-credd": j.opts.Self} {
+		if err := os.Symlink(target, filepath.Join(bin, name)); err != nil {
 			return nil, err
 		}
 	}
@@ -308,4 +308,19 @@ func (j *Job) Close() error {
 		errs = append(errs, fmt.Errorf("removing %s: %w", j.dir.Path, err))
 	}
 	return errors.Join(errs...)
+}
+
+// LeanHelper is devpi-credd-keyring installed beside self, the devpi-credd
+// executable, or self when there is none: the keyring command line runs
+// for every lookup, and the lean binary starts at the floor.
+func LeanHelper(self string) string {
+	name := "devpi-credd-keyring"
+	if filepath.Ext(self) == ".exe" {
+		name += ".exe"
+	}
+	lean := filepath.Join(filepath.Dir(self), name)
+	if st, err := os.Stat(lean); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return lean
+	}
+	return self
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/job"
 )
 
 // keyringName reports whether the program was started under the name
@@ -67,7 +68,8 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
-	link, created, err := helper.LinkKeyring(dir, self, force)
+	target := leanHelper(self)
+	link, created, err := helper.LinkKeyring(dir, target, force)
 	var ee *helper.ExistsError
 	switch {
 	case errors.As(err, &ee) && ee.Target != "":
@@ -77,11 +79,22 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 	case err != nil:
 		return err
 	case created:
-		fmt.Fprintf(a.stdout, "created %s -> %s\n", link, self)
+		fmt.Fprintf(a.stdout, "created %s -> %s\n", link, target)
 	default:
-		fmt.Fprintf(a.stdout, "%s already runs %s\n", link, self)
+		fmt.Fprintf(a.stdout, "%s already runs %s\n", link, target)
+	}
+	if target == self {
+		a.warnf("devpi-credd-keyring is not installed beside %s: the link runs devpi-credd itself, which starts slower", self)
 	}
 	return a.printKeyringSettings(dir)
+}
+
+// leanHelper is devpi-credd-keyring beside self when it is installed
+// there (the wheel, the packages and make build put it there), else self:
+// the keyring link runs for every lookup, and the lean binary starts at
+// the floor.
+func leanHelper(self string) string {
+	return job.LeanHelper(self)
 }
 
 // selfPath is what the link should point at: devpi-credd as found on PATH

@@ -1,3 +1,5 @@
+//go:build gendocs
+
 package main
 
 import (
@@ -8,9 +10,14 @@ import (
 	"github.com/spf13/cobra/doc"
 )
 
-// newManCmd writes man pages for every command, for packages to install
-// (make man).
-func (a *app) newManCmd(root func() *cobra.Command) *cobra.Command {
+// buildCommands are commands only the build has (go build -tags gendocs):
+// man pages are made at build time (make man, make dist), so that
+// cobra/doc and its markdown renderer are in no shipped binary, whose
+// package start-up every command would pay.
+func (a *app) buildCommands() []*cobra.Command { return []*cobra.Command{a.newManCmd()} }
+
+// newManCmd writes man pages for every command.
+func (a *app) newManCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "man DIR",
 		Short:  "Write man pages for every command into DIR",
@@ -20,7 +27,7 @@ func (a *app) newManCmd(root func() *cobra.Command) *cobra.Command {
 			if err := os.MkdirAll(args[0], 0o755); err != nil {
 				return err
 			}
-			r := root()
+			r := a.newRootCmd()
 			r.DisableAutoGenTag = true
 			header := &doc.GenManHeader{Title: "DEVPI-CREDD", Section: "1", Source: "devpi-credd " + version}
 			if err := doc.GenManTree(r, header, args[0]); err != nil {

@@ -21,8 +21,12 @@ import (
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags "-X
+// main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
 
 // Exit codes, documented in docs/reference.md and in --help.
 const (
@@ -154,7 +158,8 @@ derives short-lived, narrowly scoped tokens on request ('get').
 	})
 	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd(),
 		a.newKeyringCmd(), a.newKeyringLinkCmd(), a.newDevpiLoginCmd(), a.newExecCmd(), a.newEnvCmd(), a.newServiceCmd(),
-		a.newLockCmd(), a.newUnlockCmd(), a.newRevokeCmd(), a.newManCmd(a.newRootCmd))
+		a.newLockCmd(), a.newUnlockCmd(), a.newRevokeCmd(), a.newVersionCmd())
+	root.AddCommand(a.buildCommands()...)
 	return root
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"gopkg.in/macaroon.v2"
 
+	"github.com/devpi-credd/devpi-credd/helper"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -21,8 +22,9 @@ func TestMain(m *testing.M) {
 	// "keyring" too: keyring-link points a link of that name at this test
 	// binary, which must then behave as devpi-credd started as keyring.
 	testscript.Main(m, map[string]func(){
-		"devpi-credd": func() { os.Exit(Main()) },
-		"keyring":     func() { os.Exit(Main()) },
+		"devpi-credd":         func() { os.Exit(Main()) },
+		"keyring":             func() { os.Exit(Main()) },
+		"devpi-credd-keyring": func() { os.Exit(helper.KeyringMain(os.Args[1:], os.Stdout, os.Stderr, os.Getenv)) },
 	})
 }
 
