@@ -268,18 +268,30 @@ func (d *Daemon) Close() error {
 // its user; with allow_uids, the shared one is kept for RunOn. Once it
 // returns, clients can connect (they wait in the backlog until Serve runs).
 func (d *Daemon) Listen() (net.Listener, error) {
-	cfg := d.Config()
-	l, err := listen(cfg.Socket, false)
+	l, err := listen(d.Config().Socket, false)
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.AllowUIDs) > 0 {
-		if d.shared, err = listen(cfg.SharedSocket, true); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("shared socket: %w", err)
-		}
+	if err := d.ListenShared(); err != nil {
+		l.Close()
+		return nil, err
 	}
 	return l, nil
+}
+
+// ListenShared opens the shared socket when allow_uids is set (Listen does
+// it; a daemon given its own socket by systemd calls it before RunOn).
+func (d *Daemon) ListenShared() error {
+	cfg := d.Config()
+	if len(cfg.AllowUIDs) == 0 || d.shared != nil {
+		return nil
+	}
+	shared, err := listen(cfg.SharedSocket, true)
+	if err != nil {
+		return fmt.Errorf("shared socket: %w", err)
+	}
+	d.shared = shared
+	return nil
 }
 
 // Run listens on the configured socket and serves it (see RunOn). The

@@ -71,18 +71,6 @@ func startAs(t *testing.T, uid int, prog string, args ...string) (*exec.Cmd, *lo
 	return cmd, out
 }
 
-// waitUntil polls cond until it holds, or fails the test after within.
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func mkdirMode(t *testing.T, path string, mode os.FileMode, uid int) string {
 	t.Helper()
 	must(t, os.Mkdir(path, 0o700))

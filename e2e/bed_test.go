@@ -477,3 +477,15 @@ func (u *user) wheel(t *testing.T, project, version string) string {
 	}
 	return strings.TrimSpace(r.stdout)
 }
+
+// waitUntil polls cond until it holds, or fails the test after within.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

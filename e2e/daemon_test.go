@@ -429,3 +429,47 @@ func TestDaemonKill9(t *testing.T) {
 	}
 	d2.stop(t)
 }
+
+// TestSocketActivation: started by its socket, as systemd starts it from
+// devpi-credd.socket: systemd-socket-activate listens on the socket the
+// config names and starts devpi-credd serve on the first connection,
+// passing the listening socket (LISTEN_FDS); the first get is answered.
+func TestSocketActivation(t *testing.T) {
+	sa, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Fatal("systemd-socket-activate is missing (make deps installs the systemd package)")
+	}
+	u, root := setupDaemonUser(t)
+	sock := filepath.Join(u.runtimeDir(), "devpi-credd", "socket")
+	must(t, os.MkdirAll(filepath.Dir(sock), 0o700))
+	logs := &lockedBuffer{}
+	cmd := exec.Command(sa, "-l", sock, bed.bin, "serve", "--log-format", "json")
+	cmd.Env = u.env(u.daemonEnv()...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	must(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("the activated daemon ignored SIGTERM")
+		}
+	}()
+	waitUntil(t, 30*time.Second, "systemd-socket-activate listening", func() bool {
+		st, err := os.Stat(sock)
+		return err == nil && st.Mode()&os.ModeSocket != 0
+	})
+	if strings.Contains(logs.String(), "serving") {
+		t.Fatalf("the daemon started before the first connection:\n%s", logs)
+	}
+	c, _ := credsOf(t, u.get(t, 0, "--json", bed.url))
+	if c.TokenID != root.ID() {
+		t.Errorf("the first get: %+v", c)
+	}
+	if !strings.Contains(logs.String(), "socket activation") {
+		t.Errorf("the daemon did not serve on the socket it was passed:\n%s", logs)
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"github.com/kardianos/service"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
 // Name is the service's name everywhere.
@@ -113,9 +115,21 @@ func (m *Manager) Install() error {
 	if err := prepareUnitDir(m.unit); err != nil {
 		return err
 	}
+	// The socket first: the service unit requires it.
+	if sock := socketPath(m.o, m.unit); sock != "" {
+		if err := safefile.Write(sock, []byte(socketUnit), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", sock, err)
+		}
+	}
 	err := m.s.Install()
 	if ferr := fixUnitMode(m.unit); ferr != nil && err == nil {
 		err = ferr
+	}
+	if sock := socketPath(m.o, m.unit); sock != "" && err == nil {
+		// The library enables the service; the socket is ours to enable.
+		if serr := systemctl("enable", Name+".socket"); serr != nil {
+			err = serr
+		}
 	}
 	if err != nil && runtime.GOOS == "linux" && m.Installed() {
 		return &UnreachableError{oneLine(err)}
@@ -131,6 +145,12 @@ func (m *Manager) Uninstall() error {
 		return ErrNotInstalled
 	}
 	_ = m.s.Stop()
+	if sock := socketPath(m.o, m.unit); sock != "" {
+		_ = systemctl("disable", "--now", Name+".socket")
+		if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
 	err := m.s.Uninstall()
 	if err != nil && runtime.GOOS == "linux" && m.Installed() {
 		if rerr := os.Remove(m.unit); rerr != nil {

@@ -1,6 +1,7 @@
 package svc
 
 import (
+	_ "embed"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 const unit = `[Unit]
 Description={{Description}}
 Documentation=https://github.com/devpi-credd/devpi-credd
-
+@SOCKET@
 [Service]
 Type=simple
 ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
@@ -25,14 +26,39 @@ UMask=0077
 NoNewPrivileges=yes
 
 [Install]
-WantedBy=@WANTEDBY@
+@ALSO@WantedBy=@WANTEDBY@
 `
 
+// socketUnit starts the daemon on the first lookup (systemd socket
+// activation); it is the one the packages install too.
+//
+//go:embed devpi-credd.socket
+var socketUnit string
+
+// unitTemplate is the service unit: a user's is started by its socket
+// (socket activation) and at login; a system-wide one at boot, without a
+// socket (it runs as the user, in a runtime directory systemd does not
+// make for it).
 func unitTemplate(system bool) string {
 	if system {
-		return strings.Replace(unit, "@WANTEDBY@", "multi-user.target", 1)
+		return strings.NewReplacer("@SOCKET@", "", "@ALSO@", "", "@WANTEDBY@", "multi-user.target").Replace(unit)
 	}
-	return strings.Replace(unit, "@WANTEDBY@", "default.target", 1)
+	return strings.NewReplacer("@SOCKET@", "Requires="+Name+".socket\nAfter="+Name+".socket\n",
+		"@ALSO@", "Also="+Name+".socket\n", "@WANTEDBY@", "default.target").Replace(unit)
+}
+
+// socketPath is where a user service's socket unit goes: beside the
+// service's.
+func socketPath(o Options, unit string) string {
+	if o.System {
+		return ""
+	}
+	return strings.TrimSuffix(unit, ".service") + ".socket"
+}
+
+// systemctl runs systemctl --user with args.
+func systemctl(args ...string) error {
+	return exec.Command("systemctl", append([]string{"--user"}, args...)...).Run()
 }
 
 // escapeArgs: systemd expands % specifiers and $VARIABLES in ExecStart.

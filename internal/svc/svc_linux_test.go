@@ -43,13 +43,18 @@ func TestInstallUninstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"WantedBy=default.target", `"--config" "/home/u/conf dir/c%%d.toml"`, "UMask=0077"} {
+	for _, want := range []string{"WantedBy=default.target", `"--config" "/home/u/conf dir/c%%d.toml"`, "UMask=0077",
+		"Requires=devpi-credd.socket", "Also=devpi-credd.socket"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("the unit lacks %q:\n%s", want, unit)
 		}
 	}
 	// Under umask 000, nothing on the way to the unit is writable by others.
-	for p, want := range map[string]os.FileMode{m.Unit(): 0o644, filepath.Dir(m.Unit()): 0o755, filepath.Join(home, ".config"): 0o755} {
+	sock := filepath.Join(filepath.Dir(m.Unit()), "devpi-credd.socket")
+	if b, err := os.ReadFile(sock); err != nil || !strings.Contains(string(b), "ListenStream=%t/devpi-credd/socket") {
+		t.Errorf("the socket unit: %q, %v", b, err)
+	}
+	for p, want := range map[string]os.FileMode{m.Unit(): 0o644, sock: 0o644, filepath.Dir(m.Unit()): 0o755, filepath.Join(home, ".config"): 0o755} {
 		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != want {
 			t.Errorf("%s: %v, want %v", p, st.Mode(), want)
 		}
@@ -72,8 +77,14 @@ func TestInstallUninstall(t *testing.T) {
 	if err := m.Control("start"); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("start when not installed: %v", err)
 	}
-	if b, _ := os.ReadFile(calls); !strings.Contains(string(b), "enable --user devpi-credd.service") {
-		t.Errorf("systemctl calls: %s", b)
+	b, _ := os.ReadFile(calls)
+	for _, want := range []string{"enable --user devpi-credd.service", "--user enable devpi-credd.socket", "--user disable --now devpi-credd.socket"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("systemctl calls lack %q: %s", want, b)
+		}
+	}
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the socket unit is left: %v", err)
 	}
 }
 
