@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build test unit cross pytest e2e bench fuzz man wheel demo venv deps clean
+.PHONY: all build test unit cross pytest e2e bench fuzz man wheel dist demo venv deps clean
 
 all: build
 
@@ -66,8 +66,14 @@ bench: build venv
 
 ## man: man pages for every command, into dist/man (shell completion:
 ## devpi-credd completion bash|zsh|fish|powershell).
-man: build
-	$(BIN) man dist/man
+man:
+	$(GO) run -tags gendocs ./cmd/devpi-credd man dist/man
+
+## dist: every artifact of a release into dist/, reproducibly: static
+## binaries for linux, darwin and windows, a wheel per platform, .deb and
+## .rpm, man pages, completions, SBOMs and SHA256SUMS (packaging/dist.sh).
+dist:
+	GO=$(GO) PYTHON=$(PYTHON) packaging/dist.sh
 
 ## wheel: the binary (static) and the keyring backend in one wheel, as ruff
 ## and uv ship theirs: 'pip install devpi-credd' then gives pip, uv, twine

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# make dist: every artifact of a release, into dist/, reproducibly (two
+# builds of one commit, from any clone, are the same bytes: -trimpath, no
+# build ids, SOURCE_DATE_EPOCH from the last commit, archives with sorted
+# entries and fixed times):
+#   - devpi-credd and devpi-credd-keyring, static, for linux amd64/arm64,
+#     darwin amd64/arm64, windows amd64, in an archive each
+#   - a wheel per platform (the binaries as scripts, the keyring backend)
+#   - .deb and .rpm for amd64 and arm64 (nfpm)
+#   - the man pages and shell completions those carry
+#   - an SBOM (CycloneDX), and SHA256SUMS of everything
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+GO=${GO:-go}
+PYTHON=${PYTHON:-python3}
+NFPM=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+CYCLONEDX=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
+
+version=$(packaging/version.sh)
+commit=$(git rev-parse HEAD)
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+export SOURCE_DATE_EPOCH
+export CGO_ENABLED=0 GOFLAGS=-mod=readonly TZ=UTC LC_ALL=C
+out=$top/dist
+rm -rf "$out"
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ldflags="-s -w -buildid= -X main.version=$version -X main.commit=$commit"
+build() { # GOOS GOARCH DIR
+  for prog in devpi-credd devpi-credd-keyring; do
+    GOOS=$1 GOARCH=$2 $GO build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$3/" "./cmd/$prog"
+  done
+}
+
+# Man pages and completions, made by the build: the shipped binaries carry
+# no man page renderer.
+$GO run -trimpath -buildvcs=false -tags gendocs -ldflags "$ldflags" ./cmd/devpi-credd man "$work/man" >/dev/null
+cp packaging/man/devpi-credd-keyring.1 "$work/man/"
+gzip -9n "$work"/man/*.1
+build "$($GO env GOHOSTOS)" "$($GO env GOHOSTARCH)" "$work/host"
+mkdir -p "$work/completions"
+"$work/host/devpi-credd" completion bash >"$work/completions/devpi-credd.bash"
+"$work/host/devpi-credd" completion zsh >"$work/completions/_devpi-credd"
+"$work/host/devpi-credd" completion fish >"$work/completions/devpi-credd.fish"
+
+declare -A wheeltag=(
+  [linux/amd64]=manylinux_2_17_x86_64.manylinux2014_x86_64.musllinux_1_1_x86_64
+  [linux/arm64]=manylinux_2_17_aarch64.manylinux2014_aarch64.musllinux_1_1_aarch64
+  [darwin/amd64]=macosx_12_0_x86_64
+  [darwin/arm64]=macosx_12_0_arm64
+  [windows/amd64]=win_amd64
+)
+for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do
+  os=${platform%/*} arch=${platform#*/}
+  name=devpi-credd-$version-$os-$arch
+  dir=$work/$name
+  build "$os" "$arch" "$dir"
+  cp README.md LICENSE "$dir/"
+  if [[ $os == windows ]]; then
+    $PYTHON packaging/archive.py "$dir" "$out/$name.zip"
+  else
+    cp -r "$work/man" "$work/completions" "$dir/"
+    $PYTHON packaging/archive.py "$dir" "$out/$name.tar.gz"
+  fi
+  $PYTHON packaging/wheel/build_wheel.py "$version" "$dir" "$out" "py3-none-${wheeltag[$platform]}" >/dev/null
+  if [[ $os == linux ]]; then
+    stage=$work/stage-$arch
+    mkdir -p "$stage/doc"
+    cp "$dir/devpi-credd" "$dir/devpi-credd-keyring" packaging/systemd/devpi-credd.service internal/svc/devpi-credd.socket "$stage/"
+    cp -r "$work/man" "$work/completions" "$stage/"
+    cp README.md LICENSE "$stage/doc/"
+    packaging/nfpm/debian-docs.sh "$version" "$stage/doc"
+    for packager in deb rpm; do
+      if ! log=$(STAGE=$stage ARCH=$arch VERSION=$version $GO run $NFPM package --config packaging/nfpm/nfpm.yaml \
+        --packager "$packager" --target "$out/" 2>&1); then
+        echo "$log" >&2
+        exit 1
+      fi
+    done
+  fi
+done
+
+# SBOMs: the modules (and Go's standard library) in each shipped binary,
+# with their versions and checksums; no time, no random serial number.
+for prog in devpi-credd devpi-credd-keyring; do
+  $GO run $CYCLONEDX app -json -std -noserial -notimestamp -main "cmd/$prog" -output "$out/$prog-$version.cdx.json" . 2>/dev/null
+done
+
+(cd "$out" && sha256sum -- * | LC_ALL=C sort -k2 >SHA256SUMS)
+echo "dist/ for devpi-credd $version ($commit):"
+(cd "$out" && ls -1)
