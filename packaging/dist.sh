@@ -68,7 +68,8 @@ for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64;
   if [[ $os == linux ]]; then
     stage=$work/stage-$arch
     mkdir -p "$stage/doc"
-    cp "$dir/devpi-credd" "$dir/devpi-credd-keyring" packaging/systemd/devpi-credd.service internal/svc/devpi-credd.socket "$stage/"
+    cp "$dir/devpi-credd" "$dir/devpi-credd-keyring" packaging/systemd/devpi-credd.service internal/svc/devpi-credd.socket \
+      packaging/nfpm/lintian-overrides "$stage/"
     cp -r "$work/man" "$work/completions" "$stage/"
     cp README.md LICENSE "$stage/doc/"
     packaging/nfpm/debian-docs.sh "$version" "$stage/doc"

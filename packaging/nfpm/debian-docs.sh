@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # debian-docs.sh VERSION DIR: the copyright file (machine-readable) and the
-# changelog.Debian.gz a .deb carries, dated SOURCE_DATE_EPOCH.
+# changelog a .deb carries (changelog.gz: a native package), dated
+# SOURCE_DATE_EPOCH.
 set -euo pipefail
 version=$1 dir=$2
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,4 +17,4 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 } >"$dir/copyright"
 date=$(date -u -R -d "@${SOURCE_DATE_EPOCH:?}")
 printf 'devpi-credd (%s) unstable; urgency=medium\n\n  * Release %s, built from the devpi-credd repository.\n\n -- devpi-credd authors <devpi-credd@users.noreply.github.com>  %s\n' \
-  "$version" "$version" "$date" | gzip -9n >"$dir/changelog.Debian.gz"
+  "$version" "$version" "$date" | gzip -9n >"$dir/changelog.gz"
