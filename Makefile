@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build test unit cross pytest e2e bench fuzz man wheel dist demo venv deps clean
+.PHONY: all build test unit cross pytest e2e bench fuzz man wheel dist dist-test demo venv deps clean
 
 all: build
 
@@ -20,7 +20,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/devpi-credd-keyring ./cmd/devpi-credd-keyring
 
 ## test: everything CI runs.
-test: unit cross pytest e2e
+test: unit cross pytest e2e dist-test
 
 unit: deps
 	$(GO) vet ./...
@@ -41,13 +41,18 @@ pytest: build venv
 e2e: deps venv
 	DEVPI_CREDD_VENV=$(VENV) $(GO) test -race -count=1 -tags e2e -timeout 20m ./e2e/
 
-## deps: system packages the tests run: nginx (in front of devpi-server)
-## and systemd-analyze (checks the service unit offline).
+## deps: system packages the tests run: nginx (in front of devpi-server),
+## systemd (systemd-analyze checks the units offline; systemd-socket-activate
+## starts the daemon from its socket), hyperfine (make bench), lintian, rpm
+## and man-db (the .deb and .rpm checks).
 deps:
 	@missing=""; \
 	PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v hyperfine >/dev/null || missing="$$missing hyperfine"; \
+	command -v lintian >/dev/null || missing="$$missing lintian"; \
+	command -v rpm >/dev/null || missing="$$missing rpm"; \
+	command -v man >/dev/null || missing="$$missing man-db"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -99,8 +104,12 @@ demo: build deps venv
 
 ## venv: the pinned Python programs the e2e tests and the demo drive:
 ## server (devpi-server + plugins), client (devpi-client, twine, keyring, uv,
-## and our keyring backend), pip25 (a pip that asks keyrings the old way).
-venv: $(VENV)/server/.installed $(VENV)/client/.installed $(VENV)/pip25/.installed $(VENV)/client/.backend
+## and our keyring backend), pip25 (a pip that asks keyrings the old way),
+## poetry and pdm (with our backend in poetry's, which uses the keyring
+## library), tools (pipx), and a wheelhouse of keyring and its
+## dependencies for installing devpi-credd's wheels offline.
+venv: $(VENV)/server/.installed $(VENV)/client/.installed $(VENV)/pip25/.installed $(VENV)/client/.backend \
+	$(VENV)/poetry/.installed $(VENV)/poetry/.backend $(VENV)/pdm/.installed $(VENV)/tools/.installed $(VENV)/wheelhouse/.done
 
 $(VENV)/%/.installed: e2e/requirements-%.txt
 	rm -rf $(VENV)/$*
@@ -111,9 +120,22 @@ $(VENV)/%/.installed: e2e/requirements-%.txt
 	touch $@
 
 # Our keyring backend, rebuilt when its sources change.
-$(VENV)/client/.backend: $(VENV)/client/.installed $(wildcard packaging/python/pyproject.toml packaging/python/src/*/*.py)
-	$(VENV)/client/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./packaging/python
+$(VENV)/%/.backend: $(VENV)/%/.installed $(wildcard packaging/python/pyproject.toml packaging/python/src/*/*.py)
+	$(VENV)/$*/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./packaging/python
 	touch $@
+
+$(VENV)/wheelhouse/.done: e2e/requirements-keyring.txt $(VENV)/client/.installed
+	rm -rf $(VENV)/wheelhouse
+	$(VENV)/client/bin/python -m pip download -q --disable-pip-version-check --no-deps -r $< -d $(VENV)/wheelhouse
+	touch $@
+
+## dist-test: make dist, then check what it made: wheel tags, contents and
+## metadata (twine check); pip install, uv tool install and pipx install of
+## the wheel; the .deb with lintian, installed with dpkg -i and removed
+## again (as root); the .rpm with rpm -qp; and a second build from a fresh
+## clone, byte for byte the same.
+dist-test: dist deps venv
+	DEVPI_CREDD_VENV=$(VENV) $(GO) test -count=1 -tags dist -timeout 30m ./packaging/disttest/
 
 clean:
 	rm -rf bin $(VENV)
