@@ -8,8 +8,9 @@ PYTHON      ?= python3
 VENV        ?= $(CURDIR)/.venv
 BIN         := bin/devpi-credd
 PIP_VERSION := 26.3
-VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS     := -X main.version=$(VERSION)
+VERSION     ?= $(shell packaging/version.sh 2>/dev/null || echo dev)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build test unit cross pytest e2e bench fuzz man wheel dist dist-test demo venv deps clean
 
@@ -25,6 +26,8 @@ test: unit cross pytest e2e dist-test
 unit: deps
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
+	$(GO) vet -tags dist ./packaging/disttest/
+	$(GO) run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12 -color=false
 	$(GO) test -race -count=1 ./...
 
 # devpi-credd runs on developer machines of every kind: keep it building.
@@ -80,13 +83,13 @@ man:
 dist:
 	GO=$(GO) PYTHON=$(PYTHON) packaging/dist.sh
 
-## wheel: the binary (static) and the keyring backend in one wheel, as ruff
-## and uv ship theirs: 'pip install devpi-credd' then gives pip, uv, twine
-## and keyring everything.
-WHEEL_VERSION ?= 0.1.0
+## wheel: this machine's wheel alone (make dist makes every platform's):
+## the binaries (static) and the keyring backend, as ruff and uv ship
+## theirs: 'pip install devpi-credd' then gives pip, uv, twine and keyring
+## everything.
 wheel:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/wheel-bin/devpi-credd ./cmd/devpi-credd
-	$(PYTHON) packaging/wheel/build_wheel.py $(WHEEL_VERSION) dist/wheel-bin/devpi-credd dist
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/wheel-bin/ ./cmd/devpi-credd ./cmd/devpi-credd-keyring
+	$(PYTHON) packaging/wheel/build_wheel.py $$(packaging/version.sh) dist/wheel-bin dist
 
 ## fuzz: every parser that reads outside input, FUZZTIME each (seeds run in
 ## make unit anyway).

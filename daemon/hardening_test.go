@@ -207,28 +207,6 @@ func TestRefusalLinesAreRateLimited(t *testing.T) {
 	}
 }
 
-// An audit log removed (or rotated away) without a SIGHUP is created
-// anew: no line goes to a file nobody can see.
-func TestRemovedAuditLogIsRecreated(t *testing.T) {
-	f := newFixture(t, "http://h/", mintRoot(t, "abcd2345"))
-	if _, err := f.get("http://h/alice/dev/"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(f.audit, f.audit+".1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.get("http://h/alice/dev/"); err != nil {
-		t.Fatal(err)
-	}
-	f.stop()
-	if lines := readLines(t, f.audit); len(lines) != 1 || !strings.Contains(lines[0], `"event":"mint"`) {
-		t.Errorf("the new audit log: %q", lines)
-	}
-	if st, _ := os.Stat(f.audit); st == nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("the new audit log's mode: %v", st)
-	}
-}
-
 // Item 6: a change made after the config was loaded but before the
 // daemon serves is not lost.
 func TestChangeBeforeServingIsNotLost(t *testing.T) {

@@ -96,7 +96,8 @@ func runMain(m *testing.M) int {
 }
 
 func (b *testBed) build() error {
-	for out, pkg := range map[string]string{b.bin: "../cmd/devpi-credd", b.attacker: "./attacker"} {
+	lean := filepath.Join(filepath.Dir(b.bin), "devpi-credd-keyring")
+	for out, pkg := range map[string]string{b.bin: "../cmd/devpi-credd", lean: "../cmd/devpi-credd-keyring", b.attacker: "./attacker"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-// TestWheel: the wheel carries the binary and the keyring backend; once
-// installed, the backend finds the binary that came with it, with nothing
-// on PATH.
+// TestWheel: the wheel carries the binaries and the keyring backend; once
+// installed, the backend finds the binaries that came with it, with
+// nothing on PATH.
 func TestWheel(t *testing.T) {
 	u := newUser(t)
 	dist := filepath.Join(u.home, "dist")
@@ -19,7 +19,7 @@ func TestWheel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := u.run(t, "", bed.py("client", "python"), script, "0.0.1", bed.bin, dist)
+	r := u.run(t, "", bed.py("client", "python"), script, "0.0.1", filepath.Dir(bed.bin), dist)
 	if r.code != 0 {
 		t.Fatalf("build_wheel: %s", r)
 	}
@@ -41,8 +41,10 @@ import keyring.backend, devpi_credd_keyring
 names = [type(b).__name__ for b in keyring.backend.get_all_keyring()]
 assert "DevpiCreddKeyring" in names, names
 print(devpi_credd_keyring._program())
+print(devpi_credd_keyring._command(devpi_credd_keyring._program())[0])
 `)
-	if r.code != 0 || strings.TrimSpace(r.stdout) != bin {
-		t.Errorf("the backend does not find the binary it came with: %s", r)
+	// It runs the lean helper that came with it.
+	if r.code != 0 || strings.TrimSpace(r.stdout) != bin+"\n"+filepath.Join(target, "bin", "devpi-credd-keyring") {
+		t.Errorf("the backend does not find the binaries it came with: %s", r)
 	}
 }

@@ -279,6 +279,15 @@ func TestDeb(t *testing.T) {
 			t.Errorf("left after dpkg -r: %s", p)
 		}
 	}
+	// The README's other route: apt, with the file's path.
+	run(t, []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", "install", "-y", "-q", "--no-download", deb)
+	if out := run(t, nil, "/usr/bin/devpi-credd-keyring", "--help"); !strings.Contains(out, "usage: keyring") {
+		t.Errorf("devpi-credd-keyring --help: %s", out)
+	}
+	run(t, []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", "remove", "-y", "-q", "devpi-credd")
+	if _, err := os.Lstat("/usr/bin/devpi-credd"); err == nil {
+		t.Error("left after apt-get remove: /usr/bin/devpi-credd")
+	}
 }
 
 func TestRPM(t *testing.T) {
