@@ -17,28 +17,30 @@ echo "-- the same at the target load of 20,000/s"
 "$work/load" -socket "$work/run/socket" -pid "$daemon" -c 64 -d 10s -rate 20000
 echo "audit lines written: $(wc -l <"$work/run.audit.log")"
 
-# A socket shared with allow_uids is 0666: every local user can reach it.
-# The same load, without and then with another uid (65534) flooding it
-# with held connections and refused requests (e2e/attacker flood).
+# With allow_uids set, other uids reach the daemon on its shared socket
+# (0666); the owner's own stays private. The owner's load on its socket,
+# without and then with another uid (65534) flooding the shared one with
+# held connections and refused requests (e2e/attacker flood).
 if [[ $(id -u) == 0 ]]; then
   go build -o "$work/attacker" "$here/e2e/attacker"
   chmod 0711 "$work"
-  start_daemon "$bin" "$work/load" shared 'allow_uids = [4242]'
-  shared=$daemon_pid
+  start_daemon "$bin" "$work/load" owner "allow_uids = [4242]
+shared_socket = \"$work/shared/socket\""
+  owner=$daemon_pid
   echo
-  echo "== shared socket (allow_uids set), no flood"
-  "$work/load" -socket "$work/shared/socket" -pid "$shared" -c 64 -d 10s
-  "$work/load" -socket "$work/shared/socket" -c 64 -d 10s -rate 20000
-  echo "-- the same while uid 65534 floods the socket"
+  echo "== allow_uids set: the owner's load, no flood"
+  "$work/load" -socket "$work/owner/socket" -pid "$owner" -c 64 -d 10s
+  "$work/load" -socket "$work/owner/socket" -c 64 -d 10s -rate 20000
+  echo "-- the same while uid 65534 floods the shared socket"
   flood() { setpriv --reuid 65534 --regid 65534 --clear-groups "$work/attacker" flood "$work/shared/socket" "$1"; }
   flood 11s >"$work/flood1" & f=$!
-  "$work/load" -socket "$work/shared/socket" -pid "$shared" -c 64 -d 10s
+  "$work/load" -socket "$work/owner/socket" -pid "$owner" -c 64 -d 10s
   wait $f; echo "   the flood: $(cat "$work/flood1")"
   flood 11s >"$work/flood2" & f=$!
-  "$work/load" -socket "$work/shared/socket" -c 64 -d 10s -rate 20000
+  "$work/load" -socket "$work/owner/socket" -c 64 -d 10s -rate 20000
   wait $f; echo "   the flood: $(cat "$work/flood2")"
-  echo "   daemon: $("$bin" status --socket "$work/shared/socket" | grep -E 'tokens|connections' | tr -s ' ' | paste -sd';')"
-  echo "   audit lines for uid 65534: $(grep -c '"uid":65534' "$work/shared.audit.log" || true) (refusal lines and summaries)"
+  echo "   daemon: $("$bin" status --socket "$work/owner/socket" | grep -E 'tokens|connections' | tr -s ' ' | paste -sd';')"
+  echo "   audit lines for uid 65534: $(grep -c '"uid":65534' "$work/owner.audit.log" || true) (refusal lines and summaries)"
 else
   echo "(the flood from another uid needs root: skipped)"
 fi

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,6 +76,15 @@ func (s *lockedSetup) run(t *testing.T, extra []string, prog string, args ...str
 		t.Errorf("%s took %s", prog, d)
 	}
 	return r
+}
+
+// runIn is run in dir.
+func (s *lockedSetup) runIn(t *testing.T, dir string, extra []string, prog string, args ...string) result {
+	t.Helper()
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = s.u.env(s.env(extra...)...)
+		cmd.Dir = dir
+	}, prog, args...)
 }
 
 func (s *lockedSetup) simple() string { return bed.locked + s.dev + "/+simple/" }
@@ -388,4 +398,120 @@ func TestPipTwoIndexesOneServer(t *testing.T) {
 	if r := pip(); r.code != 0 {
 		t.Errorf("read_scope = server: %s", r)
 	}
+}
+
+// project writes a project directory with pyproject.toml (text, with
+// SIMPLE and UPLOAD replaced) and returns it.
+func (s *lockedSetup) project(t *testing.T, name, text string) string {
+	t.Helper()
+	dir := filepath.Join(s.u.home, name)
+	must(t, os.MkdirAll(dir, 0o700))
+	text = strings.NewReplacer("SIMPLE", strings.TrimSuffix(s.simple(), "/"), "UPLOAD", bed.locked+s.dev+"/").Replace(text)
+	must(t, os.WriteFile(filepath.Join(dir, "pyproject.toml"), []byte(text), 0o600))
+	return dir
+}
+
+// TestPoetry: poetry (the keyring library in its process, our backend
+// installed beside it) locks, installs and publishes against the
+// read-protected index with nothing but devpi-credd: it asks
+// python-poetry-check and poetry-repository-NAME first (not ours, not
+// refusals), then the URL.
+func TestPoetry(t *testing.T) {
+	s := newLockedSetup(t)
+	dir := s.project(t, "poet", `[project]
+name = "poet-pkg"
+version = "1.0"
+requires-python = ">=3.9"
+dependencies = ["locked-pkg"]
+
+[build-system]
+requires = ["poetry-core>=2"]
+build-backend = "poetry.core.masonry.api"
+
+[[tool.poetry.source]]
+name = "devpi"
+url = "SIMPLE"
+priority = "primary"
+`)
+	must(t, os.MkdirAll(filepath.Join(dir, "poet_pkg"), 0o700))
+	must(t, os.WriteFile(filepath.Join(dir, "poet_pkg", "__init__.py"), nil, 0o600))
+	poetry := bed.py("poetry", "poetry")
+	env := []string{"POETRY_VIRTUALENVS_IN_PROJECT=true", "POETRY_NO_INTERACTION=1", "POETRY_CACHE_DIR=" + filepath.Join(s.u.home, "poetry-cache")}
+	mark := s.mark(t)
+	for _, args := range [][]string{{"lock"}, {"install", "--no-root"}} {
+		cmd := append([]string{"-C", dir}, args...)
+		if r := s.run(t, env, poetry, cmd...); r.code != 0 {
+			t.Fatalf("poetry %s: %s", strings.Join(args, " "), r)
+		}
+	}
+	if r := s.run(t, nil, filepath.Join(dir, ".venv", "bin", "python"), "-c", "import locked_pkg"); r.code != 0 {
+		t.Errorf("locked-pkg is not installed in poetry's environment: %s", r)
+	}
+	s.minted(t, mark, "python", strings.TrimSuffix(s.simple(), "/"), "read", "allowed=pkg_read", "indexes="+s.dev)
+
+	// Publish what is in dist/ to the upload URL, as repository "devpi".
+	must(t, os.MkdirAll(filepath.Join(dir, "dist"), 0o700))
+	s.u.run(t, "", bed.py("client", "python"), bed.mkwheel, "poet-pkg", "1.0", filepath.Join(dir, "dist"))
+	if r := s.run(t, env, poetry, "-C", dir, "config", "repositories.devpi", bed.locked+s.dev+"/"); r.code != 0 {
+		t.Fatalf("poetry config: %s", r)
+	}
+	mark = s.mark(t)
+	if r := s.run(t, env, poetry, "-C", dir, "publish", "-r", "devpi"); r.code != 0 {
+		t.Fatalf("poetry publish: %s", r)
+	}
+	s.minted(t, mark, "python", bed.locked+s.dev+"/", "upload", "allowed=upload", "indexes="+s.dev)
+	s.notRefused(t, mark)
+}
+
+// notRefused: after mark, the audit log has no refusal (poetry's and
+// pdm's repository-name lookups are not ours, and not refusals).
+func (s *lockedSetup) notRefused(t *testing.T, mark int) {
+	t.Helper()
+	for _, l := range s.audit(t)[mark:] {
+		if l.Event != "mint" {
+			t.Errorf("a %s line in the audit log: %+v", l.Event, l)
+		}
+	}
+}
+
+// TestPDM: pdm (without the keyring library: it runs the keyring command
+// line, our link on PATH) locks, installs and publishes.
+func TestPDM(t *testing.T) {
+	s := newLockedSetup(t)
+	dir := s.project(t, "pdmproj", `[project]
+name = "pdm-pkg"
+version = "1.0"
+requires-python = ">=3.9"
+dependencies = ["locked-pkg"]
+
+[tool.pdm]
+distribution = false
+
+[[tool.pdm.source]]
+name = "pypi"
+url = "SIMPLE"
+`)
+	pdm := bed.py("pdm", "pdm")
+	env := []string{"PDM_HOME=" + filepath.Join(s.u.home, "pdm-home"), "PDM_CACHE_DIR=" + filepath.Join(s.u.home, "pdm-cache"),
+		"PDM_CHECK_UPDATE=false", "PDM_NON_INTERACTIVE=1"}
+	mark := s.mark(t)
+	if r := s.runIn(t, dir, env, pdm, "venv", "create", bed.py("client", "python")); r.code != 0 {
+		t.Fatalf("pdm venv create: %s", r)
+	}
+	if r := s.runIn(t, dir, env, pdm, "install"); r.code != 0 {
+		t.Fatalf("pdm install: %s", r)
+	}
+	if r := s.run(t, nil, filepath.Join(dir, ".venv", "bin", "python"), "-c", "import locked_pkg"); r.code != 0 {
+		t.Errorf("locked-pkg is not installed in pdm's environment: %s", r)
+	}
+	s.minted(t, mark, "devpi-credd-keyring", s.simple(), "read", "allowed=pkg_read", "indexes="+s.dev)
+
+	must(t, os.MkdirAll(filepath.Join(dir, "dist"), 0o700))
+	s.u.run(t, "", bed.py("client", "python"), bed.mkwheel, "pdm-pkg", "1.0", filepath.Join(dir, "dist"))
+	mark = s.mark(t)
+	if r := s.runIn(t, dir, env, pdm, "publish", "--no-build", "-r", bed.locked+s.dev+"/"); r.code != 0 {
+		t.Fatalf("pdm publish: %s", r)
+	}
+	s.minted(t, mark, "devpi-credd-keyring", bed.locked+s.dev+"/", "upload", "allowed=upload", "indexes="+s.dev)
+	s.notRefused(t, mark)
 }
