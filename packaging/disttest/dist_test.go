@@ -310,6 +310,27 @@ func TestRPM(t *testing.T) {
 	}
 }
 
+// The README's rpm route, into a root of the test's own: this machine is
+// Debian, whose own packages rpm does not manage.
+func TestRPMInstall(t *testing.T) {
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	rpm := glob(t, "devpi-credd-*."+arch+".rpm")[0]
+	root := t.TempDir()
+	run(t, nil, "rpm", "--root", root, "-i", rpm)
+	if out := run(t, nil, filepath.Join(root, "usr", "bin", "devpi-credd"), "version"); !strings.Contains(out, version(t)) {
+		t.Errorf("devpi-credd version: %s", out)
+	}
+	for _, f := range debFiles {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil && !strings.HasPrefix(f, "/usr/share/doc/") {
+			t.Errorf("rpm -i did not install %s", f)
+		}
+	}
+	run(t, nil, "rpm", "--root", root, "-e", "devpi-credd")
+	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "devpi-credd")); err == nil {
+		t.Error("left after rpm -e: /usr/bin/devpi-credd")
+	}
+}
+
 // A second build, from a fresh clone of the same commit elsewhere, is the
 // same bytes.
 func TestReproducible(t *testing.T) {
