@@ -279,8 +279,13 @@ func TestDeb(t *testing.T) {
 			t.Errorf("left after dpkg -r: %s", p)
 		}
 	}
-	// The README's other route: apt, with the file's path.
-	run(t, []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", "install", "-y", "-q", "--no-download", deb)
+	// The README's other route: apt, with the file's path as the README
+	// writes it (./FILE, from the directory it is in).
+	cmd := exec.Command("apt-get", "install", "-y", "-q", "--no-download", "./"+filepath.Base(deb))
+	cmd.Dir, cmd.Env = filepath.Dir(deb), append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get install ./%s: %v\n%s", filepath.Base(deb), err, out)
+	}
 	if out := run(t, nil, "/usr/bin/devpi-credd-keyring", "--help"); !strings.Contains(out, "usage: keyring") {
 		t.Errorf("devpi-credd-keyring --help: %s", out)
 	}
