@@ -281,7 +281,7 @@ func TestDeb(t *testing.T) {
 	}
 	// The README's other route: apt, with the file's path as the README
 	// writes it (./FILE, from the directory it is in).
-	cmd := exec.Command("apt-get", "install", "-y", "-q", "--no-download", "./"+filepath.Base(deb))
+	cmd := exec.Command("apt-get", "install", "-y", "-q", "./"+filepath.Base(deb))
 	cmd.Dir, cmd.Env = filepath.Dir(deb), append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("apt-get install ./%s: %v\n%s", filepath.Base(deb), err, out)
