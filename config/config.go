@@ -60,6 +60,8 @@ type Config struct {
 	MintBudget int
 	// Servers, sorted by name.
 	Servers []Server
+	// Exchange, when set, serves trusted publishing (see Exchange).
+	Exchange *Exchange
 }
 
 // Powers that allow_uids_grant may name.
@@ -149,6 +151,7 @@ type fileConfig struct {
 	AllowGrant []string              `mapstructure:"allow_uids_grant"`
 	MintBudget int                   `mapstructure:"mint_budget"`
 	Servers    map[string]fileServer `mapstructure:"servers"`
+	Exchange   *fileExchange         `mapstructure:"exchange"`
 }
 
 // ErrEmpty is returned for an empty file, which is what a reader sees in the
@@ -280,6 +283,9 @@ func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
 		c.Servers = append(c.Servers, s)
 	}
 	sort.Slice(c.Servers, func(i, j int) bool { return c.Servers[i].Name < c.Servers[j].Name })
+	if c.Exchange, err = validateExchange(fc.Exchange, c.Servers); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -51,6 +51,14 @@ type auditEntry struct {
 	// their own since Since.
 	Count int        `json:"count,omitempty"`
 	Since *time.Time `json:"since,omitempty"`
+	// An exchange (trusted publishing): the caller's address, the identity
+	// token's issuer and the claims that say where it comes from, the
+	// publisher that matched, and for a refusal the checks that failed.
+	Remote    string            `json:"remote,omitempty"`
+	Issuer    string            `json:"issuer,omitempty"`
+	Publisher string            `json:"publisher,omitempty"`
+	Claims    map[string]string `json:"claims,omitempty"`
+	Codes     []string          `json:"codes,omitempty"`
 }
 
 // auditLog appends JSON lines to a private file, one write per line so
@@ -181,7 +189,7 @@ func (d *Daemon) writeAudit(e auditEntry) error {
 func (d *Daemon) refuse(e auditEntry, reason string) {
 	d.refused.Add(1)
 	e.Event, e.Reason = "refuse", safeurl.Cap(reason, maxReason)
-	summary, ok := d.refusals.allow(e.Peer.UID, reason, e.Time)
+	summary, ok := d.refusals.allow(callerOf(e), reason, e.Time)
 	if summary != nil {
 		_ = d.writeAudit(*summary)
 	}
@@ -225,10 +233,24 @@ const (
 	refusalSummaryEvery = 10 * time.Second
 )
 
-// refusalLines is a token bucket of audit lines per uid.
+// refusalLines is a token bucket of audit lines per caller.
 type refusalLines struct {
 	mu  sync.Mutex
-	per map[int]*uidRefusals
+	per map[caller]*uidRefusals
+}
+
+// caller is whom refusal lines are counted for: a local uid, or, for the
+// exchange, a remote address.
+type caller struct {
+	uid    int
+	remote string
+}
+
+func callerOf(e auditEntry) caller {
+	if e.Remote != "" {
+		return caller{uid: -1, remote: e.Remote}
+	}
+	return caller{uid: e.Peer.UID}
 }
 
 type uidRefusals struct {
@@ -240,11 +262,11 @@ type uidRefusals struct {
 
 // allow reports whether a refusal of uid gets its own line; summary, when
 // set, sums up the refusals held back before it and is written first.
-func (r *refusalLines) allow(uid int, reason string, now time.Time) (summary *auditEntry, ok bool) {
+func (r *refusalLines) allow(uid caller, reason string, now time.Time) (summary *auditEntry, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.per == nil || len(r.per) >= maxCallers {
-		r.per = map[int]*uidRefusals{}
+		r.per = map[caller]*uidRefusals{}
 	}
 	u := r.per[uid]
 	if u == nil {
@@ -265,9 +287,9 @@ func (r *refusalLines) allow(uid int, reason string, now time.Time) (summary *au
 	return summary, true
 }
 
-func (u *uidRefusals) summary(uid int, now time.Time) *auditEntry {
+func (u *uidRefusals) summary(c caller, now time.Time) *auditEntry {
 	since := u.since.UTC()
-	s := &auditEntry{Time: now.UTC(), Event: "refuse_summary", Peer: Peer{UID: uid, PID: -1}, Reason: u.reason, Count: u.suppressed, Since: &since}
+	s := &auditEntry{Time: now.UTC(), Event: "refuse_summary", Peer: Peer{UID: c.uid, PID: -1}, Remote: c.remote, Reason: u.reason, Count: u.suppressed, Since: &since}
 	u.suppressed = 0
 	return s
 }

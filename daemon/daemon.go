@@ -30,6 +30,10 @@ type Options struct {
 	Now     func() time.Time
 	// HTTP is used to look up index bases on the servers.
 	HTTP *http.Client
+	// IssuerHTTP fetches identity token issuers' discovery documents and
+	// keys for the exchange (default: the system's roots, which
+	// SSL_CERT_FILE can name, and a 10 s timeout).
+	IssuerHTTP *http.Client
 	// Backend picks where a server's root token lives; the default is the
 	// file or keychain the config names.
 	Backend func(config.Server) store.Backend
@@ -56,8 +60,11 @@ type Daemon struct {
 	log     *slog.Logger
 	started time.Time
 	uid     int // the daemon's own user: its owner
-	// shared is the socket allow_uids connect to (see Listen).
-	shared net.Listener
+	// shared is the socket allow_uids connect to, exchangeL the trusted
+	// publishing exchange's TCP listener (see Listen).
+	shared    net.Listener
+	exchangeL net.Listener
+	replayDir string // the exchange's, as it was when it opened
 	// peerOf asks the kernel who is calling (tests stand in for it to be
 	// another uid).
 	peerOf func(net.Conn) Peer
@@ -77,6 +84,8 @@ type Daemon struct {
 	missed atomic.Int64
 	// dropped counts connections closed unanswered: over the caps.
 	dropped atomic.Int64
+	// exchanged counts tokens handed out by the exchange.
+	exchanged atomic.Int64
 	// locked: no mints until unlocked (devpi-credd lock, e.g. when leaving
 	// the machine or after a suspected leak).
 	locked    atomic.Bool
@@ -225,6 +234,7 @@ func (d *Daemon) reloadConfig() bool {
 	if cfg.SharedSocket != old.SharedSocket || (len(cfg.AllowUIDs) > 0) != (len(old.AllowUIDs) > 0) {
 		d.log.Warn("the shared socket opens or closes on restart; allow_uids apply to the peer check now", "shared_socket", old.SharedSocket, "new", cfg.SharedSocket)
 	}
+	d.warnExchangeChanges(old.Exchange, cfg.Exchange)
 	if cfg.AuditLog != old.AuditLog {
 		if err := d.reopenAudit(cfg.AuditLog); err != nil {
 			d.log.Error("keeping the old audit log", "err", err)
@@ -276,6 +286,13 @@ func (d *Daemon) Listen() (net.Listener, error) {
 		l.Close()
 		return nil, err
 	}
+	if err := d.listenExchange(); err != nil {
+		l.Close()
+		if d.shared != nil {
+			d.shared.Close()
+		}
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -320,6 +337,16 @@ func (d *Daemon) RunOn(ctx context.Context, l net.Listener, reload <-chan struct
 	bg.Add(2)
 	go func() { defer bg.Done(); d.refreshDevpiClient(ctx, d.opts.RefreshEvery) }()
 	go func() { defer bg.Done(); d.summarizeRefusals(ctx) }()
+	if err := d.listenExchange(); err != nil {
+		l.Close()
+		return err
+	}
+	exchangeDone := make(chan error, 1)
+	if d.exchangeL != nil {
+		go func() { exchangeDone <- d.serveExchange(ctx) }()
+	} else {
+		exchangeDone <- nil
+	}
 	cfg := d.Config()
 	ls := []net.Listener{l}
 	if d.shared != nil {
@@ -328,6 +355,9 @@ func (d *Daemon) RunOn(ctx context.Context, l net.Listener, reload <-chan struct
 	d.log.Info("serving", "socket", cfg.Socket, "shared_socket", cfg.SharedSocket, "config", cfg.Path, "servers", len(cfg.Servers), "audit_log", cfg.AuditLog, "peer_check", PeerCheck)
 	err := d.Serve(ctx, ls...)
 	cancel()
+	if xerr := <-exchangeDone; err == nil && !errors.Is(xerr, http.ErrServerClosed) {
+		err = xerr
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -42,12 +42,15 @@ type testBed struct {
 	exited   chan error
 	// locked is nginx in front of devpi-server with devpi-lockdown: every
 	// request needs credentials, and a read without them gets a 401.
-	locked      string
-	nginx       *exec.Cmd
-	nginxExited chan error
-	logPath     string
-	mkwheel     string
-	users       atomic.Int64
+	locked string
+	// exchangePort is where nginx sends /_/oidc/: a test's daemon runs
+	// its trusted-publishing exchange there.
+	exchangePort int
+	nginx        *exec.Cmd
+	nginxExited  chan error
+	logPath      string
+	mkwheel      string
+	users        atomic.Int64
 }
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -224,8 +227,11 @@ func (b *testBed) startNginx() error {
 	if err != nil {
 		return err
 	}
+	if b.exchangePort, err = freePort(); err != nil {
+		return err
+	}
 	conf := strings.NewReplacer("@USER@", user, "@DIR@", dir, "@PORT@", fmt.Sprint(port),
-		"@UPSTREAM@", strings.TrimSuffix(b.url, "/")).Replace(string(tmpl))
+		"@UPSTREAM@", strings.TrimSuffix(b.url, "/"), "@EXCHANGE@", fmt.Sprintf("127.0.0.1:%d", b.exchangePort)).Replace(string(tmpl))
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return err

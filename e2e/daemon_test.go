@@ -52,15 +52,16 @@ func (l *lockedBuffer) String() string {
 // runtimeDir is u's private XDG_RUNTIME_DIR, which holds the socket.
 func (u *user) runtimeDir() string { return filepath.Join(u.home, "run") }
 
-// serve starts the daemon as u and waits until it answers on its socket.
-func (u *user) serve(t *testing.T) *daemonProc {
+// serve starts the daemon as u, with extra environment, and waits until
+// it answers on its socket.
+func (u *user) serve(t *testing.T, extra ...string) *daemonProc {
 	t.Helper()
 	if err := os.MkdirAll(u.runtimeDir(), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	p := &daemonProc{socket: filepath.Join(u.runtimeDir(), "devpi-credd", "socket"), logs: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bed.bin, "serve", "--log-format", "json", "--log-level", "debug")
-	p.cmd.Env = u.env(u.daemonEnv()...)
+	p.cmd.Env = u.env(append(u.daemonEnv(), extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

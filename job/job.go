@@ -15,12 +15,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/exchange"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/localapi"
 	pybackend "github.com/devpi-credd/devpi-credd/packaging/python"
@@ -28,9 +30,9 @@ import (
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
-// TokenEnv names the variables that may carry the long-lived token; the
-// child never sees them.
-var TokenEnv = []string{"DEVPI_CREDD_TOKEN", "DEVPI_CREDD_TOKEN_FILE"}
+// TokenEnv names the variables that may carry the long-lived token or
+// the identity token it is traded for; the child never sees them.
+var TokenEnv = []string{"DEVPI_CREDD_TOKEN", "DEVPI_CREDD_TOKEN_FILE", exchange.IDTokenEnv}
 
 // Spec is what a job is: a server, its limits (already narrowed), the
 // long-lived token, and how long the job's tokens may live.
@@ -212,7 +214,7 @@ func (j *Job) childEnv(ctx context.Context) ([]string, error) {
 	var env []string
 	for _, kv := range j.opts.Environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ours := set[k]; ours || k == TokenEnv[0] || k == TokenEnv[1] {
+		if _, ours := set[k]; ours || slices.Contains(TokenEnv, k) {
 			continue
 		}
 		env = append(env, kv)

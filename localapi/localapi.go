@@ -86,6 +86,10 @@ type Status struct {
 	// AuditError is why the audit log cannot be written: until it can, no
 	// token is handed out.
 	AuditError string `json:"audit_error,omitempty"`
+	// Exchange is where the trusted-publishing exchange listens, and
+	// Exchanged how many tokens it handed out.
+	Exchange  string `json:"exchange,omitempty"`
+	Exchanged int64  `json:"exchanged,omitempty"`
 }
 
 // ServerStatus is one configured server and its root token.

@@ -32,6 +32,11 @@ type jobOptions struct {
 	allowed   []string
 	config    string
 	auditLog  string
+	// Trusted publishing: the long-lived token is replaced by one the
+	// exchange mints for the job's identity token.
+	oidc        bool
+	exchange    string
+	idTokenFile string
 }
 
 func (o *jobOptions) register(fs *pflag.FlagSet) {
@@ -44,14 +49,20 @@ func (o *jobOptions) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&o.allowed, "allowed", "a", nil, "permissions the job's tokens are limited to; comma separated, repeatable")
 	fs.StringVar(&o.config, "config", "", "config file, for --server")
 	fs.StringVar(&o.auditLog, "audit-log", "", "append the job's audit lines (JSON, no secrets) to this file")
+	fs.BoolVar(&o.oidc, "oidc", false, "trusted publishing: no stored token; trade the CI job's identity token at the exchange for the job's token")
+	fs.StringVar(&o.exchange, "exchange", "", "with --oidc: the exchange's URL (default: the server's scheme and host, where a proxy routes /_/oidc/)")
+	fs.StringVar(&o.idTokenFile, "id-token-file", "", "with --oidc: read the identity token from this file (default $DEVPI_CREDD_ID_TOKEN, else GitHub Actions' token service)")
 }
 
 // jobSpec is the job the flags ask for: the server (from the config, or
 // --url), its limits narrowed by -i/-p/-a (never widened), the long-lived
 // token.
-func (a *app) jobSpec(o jobOptions) (job.Spec, error) {
+func (a *app) jobSpec(ctx context.Context, o jobOptions) (job.Spec, error) {
 	if o.ttl < time.Second {
 		return job.Spec{}, usageErrorf("--ttl %s: at least 1s", o.ttl)
+	}
+	if err := o.checkOIDC(); err != nil {
+		return job.Spec{}, err
 	}
 	srv := config.Server{Name: "job", ReadScope: "index"}
 	switch {
@@ -82,6 +93,9 @@ func (a *app) jobSpec(o jobOptions) (job.Spec, error) {
 	}
 	if srv.Limits, err = srv.Limits.Intersect(flags); err != nil {
 		return job.Spec{}, limitsError(err)
+	}
+	if o.oidc {
+		return a.exchangeSpec(ctx, o, srv)
 	}
 	root, err := a.jobToken(o, srv)
 	if err != nil {
@@ -127,6 +141,9 @@ func (a *app) jobToken(o jobOptions, srv config.Server) (*token.Token, error) {
 // (/dev/stdin), nothing does.
 func (a *app) childStdin(o jobOptions) io.Reader {
 	file := a.tokenFile(o)
+	if o.oidc {
+		return a.stdin
+	}
 	if file == "-" {
 		return struct{ io.Reader }{a.stdinLines}
 	}
@@ -150,13 +167,21 @@ func (a *app) jobOpts(o jobOptions, forChild bool) job.Options {
 func (a *app) newExecCmd() *cobra.Command {
 	var o jobOptions
 	cmd := &cobra.Command{
-		Use:   "exec [--server NAME | --url ROOT] [--token-file FILE] [--ttl D] [-i INDEX] [-p PROJECT] [-a PERMS] -- COMMAND ARGS...",
+		Use:   "exec [--server NAME | --url ROOT] [--token-file FILE | --oidc] [--ttl D] [-i INDEX] [-p PROJECT] [-a PERMS] -- COMMAND ARGS...",
 		Short: "Run a command (a CI job) with short-lived tokens only, then forget them",
 		Long: `Run COMMAND with a private daemon of its own: pip, uv, twine and devpi-client
 in it get short-lived tokens scoped by -i/-p/-a that expire --ttl after the
 start at the latest. The long-lived token comes from --token-file (- for
 standard input), $DEVPI_CREDD_TOKEN_FILE or $DEVPI_CREDD_TOKEN, stays in
 this process's memory and is removed from the child's environment.
+
+With --oidc there is no stored token at all (trusted publishing): exec gets
+the CI job's identity token (GitHub Actions' token service, given
+'permissions: id-token: write'; $DEVPI_CREDD_ID_TOKEN, such as a GitLab CI
+'id_tokens:' entry; or --id-token-file), trades it at the exchange
+(--exchange, default the server's scheme and host) for a token that lives
+minutes, and runs the job on that token as above. Outside a CI job with an
+identity, it says so and exits 2.
 
 The child gets DEVPI_CREDD_SOCKET, PIP_KEYRING_PROVIDER=subprocess,
 UV_KEYRING_PROVIDER=subprocess, a 'keyring' first on PATH, the keyring
@@ -182,7 +207,7 @@ func (a *app) runExec(ctx context.Context, o jobOptions, argv []string) (err err
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, job.ForwardedSignals()...)
 	defer signal.Stop(sigs)
-	spec, err := a.jobSpec(o)
+	spec, err := a.jobSpec(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -216,14 +241,16 @@ func (a *app) newEnvCmd() *cobra.Command {
 	var o jobOptions
 	var format string
 	cmd := &cobra.Command{
-		Use:   "env [--server NAME | --url ROOT] [--token-file FILE] [--ttl D] -i USER/INDEX [-p PROJECT] [--format shell|dotenv|github]",
+		Use:   "env [--server NAME | --url ROOT] [--token-file FILE | --oidc] [--ttl D] -i USER/INDEX [-p PROJECT] [--format shell|dotenv|github]",
 		Short: "Print variables holding one short-lived upload token, for CI systems that want variables",
 		Long: `Derive one upload token for the index given with -i (scoped by -p and -a,
 expiring after --ttl) and print TWINE_USERNAME, TWINE_PASSWORD,
 TWINE_REPOSITORY_URL, UV_PUBLISH_URL, UV_PUBLISH_USERNAME and
 UV_PUBLISH_PASSWORD. --format shell (default) prints export lines for eval;
 dotenv prints KEY=VALUE lines; github appends them to $GITHUB_ENV and prints
-an ::add-mask:: command so that the token is masked in the job's log.`,
+an ::add-mask:: command so that the token is masked in the job's log.
+--oidc trades the CI job's identity token at the exchange instead of
+reading a stored token (see exec).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runEnv(cmd.Context(), o, format) },
 	}
@@ -240,7 +267,7 @@ func (a *app) runEnv(ctx context.Context, o jobOptions, format string) error {
 	if len(o.indexes) == 0 {
 		return usageErrorf("-i USER/INDEX: env makes an upload token, for one index")
 	}
-	spec, err := a.jobSpec(o)
+	spec, err := a.jobSpec(ctx, o)
 	if err != nil {
 		return err
 	}

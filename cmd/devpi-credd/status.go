@@ -126,6 +126,9 @@ func (a *app) printStatus(st *localapi.Status) {
 	if st.Dropped > 0 {
 		fmt.Fprintf(w, "connections\t%d dropped over the caps (another uid flooding the socket?)\n", st.Dropped)
 	}
+	if st.Exchange != "" {
+		fmt.Fprintf(w, "exchange\t%s (trusted publishing), %d tokens handed out\n", st.Exchange, st.Exchanged)
+	}
 	if st.AuditError != "" {
 		fmt.Fprintf(w, "audit log error\t%s: no tokens until it can be written\n", st.AuditError)
 	}

@@ -1,0 +1,214 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// Exchange is the trusted-publishing exchange: CI jobs trade an identity
+// token of their CI system (OIDC) for a short-lived devpi token, with no
+// stored secret (PyPI's interface: /_/oidc/audience, /_/oidc/mint-token).
+type Exchange struct {
+	// Listen is host:port of the exchange's own TCP listener, separate
+	// from the local socket.
+	Listen string
+	// Audience identity tokens must be issued for.
+	Audience string
+	// MaxTTL bounds a minted token's life (default 15m, as PyPI's).
+	MaxTTL time.Duration
+	// TLSCert and TLSKey, when set, serve https; else plain http behind a
+	// TLS proxy.
+	TLSCert, TLSKey string
+	// ReplayDir, when set, is where used identity tokens are remembered,
+	// shared by replicas (a directory on a shared volume); else each
+	// process remembers its own.
+	ReplayDir string
+	// Publishers are the CI identities trusted, and what each may do.
+	Publishers []Publisher
+}
+
+// Publisher is one trusted CI identity: tokens of Issuer whose claims all
+// match Claims get a token of Server's long-lived one, limited by Limits.
+type Publisher struct {
+	Name   string
+	Server string
+	Issuer string
+	// Provider is "github", "gitlab" or "": a preset of the claims that
+	// must be named (what PyPI checks for that CI system).
+	Provider string
+	Limits   token.Limits
+	// Claims: each must equal the token's claim; a trailing * matches a
+	// prefix. "workflow_file" is the file name of GitHub's job_workflow_ref
+	// when that workflow is in the token's repository (PyPI's "workflow").
+	Claims map[string]string
+	// Budget is exchanges a minute (0: no limit).
+	Budget int
+}
+
+type fileExchange struct {
+	Listen     string          `mapstructure:"listen"`
+	Audience   string          `mapstructure:"audience"`
+	MaxTTL     string          `mapstructure:"max_ttl"`
+	TLSCert    string          `mapstructure:"tls_cert"`
+	TLSKey     string          `mapstructure:"tls_key"`
+	ReplayDir  string          `mapstructure:"replay_dir"`
+	Publishers []filePublisher `mapstructure:"publishers"`
+}
+
+type filePublisher struct {
+	Name     string            `mapstructure:"name"`
+	Server   string            `mapstructure:"server"`
+	Issuer   string            `mapstructure:"issuer"`
+	Provider string            `mapstructure:"provider"`
+	Indexes  []string          `mapstructure:"indexes"`
+	Projects []string          `mapstructure:"projects"`
+	Allowed  []string          `mapstructure:"allowed"`
+	Claims   map[string]string `mapstructure:"claims"`
+	Budget   *int              `mapstructure:"budget"`
+}
+
+// Issuers of the providers' presets, and the claims a publisher of each
+// must name: PyPI matches GitHub publishers on the repository (and its
+// owner's id, which survives a rename) and the workflow; GitLab ones on
+// the project path.
+var (
+	providerIssuers = map[string]string{
+		"github": "https://token.actions.githubusercontent.com",
+		"gitlab": "https://gitlab.com",
+	}
+	providerClaims = map[string][]string{
+		"github": {"repository", "workflow_file"},
+		"gitlab": {"project_path"},
+	}
+)
+
+// DefaultExchangeBudget is a publisher's exchanges a minute when the config
+// says nothing: a release job needs one, a matrix a few.
+const DefaultExchangeBudget = 60
+
+func validateExchange(fe *fileExchange, servers []Server) (*Exchange, error) {
+	if fe == nil {
+		return nil, nil
+	}
+	e := &Exchange{Listen: fe.Listen, Audience: fe.Audience, TLSCert: fe.TLSCert, TLSKey: fe.TLSKey, ReplayDir: fe.ReplayDir}
+	if _, _, err := net.SplitHostPort(e.Listen); err != nil {
+		return nil, fmt.Errorf("exchange.listen = %q: host:port, such as \"127.0.0.1:8181\"", e.Listen)
+	}
+	if strings.TrimSpace(e.Audience) == "" {
+		return nil, errors.New("exchange.audience is missing: the audience identity tokens are issued for, such as \"devpi\"")
+	}
+	ttl := fe.MaxTTL
+	if ttl == "" {
+		ttl = "15m"
+	}
+	var err error
+	if e.MaxTTL, err = positive("exchange.max_ttl", ttl); err != nil {
+		return nil, err
+	}
+	if (e.TLSCert == "") != (e.TLSKey == "") {
+		return nil, errors.New("exchange: give tls_cert and tls_key together, or neither")
+	}
+	for _, p := range []string{e.TLSCert, e.TLSKey, e.ReplayDir} {
+		if p != "" && !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("exchange: path %q must be absolute", p)
+		}
+	}
+	if len(fe.Publishers) == 0 {
+		return nil, errors.New("exchange: no [[exchange.publishers]]: nobody could exchange")
+	}
+	names := map[string]bool{}
+	for i, fp := range fe.Publishers {
+		p, err := validatePublisher(i, fp, servers)
+		if err != nil {
+			return nil, err
+		}
+		if names[p.Name] {
+			return nil, fmt.Errorf("exchange.publishers: the name %q is given twice", p.Name)
+		}
+		names[p.Name] = true
+		e.Publishers = append(e.Publishers, p)
+	}
+	return e, nil
+}
+
+func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, error) {
+	p := Publisher{Name: fp.Name, Server: fp.Server, Issuer: fp.Issuer, Provider: fp.Provider, Claims: map[string]string{}, Budget: DefaultExchangeBudget}
+	if p.Name == "" {
+		p.Name = fmt.Sprintf("publisher-%d", i+1)
+	}
+	where := "exchange.publishers " + p.Name
+	if fp.Budget != nil {
+		if *fp.Budget < 0 {
+			return p, fmt.Errorf("%s: budget = %d: exchanges a minute, 0 for no limit", where, *fp.Budget)
+		}
+		p.Budget = *fp.Budget
+	}
+	if !hasServer(servers, p.Server) {
+		return p, fmt.Errorf("%s: server %q is not a [servers.NAME] of this config", where, p.Server)
+	}
+	if p.Provider != "" {
+		iss, ok := providerIssuers[p.Provider]
+		if !ok {
+			return p, fmt.Errorf("%s: provider %q: use \"github\" or \"gitlab\" (or leave it out and name the claims)", where, p.Provider)
+		}
+		if p.Issuer == "" {
+			p.Issuer = iss
+		}
+	}
+	if u, err := url.Parse(p.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
+		return p, fmt.Errorf("%s: issuer %q is not an https URL", where, p.Issuer)
+	}
+	allowed := fp.Allowed
+	if allowed == nil {
+		allowed = []string{"upload"}
+	}
+	var err error
+	if p.Limits, err = token.ParseLimits(allowed, fp.Indexes, fp.Projects); err != nil {
+		return p, fmt.Errorf("%s: %w", where, err)
+	}
+	if p.Limits.Indexes == nil && p.Limits.Projects == nil {
+		return p, fmt.Errorf("%s: name indexes or projects: a publisher limited to nothing could upload anywhere its server's token can", where)
+	}
+	for k, v := range fp.Claims {
+		if strings.TrimSpace(v) == "" || v == "*" {
+			return p, fmt.Errorf("%s: claims.%s = %q matches anything: name the value", where, k, v)
+		}
+		p.Claims[k] = v
+	}
+	if len(p.Claims) == 0 {
+		return p, fmt.Errorf("%s: no claims: any identity token of %s would do", where, p.Issuer)
+	}
+	for _, need := range providerClaims[p.Provider] {
+		if _, ok := p.Claims[need]; !ok {
+			return p, fmt.Errorf("%s: a %s publisher names claims.%s (what PyPI checks too)", where, p.Provider, need)
+		}
+	}
+	return p, nil
+}
+
+func hasServer(servers []Server, name string) bool {
+	for _, s := range servers {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ClaimNames are a publisher's claims, sorted, for messages.
+func (p Publisher) ClaimNames() []string {
+	var out []string
+	for k := range p.Claims {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,92 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const exchangeBase = `
+[servers.local]
+url = "http://127.0.0.1:3141"
+indexes = ["team/release", "team/dev"]
+`
+
+func TestExchange(t *testing.T) {
+	c, err := Parse("c.toml", []byte(exchangeBase+`
+[exchange]
+listen = "127.0.0.1:8181"
+audience = "devpi"
+
+[[exchange.publishers]]
+server = "local"
+provider = "github"
+indexes = ["team/release"]
+claims = { repository = "org/repo", workflow_file = "release.yml", ref = "refs/tags/v*" }
+
+[[exchange.publishers]]
+name = "gl"
+server = "local"
+issuer = "https://gitlab.example"
+provider = "gitlab"
+indexes = ["team/dev"]
+projects = ["foo"]
+allowed = ["upload", "pkg_read"]
+budget = 0
+claims = { project_path = "group/foo" }
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Exchange
+	if e == nil || e.Listen != "127.0.0.1:8181" || e.Audience != "devpi" || e.MaxTTL != 15*time.Minute || len(e.Publishers) != 2 {
+		t.Fatalf("%+v", e)
+	}
+	gh, gl := e.Publishers[0], e.Publishers[1]
+	if gh.Name != "publisher-1" || gh.Issuer != "https://token.actions.githubusercontent.com" || gh.Budget != DefaultExchangeBudget ||
+		strings.Join(gh.Limits.Allowed, ",") != "upload" || strings.Join(gh.Limits.Indexes, ",") != "team/release" || gh.Limits.Projects != nil {
+		t.Errorf("github publisher: %+v", gh)
+	}
+	if gl.Name != "gl" || gl.Issuer != "https://gitlab.example" || gl.Budget != 0 || len(gl.Limits.Allowed) != 2 || strings.Join(gl.Limits.Projects, ",") != "foo" {
+		t.Errorf("gitlab publisher: %+v", gl)
+	}
+	if got := strings.Join(gh.ClaimNames(), ","); got != "ref,repository,workflow_file" {
+		t.Errorf("claim names: %s", got)
+	}
+}
+
+func TestExchangeRejects(t *testing.T) {
+	const ok = "[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n"
+	const pub = "[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://ci.example\"\nindexes = [\"team/release\"]\nclaims = { repository = \"org/repo\" }\n"
+	for name, text := range map[string]string{
+		"no listen":        "[exchange]\naudience = \"devpi\"\n" + pub,
+		"bad listen":       "[exchange]\nlisten = \"8181\"\naudience = \"devpi\"\n" + pub,
+		"no audience":      "[exchange]\nlisten = \"127.0.0.1:8181\"\n" + pub,
+		"bad ttl":          ok + "max_ttl = \"soon\"\n" + pub,
+		"cert without key": ok + "tls_cert = \"/c.pem\"\n" + pub,
+		"relative replay":  ok + "replay_dir = \"replay\"\n" + pub,
+		"unknown key":      ok + "listn = \"x\"\n" + pub,
+		"no publishers":    ok,
+		"unknown server":   ok + strings.Replace(pub, `"local"`, `"other"`, 1),
+		"http issuer":      ok + strings.Replace(pub, "https://ci", "http://ci", 1),
+		"unknown provider": ok + pub + "provider = \"jenkins\"\n",
+		"no claims":        ok + strings.Replace(pub, "claims = { repository = \"org/repo\" }\n", "", 1),
+		"a star claim":     ok + strings.Replace(pub, `"org/repo"`, `"*"`, 1),
+		"an empty claim":   ok + strings.Replace(pub, `"org/repo"`, `" "`, 1),
+		"no scope":         ok + strings.Replace(pub, "indexes = [\"team/release\"]\n", "", 1),
+		"negative budget":  ok + pub + "budget = -1\n",
+		"github, no wf":    ok + pub + "provider = \"github\"\n",
+		"gitlab, no path":  ok + pub + "provider = \"gitlab\"\n",
+		"a name twice":     ok + pub + "name = \"a\"\n" + pub + "name = \"a\"\n",
+		"unknown pub key":  ok + pub + "indexs = [\"x/y\"]\n",
+	} {
+		_, err := Parse("c.toml", []byte(exchangeBase+text), env(nil))
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "c.toml: ") {
+			t.Errorf("%s: error %q is not one line naming the file", name, err)
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/exchange"
+	"github.com/devpi-credd/devpi-credd/internal/testissuer"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+func exchangeConfig(issuer string) string {
+	return fmt.Sprintf(`indexes = ["team/release", "team/dev"]
+
+[exchange]
+listen = "127.0.0.1:0"
+audience = "devpi"
+max_ttl = "5m"
+
+[[exchange.publishers]]
+name = "release"
+server = "local"
+issuer = %q
+indexes = ["team/release"]
+claims = { repository = "org/repo", ref = "refs/tags/v*" }
+`, issuer)
+}
+
+// exchangeFixture is a daemon with an exchange that trusts a test issuer.
+func exchangeFixture(t *testing.T, root *token.Token) (*fixture, *testissuer.Issuer, *exchange.Client) {
+	t.Helper()
+	is, err := testissuer.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(is.Stop)
+	f := newFixtureWith(t, "http://127.0.0.1:3141/", root, exchangeConfig(is.URL), func(d *Daemon) { d.opts.IssuerHTTP = is.Client() })
+	base, err := url.Parse("http://" + f.d.ExchangeAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, is, &exchange.Client{Base: base, HTTP: http.DefaultClient}
+}
+
+// The daemon's exchange: a matching identity token gets a token derived
+// from the server's, for the publisher's index and upload only, expiring
+// within max_ttl; refusals are audited with their codes; no secret in the
+// audit log or the logs.
+func TestExchangeMints(t *testing.T) {
+	root := mintRoot(t, "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+	f, is, c := exchangeFixture(t, root)
+	jwt := is.Sign(map[string]any{"aud": "devpi"})
+	m, err := c.Exchange(t.Context(), jwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Username != "alice" || !strings.HasPrefix(m.Token, token.Prefix) {
+		t.Errorf("minted: user %q", m.Username)
+	}
+	if d := time.Until(time.Unix(m.Expires, 0)); d > 5*time.Minute || d < 4*time.Minute {
+		t.Errorf("expires in %s, want max_ttl 5m", d)
+	}
+	tok, err := token.Parse(m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.Verify(testKey, token.Request{Index: "team/release", Permission: "upload", User: "alice"}); err != nil {
+		t.Errorf("the minted token is refused for its publisher's upload: %v", err)
+	}
+	for _, r := range []token.Request{{Index: "team/dev", Permission: "upload"}, {Index: "team/release", Permission: "del_project"}} {
+		if err := tok.Verify(testKey, r); err == nil {
+			t.Errorf("the minted token is good for %+v", r)
+		}
+	}
+	if _, err := c.Exchange(t.Context(), jwt); err == nil || !strings.Contains(err.Error(), "replayed-token") {
+		t.Errorf("a replay: %v", err)
+	}
+	if _, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi", "repository": "org/evil"})); err == nil || !strings.Contains(err.Error(), "invalid-publisher") {
+		t.Errorf("another repository: %v", err)
+	}
+	st, err := f.client.Status(t.Context())
+	if err != nil || st.Exchange != f.d.ExchangeAddr() || st.Exchanged != 1 || st.Refused != 2 {
+		t.Errorf("status: %+v %v", st, err)
+	}
+	f.stop()
+	lines := readLines(t, f.audit)
+	if len(lines) != 3 {
+		t.Fatalf("%d audit lines, want 3:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	var minted, replay auditEntry
+	_ = json.Unmarshal([]byte(lines[0]), &minted)
+	_ = json.Unmarshal([]byte(lines[1]), &replay)
+	if minted.Event != "exchange" || minted.Publisher != "release" || minted.Issuer != is.URL || minted.TokenID != "abcd2345" ||
+		minted.Claims["repository"] != "org/repo" || minted.Claims["run_id"] == "" || minted.Expires != m.Expires || len(minted.Caveats) != 3 || minted.Remote != "127.0.0.1" {
+		t.Errorf("the exchange's line: %s", lines[0])
+	}
+	if replay.Event != "refuse" || strings.Join(replay.Codes, ",") != "replayed-token" || replay.Publisher != "release" {
+		t.Errorf("the replay's line: %s", lines[1])
+	}
+	all := strings.Join(lines, "\n") + f.logs.String()
+	noSecrets(t, all, root, tok)
+	if strings.Contains(all, strings.Split(jwt, ".")[2][:20]) {
+		t.Error("the identity token's signature is in the audit log or the logs")
+	}
+}
+
+// The exchange never mints more than the server's token can do, nor past
+// its expiry.
+func TestExchangeBoundedByRoot(t *testing.T) {
+	root := mintRoot(t, "abcd2345", token.Expires(time.Now().Add(2*time.Minute)))
+	_, is, c := exchangeFixture(t, root)
+	m, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(time.Unix(m.Expires, 0)); d > 2*time.Minute {
+		t.Errorf("expires in %s, past the root's 2m", d)
+	}
+	only, err := token.Indexes("team/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrow := mintRoot(t, "efgh2345", only)
+	g, is2, c2 := exchangeFixture(t, narrow)
+	_, err = c2.Exchange(t.Context(), is2.Sign(map[string]any{"aud": "devpi"}))
+	if err == nil || !strings.Contains(err.Error(), "unavailable") {
+		t.Errorf("a publisher asking for more than the root can do: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "team/dev") {
+		t.Errorf("the caller is told what the server's token can do: %v", err)
+	}
+	if st, _ := g.client.Status(t.Context()); st.Exchanged != 0 {
+		t.Errorf("exchanged %d", st.Exchanged)
+	}
+	g.stop()
+	if lines := readLines(t, g.audit); len(lines) != 1 || !strings.Contains(lines[0], "team/dev") {
+		t.Errorf("the audit line does not say why: %v", lines)
+	}
+}
+
+// Locked, the exchange mints nothing either.
+func TestExchangeLocked(t *testing.T) {
+	f, is, c := exchangeFixture(t, mintRoot(t, "abcd2345"))
+	if _, err := f.client.Lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi"})); err == nil || !strings.Contains(err.Error(), "unavailable") {
+		t.Errorf("locked: %v", err)
+	}
+	f.stop()
+	if lines := readLines(t, f.audit); len(lines) == 0 || !strings.Contains(lines[len(lines)-1], "the daemon is locked") {
+		t.Errorf("the audit log does not say it was locked: %v", lines)
+	}
+}
+
+// Publishers follow reloads; without [exchange] the listener refuses all
+// until restart; a bad edit leaves the old publishers serving.
+func TestExchangeReload(t *testing.T) {
+	f, is, c := exchangeFixture(t, mintRoot(t, "abcd2345"))
+	good, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(f.config, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exchangeErr := func() error {
+		_, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi"}))
+		return err
+	}
+	// Another repository: the running exchange refuses org/repo.
+	write(strings.Replace(string(good), `repository = "org/repo"`, `repository = "org/other"`, 1))
+	waitFor(t, reloadWithin, "the publisher's new claims", func() bool {
+		err := exchangeErr()
+		return err != nil && strings.Contains(err.Error(), "invalid-publisher")
+	})
+	// A bad edit: the last good publishers stand.
+	write(strings.Replace(string(good), `server = "local"`, `server = "nowhere"`, 1))
+	waitFor(t, reloadWithin, "the bad edit reported", func() bool { st, _ := f.client.Status(t.Context()); return st.ConfigError != "" })
+	if err := exchangeErr(); err == nil || !strings.Contains(err.Error(), "invalid-publisher") {
+		t.Errorf("after a bad edit: %v", err)
+	}
+	write(string(good))
+	waitFor(t, reloadWithin, "the publisher back", func() bool { return exchangeErr() == nil })
+	// [exchange] removed: refuse everything.
+	cut := strings.Index(string(good), "[exchange]")
+	write(string(good[:cut]))
+	waitFor(t, reloadWithin, "the exchange off", func() bool {
+		err := exchangeErr()
+		return err != nil && strings.Contains(err.Error(), "turned off")
+	})
+	if _, err := c.Audience(t.Context()); err == nil {
+		t.Error("the audience is answered with the exchange off")
+	}
+	if !strings.Contains(f.logs.String(), "refuses every request until a restart") {
+		t.Error("no warning that the exchange is off until restart")
+	}
+}

@@ -1,0 +1,379 @@
+package exchange
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/devpi-credd/devpi-credd/internal/msg"
+)
+
+// Algorithms an identity token may be signed with: GitHub's and GitLab's
+// (RS256) and ES256. Never "none", never HMAC: a verifier that took HMAC
+// could be handed a token "signed" with the issuer's public key.
+var Algorithms = []string{"RS256", "ES256"}
+
+// Leeway is the clock skew allowed on exp, nbf and iat.
+const Leeway = 30 * time.Second
+
+// Identity is a verified identity token.
+type Identity struct {
+	Issuer  string
+	Subject string
+	JTI     string
+	Expiry  time.Time
+	// Claims are the token's claims that are strings (and numbers, as
+	// their decimal text), plus "workflow_file" (see stringClaims).
+	Claims map[string]string
+}
+
+// Verifier checks identity tokens: signature (keys from the issuer's
+// discovery document, cached, fetched again for an unknown key id),
+// issuer, audience, and times with Leeway.
+type Verifier struct {
+	// HTTP fetches discovery documents and keys (https only).
+	HTTP *http.Client
+	Now  func() time.Time
+
+	mu      sync.Mutex
+	issuers map[string]*issuer
+}
+
+type issuer struct {
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier
+	keys     *keySet
+	lastTry  time.Time
+	err      error
+}
+
+// rawToken is what a token says before anything is verified: only to pick
+// the issuer's keys and to say why a token is refused.
+type rawToken struct {
+	Alg     string
+	Kid     string
+	Payload map[string]any
+}
+
+func parseRaw(s string) (rawToken, error) {
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) != 3 {
+		return rawToken{}, errors.New("not a JWT (three base64url parts)")
+	}
+	var header struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	var r rawToken
+	for i, into := range []any{&header, &r.Payload} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			return rawToken{}, errors.New("not a JWT (a part is not base64url)")
+		}
+		if err := json.Unmarshal(b, into); err != nil {
+			return rawToken{}, errors.New("not a JWT (a part is not JSON)")
+		}
+	}
+	r.Alg, r.Kid = header.Alg, header.Kid
+	return r, nil
+}
+
+// Verify checks raw, a token for audience of an issuer the caller trusts
+// (issuers), and returns who it names, or the refusal: one reason per
+// failed check.
+func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map[string]bool) (*Identity, *Refusal) {
+	rt, err := parseRaw(raw)
+	if err != nil {
+		return nil, refusal(422, CodeInvalidToken, err.Error())
+	}
+	if !contains(Algorithms, rt.Alg) {
+		return nil, refusal(422, CodeInvalidToken, fmt.Sprintf("signed with alg %q; only %s are accepted", msg.OneLine(rt.Alg), strings.Join(Algorithms, " and ")))
+	}
+	iss, _ := rt.Payload["iss"].(string)
+	if !issuers[iss] {
+		return nil, refusal(422, CodeUnknownIssuer, fmt.Sprintf("no publisher trusts the issuer %q", clip(iss)))
+	}
+	is := v.issuer(iss)
+	verifier, err := is.get(ctx, v, iss)
+	if err != nil {
+		return nil, refusal(503, CodeUnavailable, "cannot verify: the issuer's discovery document cannot be fetched: "+msg.OneLine(err.Error()))
+	}
+	var outcome keyOutcome
+	tok, err := verifier.Verify(context.WithValue(ctx, outcomeKey{}, &outcome), raw)
+	switch {
+	case outcome.unavailable != nil:
+		return nil, refusal(503, CodeUnavailable, "cannot verify: the issuer's keys cannot be fetched: "+msg.OneLine(outcome.unavailable.Error()))
+	case outcome.unknownKey:
+		return nil, refusal(422, CodeInvalidSignature, fmt.Sprintf("signed by a key the issuer does not publish (kid %q)", clip(rt.Kid)))
+	case err != nil:
+		return nil, refusal(422, CodeInvalidSignature, "the signature does not verify: "+msg.OneLine(err.Error()))
+	}
+	var rs Refusal
+	var claims map[string]any
+	if err := tok.Claims(&claims); err != nil {
+		rs.add(422, CodeInvalidToken, "its claims are not JSON")
+	}
+	now := v.Now()
+	if !contains(tok.Audience, audience) {
+		rs.add(422, CodeInvalidAudience, fmt.Sprintf("issued for %q, not for this exchange's audience %q", clip(strings.Join(tok.Audience, ",")), audience))
+	}
+	if tok.Expiry.IsZero() || !now.Before(tok.Expiry.Add(Leeway)) {
+		rs.add(422, CodeExpired, fmt.Sprintf("expired at %s", tok.Expiry.UTC().Format(time.RFC3339)))
+	}
+	if nbf := timeClaim(claims, "nbf"); !nbf.IsZero() && now.Add(Leeway).Before(nbf) {
+		rs.add(422, CodeNotYetValid, fmt.Sprintf("not valid before %s", nbf.UTC().Format(time.RFC3339)))
+	}
+	if !tok.IssuedAt.IsZero() && now.Add(Leeway).Before(tok.IssuedAt) {
+		rs.add(422, CodeNotYetValid, fmt.Sprintf("issued in the future, at %s", tok.IssuedAt.UTC().Format(time.RFC3339)))
+	}
+	jti, _ := claims["jti"].(string)
+	if jti == "" {
+		rs.add(422, CodeInvalidToken, "it has no jti: it could not be kept from being used twice")
+	}
+	if len(rs.Errors) > 0 {
+		return nil, &rs
+	}
+	return &Identity{Issuer: tok.Issuer, Subject: tok.Subject, JTI: jti, Expiry: tok.Expiry, Claims: stringClaims(claims)}, nil
+}
+
+func (v *Verifier) issuer(iss string) *issuer {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.issuers == nil {
+		v.issuers = map[string]*issuer{}
+	}
+	is := v.issuers[iss]
+	if is == nil {
+		is = &issuer{}
+		v.issuers[iss] = is
+	}
+	return is
+}
+
+// retryDiscovery: a failed discovery is tried again after this long, not
+// per request.
+const retryDiscovery = 5 * time.Second
+
+// get returns the issuer's verifier, fetching its discovery document the
+// first time (and again after a failure, not more than every few seconds).
+func (is *issuer) get(ctx context.Context, v *Verifier, iss string) (*oidc.IDTokenVerifier, error) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.verifier != nil {
+		return is.verifier, nil
+	}
+	if is.err != nil && v.Now().Sub(is.lastTry) < retryDiscovery {
+		return nil, is.err
+	}
+	is.lastTry = v.Now()
+	// The document's context is the verifier's life, not this request's.
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.HTTP), 10*time.Second)
+	defer cancel()
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	p, err := oidc.NewProvider(dctx, iss)
+	if err == nil {
+		err = p.Claims(&doc)
+	}
+	if err == nil && !strings.HasPrefix(doc.JWKSURI, "https://") {
+		err = fmt.Errorf("its jwks_uri %q is not https", clip(doc.JWKSURI))
+	}
+	if err != nil {
+		is.err = err
+		return nil, err
+	}
+	is.keys = &keySet{url: doc.JWKSURI, http: v.HTTP, now: v.Now}
+	is.verifier = oidc.NewVerifier(iss, is.keys, &oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SupportedSigningAlgs: Algorithms})
+	is.err = nil
+	return is.verifier, nil
+}
+
+// keySet is an issuer's public keys: fetched once and cached, fetched
+// again when a token names a key id not among them (a rotation), at most
+// every refetchEvery; the cached keys keep verifying while the issuer is
+// down, and a token of a key id they lack is refused as unverifiable then,
+// with the reason.
+type keySet struct {
+	url  string
+	http *http.Client
+	now  func() time.Time
+
+	mu      sync.Mutex
+	keys    []jose.JSONWebKey
+	fetched bool
+	lastTry time.Time
+	lastErr error
+}
+
+const refetchEvery = 10 * time.Second
+
+// keyOutcome tells Verify, through the context (go-oidc wraps a key set's
+// errors in text), why a signature did not verify.
+type keyOutcome struct {
+	unknownKey  bool
+	unavailable error
+}
+
+type outcomeKey struct{}
+
+func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	out, _ := ctx.Value(outcomeKey{}).(*keyOutcome)
+	if out == nil {
+		out = &keyOutcome{}
+	}
+	algs := make([]jose.SignatureAlgorithm, len(Algorithms))
+	for i, a := range Algorithms {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	jws, err := jose.ParseSigned(raw, algs)
+	if err != nil {
+		return nil, err
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("not exactly one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	keys, err := k.lookup(ctx, kid)
+	if err != nil {
+		out.unavailable = err
+		return nil, err
+	}
+	if len(keys) == 0 {
+		out.unknownKey = true
+		return nil, errors.New("unknown key")
+	}
+	for _, key := range keys {
+		if payload, err := jws.Verify(key); err == nil {
+			return payload, nil
+		}
+	}
+	return nil, errors.New("no published key verifies it")
+}
+
+// lookup returns the keys with id kid (all keys for an empty kid),
+// fetching the set when there is none yet or kid is unknown.
+func (k *keySet) lookup(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	found := k.find(kid)
+	if len(found) > 0 {
+		return found, nil
+	}
+	if !k.lastTry.IsZero() && k.now().Sub(k.lastTry) < refetchEvery {
+		return nil, k.lastErr // a recent fetch did not have it either
+	}
+	k.lastTry = k.now()
+	keys, err := k.fetch(ctx)
+	k.lastErr = err
+	if err != nil {
+		// The cached keys stand (they served the kids they have); this
+		// kid cannot be looked up now: say so, not "unknown key".
+		return nil, err
+	}
+	k.keys, k.fetched = keys, true
+	return k.find(kid), nil
+}
+
+func (k *keySet) find(kid string) []jose.JSONWebKey {
+	var out []jose.JSONWebKey
+	for _, key := range k.keys {
+		if kid == "" || key.KeyID == kid {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s", k.url, resp.Status)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return nil, fmt.Errorf("%s: %v", k.url, err)
+	}
+	// Public keys only: a symmetric key in a JWKS would let anyone who
+	// reads the set sign.
+	var keys []jose.JSONWebKey
+	for _, key := range set.Keys {
+		if key.IsPublic() && key.Valid() {
+			keys = append(keys, key)
+		}
+	}
+	return keys, nil
+}
+
+func timeClaim(claims map[string]any, name string) time.Time {
+	if f, ok := claims[name].(float64); ok {
+		return time.Unix(int64(f), 0)
+	}
+	return time.Time{}
+}
+
+// stringClaims are the claims a publisher can match: strings, and numbers
+// as decimal text (repository_owner_id may come as either), plus the
+// derived "workflow_file".
+func stringClaims(claims map[string]any) map[string]string {
+	out := map[string]string{}
+	for k, v := range claims {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case float64:
+			out[k] = fmt.Sprintf("%.0f", v)
+		case bool:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	// GitHub: job_workflow_ref is "OWNER/REPO/.github/workflows/FILE@REF";
+	// PyPI matches the workflow by FILE, in the token's repository (a
+	// reusable workflow of another repository is not that repository's
+	// release workflow). Derived only, never taken from the token.
+	delete(out, "workflow_file")
+	path, _, _ := strings.Cut(out["job_workflow_ref"], "@")
+	if dir := out["repository"] + "/.github/workflows/"; out["repository"] != "" && strings.HasPrefix(path, dir) && !strings.Contains(path[len(dir):], "/") {
+		out["workflow_file"] = path[len(dir):]
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// clip keeps what a caller sent short in a message.
+func clip(s string) string {
+	s = msg.OneLine(s)
+	if len(s) > 120 {
+		return s[:120] + "..."
+	}
+	return s
+}
