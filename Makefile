@@ -65,12 +65,14 @@ deps:
 	fi
 
 ## bench: Go benchmarks; devpi-credd beside devpi-client (Python); load on
-## the daemon's socket beside a bare Go server on a socket (the ceiling).
+## the daemon's socket beside a bare Go server on a socket (the ceiling);
+## the trusted-publishing exchange beside a bare Go server on TCP.
 bench: build venv
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/ ./helper/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/ ./helper/ ./exchange/
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
 	DEVPI_CREDD_VENV=$(VENV) bench/keyring.sh bin
 	bench/daemon.sh $(BIN)
+	bench/exchange.sh $(BIN)
 
 ## man: man pages for every command, into dist/man (shell completion:
 ## devpi-credd completion bash|zsh|fish|powershell).

@@ -76,16 +76,16 @@ type filePublisher struct {
 }
 
 // Issuers of the providers' presets, and the claims a publisher of each
-// must name: PyPI matches GitHub publishers on the repository (and its
-// owner's id, which survives a rename) and the workflow; GitLab ones on
-// the project path.
+// must name: PyPI matches GitHub publishers on the repository, its owner's
+// id (a deleted and re-created owner of the same name gets another) and
+// the workflow file; GitLab ones on the project path.
 var (
 	providerIssuers = map[string]string{
 		"github": "https://token.actions.githubusercontent.com",
 		"gitlab": "https://gitlab.com",
 	}
 	providerClaims = map[string][]string{
-		"github": {"repository", "workflow_file"},
+		"github": {"repository", "repository_owner_id", "workflow_file"},
 		"gitlab": {"project_path"},
 	}
 )

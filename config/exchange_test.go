@@ -22,7 +22,7 @@ audience = "devpi"
 server = "local"
 provider = "github"
 indexes = ["team/release"]
-claims = { repository = "org/repo", workflow_file = "release.yml", ref = "refs/tags/v*" }
+claims = { repository = "org/repo", repository_owner_id = "4242", workflow_file = "release.yml", ref = "refs/tags/v*" }
 
 [[exchange.publishers]]
 name = "gl"
@@ -50,7 +50,7 @@ claims = { project_path = "group/foo" }
 	if gl.Name != "gl" || gl.Issuer != "https://gitlab.example" || gl.Budget != 0 || len(gl.Limits.Allowed) != 2 || strings.Join(gl.Limits.Projects, ",") != "foo" {
 		t.Errorf("gitlab publisher: %+v", gl)
 	}
-	if got := strings.Join(gh.ClaimNames(), ","); got != "ref,repository,workflow_file" {
+	if got := strings.Join(gh.ClaimNames(), ","); got != "ref,repository,repository_owner_id,workflow_file" {
 		t.Errorf("claim names: %s", got)
 	}
 }

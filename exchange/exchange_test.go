@@ -171,6 +171,7 @@ func TestExchangeChecks(t *testing.T) {
 		{"garbage", tokenBody("not.a.jwt"), 422, CodeInvalidToken},
 		{"not JSON", "garbage", 400, CodeInvalidPayload},
 		{"two tokens", `{"token": "a", "token": "b"}`, 400, CodeInvalidPayload},
+		{"over 64 KiB", tokenBody(strings.Repeat("a", 64<<10)), 400, CodeInvalidPayload},
 	} {
 		status, m, codes := f.post(t, tt.body)
 		if status != tt.status || m != nil || len(codes) == 0 || codes[0] != tt.code {
@@ -193,8 +194,8 @@ func TestExchangeChecks(t *testing.T) {
 	// the token.
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.events) != 21 {
-		t.Errorf("%d audit events for 21 exchanges", len(f.events))
+	if len(f.events) != 22 {
+		t.Errorf("%d audit events for 22 exchanges", len(f.events))
 	}
 	if e := f.events[0]; e.Publisher != "release" || e.Minted == nil || e.Claims["repository"] != "org/repo" || e.Claims["sha"] == "" || e.Claims["workflow_file"] != "release.yml" {
 		t.Errorf("the minted exchange's event: %+v", e)

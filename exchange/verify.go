@@ -60,9 +60,7 @@ type issuer struct {
 // rawToken is what a token says before anything is verified: only to pick
 // the issuer's keys and to say why a token is refused.
 type rawToken struct {
-	Alg     string
-	Kid     string
-	Payload map[string]any
+	Alg, Kid, Iss string
 }
 
 func parseRaw(s string) (rawToken, error) {
@@ -74,8 +72,13 @@ func parseRaw(s string) (rawToken, error) {
 		Alg string `json:"alg"`
 		Kid string `json:"kid"`
 	}
-	var r rawToken
-	for i, into := range []any{&header, &r.Payload} {
+	// Only the issuer of the payload, decoded as anything (a number is
+	// no issuer, not a malformed token); the rest is decoded once, after
+	// the signature is verified.
+	var payload struct {
+		Iss any `json:"iss"`
+	}
+	for i, into := range []any{&header, &payload} {
 		b, err := base64.RawURLEncoding.DecodeString(parts[i])
 		if err != nil {
 			return rawToken{}, errors.New("not a JWT (a part is not base64url)")
@@ -84,8 +87,8 @@ func parseRaw(s string) (rawToken, error) {
 			return rawToken{}, errors.New("not a JWT (a part is not JSON)")
 		}
 	}
-	r.Alg, r.Kid = header.Alg, header.Kid
-	return r, nil
+	iss, _ := payload.Iss.(string)
+	return rawToken{Alg: header.Alg, Kid: header.Kid, Iss: iss}, nil
 }
 
 // Verify checks raw, a token for audience of an issuer the caller trusts
@@ -99,7 +102,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 	if !contains(Algorithms, rt.Alg) {
 		return nil, refusal(422, CodeInvalidToken, fmt.Sprintf("signed with alg %q; only %s are accepted", msg.OneLine(rt.Alg), strings.Join(Algorithms, " and ")))
 	}
-	iss, _ := rt.Payload["iss"].(string)
+	iss := rt.Iss
 	if !issuers[iss] {
 		return nil, refusal(422, CodeUnknownIssuer, fmt.Sprintf("no publisher trusts the issuer %q", clip(iss)))
 	}

@@ -20,12 +20,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/devpi-credd/devpi-credd/bench/loadgen"
 	"github.com/devpi-credd/devpi-credd/localapi"
 	"github.com/devpi-credd/devpi-credd/token"
 )
@@ -118,66 +116,28 @@ func run(socket string, pid, conc int, dur time.Duration, maxN int64, target str
 	}
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	body := []byte(fmt.Sprintf(`{"url":%q}`, target))
-	var n, failed atomic.Int64
-	lat := make([][]time.Duration, conc)
-	deadline := time.Now().Add(dur)
-	var wg sync.WaitGroup
-	start := time.Now()
-	// With a rate, each client sends on its own schedule (open loop), so
-	// latency is measured at that load, not at saturation.
-	var interval time.Duration
-	if rate > 0 {
-		interval = time.Duration(int64(time.Second) * int64(conc) / int64(rate))
+	load := loadgen.Load{Clients: conc, Duration: dur, Max: maxN, Rate: rate}
+	res := load.Run(func(int64) error {
+		resp, err := hc.Post("http://d"+localapi.PathCredentials, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
+	if res.OK == 0 {
+		return fmt.Errorf("no successful request (%d failed)", res.Failed)
 	}
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			next := time.Now().Add(time.Duration(i) * interval / time.Duration(conc))
-			for time.Now().Before(deadline) && n.Add(1) <= maxN {
-				if interval > 0 {
-					time.Sleep(time.Until(next))
-					next = next.Add(interval)
-				}
-				t0 := time.Now()
-				resp, err := hc.Post("http://d"+localapi.PathCredentials, "application/json", bytes.NewReader(body))
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					continue
-				}
-				lat[i] = append(lat[i], time.Since(t0))
-			}
-		}(i)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	if len(all) == 0 {
-		return fmt.Errorf("no successful request (%d failed)", failed.Load())
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-	mode := "as fast as answered"
-	if rate > 0 {
-		mode = fmt.Sprintf("at %d/s offered", rate)
-	}
-	fmt.Printf("requests %d ok, %d failed, in %s with %d clients, %s\n", len(all), failed.Load(), elapsed.Round(time.Millisecond), conc, mode)
-	fmt.Printf("throughput %.0f/s\n", float64(len(all))/elapsed.Seconds())
-	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", pct(0.50), pct(0.90), pct(0.99), all[len(all)-1])
+	res.Print(conc)
 	if pid != 0 {
 		fmt.Printf("daemon RSS idle %.1f MB, after load %.1f MB\n", float64(idle)/1024, float64(rssKB(pid))/1024)
 	}
-	if failed.Load() > 0 {
-		return fmt.Errorf("%d requests failed", failed.Load())
+	if res.Failed > 0 {
+		return fmt.Errorf("%d requests failed", res.Failed)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -50,7 +51,12 @@ type Issuer struct {
 	mu  sync.Mutex
 	srv *http.Server
 	l   net.Listener
+	// keyFetches counts requests for the key set.
+	keyFetches atomic.Int64
 }
+
+// KeyFetches is how many times its key set was fetched.
+func (is *Issuer) KeyFetches() int64 { return is.keyFetches.Load() }
 
 // Start starts an issuer on 127.0.0.1 (addr "" picks a port).
 func Start(addr string) (*Issuer, error) {
@@ -98,6 +104,7 @@ func (is *Issuer) serve() error {
 			"response_types_supported": []string{"id_token"}, "subject_types_supported": []string{"public"}})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
+		is.keyFetches.Add(1)
 		writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
 			{Key: &is.key.PublicKey, KeyID: is.kid, Algorithm: "RS256", Use: "sig"},
 			{Key: &is.ec.PublicKey, KeyID: "test-key-ec", Algorithm: "ES256", Use: "sig"},

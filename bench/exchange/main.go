@@ -1,0 +1,347 @@
+// Command exchange measures trusted publishing's exchange: it runs a test
+// issuer, starts 'devpi-credd serve' with an [exchange] that trusts it,
+// signs identity tokens beforehand (each is good once), and posts them to
+// /_/oidc/mint-token from N concurrent keep-alive clients over TCP; then it
+// does the same against a bare Go HTTP server on TCP that answers a fixed
+// body of the same shape (the ceiling), in a process of its own, and
+// against one that also verifies each token's RS256 signature with
+// go-jose and nothing else (the floor of any exchange that checks
+// signatures). It reports exchanges/s, latency percentiles, the ratios,
+// and how often the issuer's keys were fetched (once, or it fails).
+//
+//	exchange -bin BIN [-c 64] [-d 10s] [-n 20000] [-rate 1000]
+//	exchange -ceiling ADDR [-verify-keys JWKS]
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/devpi-credd/devpi-credd/bench/loadgen"
+	"github.com/devpi-credd/devpi-credd/exchange"
+	"github.com/devpi-credd/devpi-credd/internal/testissuer"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+func main() {
+	bin := flag.String("bin", "", "the devpi-credd binary")
+	conc := flag.Int("c", 64, "concurrent clients")
+	dur := flag.Duration("d", 10*time.Second, "how long each run lasts at most")
+	n := flag.Int("n", 20000, "identity tokens for the closed-loop run (signed beforehand; each is good once)")
+	rate := flag.Int("rate", 1000, "exchanges a second offered in the open-loop run")
+	ceiling := flag.String("ceiling", "", "serve the ceiling on this TCP address")
+	verifyKeys := flag.String("verify-keys", "", "with -ceiling: verify each token's signature with the keys in this JWKS file")
+	flag.Parse()
+	var err error
+	switch {
+	case *ceiling != "":
+		err = serveCeiling(*ceiling, *verifyKeys)
+	case *bin != "":
+		err = run(*bin, *conc, *dur, *n, *rate)
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "exchange:", err)
+		os.Exit(1)
+	}
+}
+
+// serveCeiling answers every POST with a body shaped like a minted
+// exchange's, having read the request; with keys (a JWKS file), only once
+// the token in it verifies with one of them.
+func serveCeiling(addr, keys string) error {
+	var set jose.JSONWebKeySet
+	if keys != "" {
+		b, err := os.ReadFile(keys)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &set); err != nil {
+			return err
+		}
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	body := []byte(`{"success":true,"token":"devpi-` + strings.Repeat("A", 220) + `","username":"bench","expires":1}` + "\n")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if keys == "" {
+			_, _ = io.Copy(io.Discard, r.Body)
+		} else if err := verifyBody(r.Body, set); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func verifyBody(r io.Reader, set jose.JSONWebKeySet) error {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(r).Decode(&req); err != nil {
+		return err
+	}
+	jws, err := jose.ParseSigned(req.Token, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		return err
+	}
+	for _, k := range set.Key(jws.Signatures[0].Header.KeyID) {
+		if _, err := jws.Verify(k); err == nil {
+			return nil
+		}
+	}
+	return errors.New("no key verifies it")
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func run(bin string, conc int, dur time.Duration, n, rate int) error {
+	work, err := os.MkdirTemp("", "credd-exchange-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	is, err := testissuer.Start("")
+	if err != nil {
+		return err
+	}
+	defer is.Stop()
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	daemon, err := startDaemon(bin, work, addr, is)
+	if err != nil {
+		return err
+	}
+	defer stopProc(daemon)
+	base := "http://" + addr
+	if err := waitHTTP(base+exchange.PathAudience, 30*time.Second); err != nil {
+		return err
+	}
+	open := rate * int(dur/time.Second)
+	fmt.Printf("signing %d identity tokens (RS256) beforehand...\n", n+open+1)
+	bodies := signAll(is, n+open+1)
+	hc := client(conc)
+	post := func(url string, body []byte) error {
+		resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var m exchange.Minted
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || !m.Success {
+			return errors.New(resp.Status)
+		}
+		return nil
+	}
+	// One exchange first: the discovery document and keys are fetched
+	// here, as they would be by the first job after a start.
+	if err := post(base+exchange.PathMintToken, bodies[0]); err != nil {
+		return fmt.Errorf("the first exchange: %w", err)
+	}
+	bodies = bodies[1:]
+	mint := base + exchange.PathMintToken
+	fmt.Println("== devpi-credd serve: POST /_/oidc/mint-token (verify RS256, replay check, derive, audit line)")
+	closed := loadgen.Load{Clients: conc, Duration: dur, Max: int64(n)}.Run(func(i int64) error { return post(mint, bodies[i]) })
+	closed.Print(conc)
+	openRes := loadgen.Load{Clients: conc, Duration: dur, Max: int64(len(bodies) - n), Rate: rate}.Run(func(i int64) error { return post(mint, bodies[int64(n)+i]) })
+	openRes.Print(conc)
+	fetches := is.KeyFetches()
+	fmt.Printf("the issuer's keys were fetched %d time(s) for %d exchanges\n", fetches, closed.OK+openRes.OK+1)
+
+	jwks := filepath.Join(work, "jwks.json")
+	if err := saveKeys(is, jwks); err != nil {
+		return err
+	}
+	rest := bodies[n:]
+	var refs [2][2]loadgen.Result
+	for i, ref := range []struct {
+		name string
+		args []string
+	}{
+		{"ceiling: bare Go net/http on TCP, fixed body, the same requests", nil},
+		{"floor of verifying: the same, verifying each token's RS256 signature (go-jose) first", []string{"-verify-keys", jwks}},
+	} {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		cmd, err := startSelf(append([]string{"-ceiling", addr}, ref.args...)...)
+		if err != nil {
+			return err
+		}
+		defer stopProc(cmd)
+		if err := waitHTTP("http://"+addr+"/", 30*time.Second); err != nil {
+			return err
+		}
+		fmt.Println("== " + ref.name)
+		u := "http://" + addr + exchange.PathMintToken
+		refs[i][0] = loadgen.Load{Clients: conc, Duration: dur, Max: int64(n)}.Run(func(i int64) error { return post(u, bodies[i]) })
+		refs[i][0].Print(conc)
+		refs[i][1] = loadgen.Load{Clients: conc, Duration: dur, Max: int64(len(rest)), Rate: rate}.Run(func(i int64) error { return post(u, rest[i]) })
+		refs[i][1].Print(conc)
+		stopProc(cmd)
+	}
+	fmt.Printf("== the exchange: %.0f/s, %.0f%% of the bare ceiling (%.0f/s), %.0f%% of the verifying floor (%.0f/s)\n",
+		closed.Throughput(), 100*closed.Throughput()/refs[0][0].Throughput(), refs[0][0].Throughput(),
+		100*closed.Throughput()/refs[1][0].Throughput(), refs[1][0].Throughput())
+	fmt.Printf("   p99 at %d/s offered: exchange %s, ceiling %s, verifying floor %s\n",
+		rate, openRes.Percentile(0.99).Round(time.Microsecond), refs[0][1].Percentile(0.99).Round(time.Microsecond), refs[1][1].Percentile(0.99).Round(time.Microsecond))
+	switch {
+	case closed.Failed+openRes.Failed > 0:
+		return fmt.Errorf("%d exchanges failed", closed.Failed+openRes.Failed)
+	case fetches != 1:
+		return fmt.Errorf("the keys were fetched %d times, want once", fetches)
+	}
+	return nil
+}
+
+// signAll signs count identity tokens on every CPU, as request bodies.
+func signAll(is *testissuer.Issuer, count int) [][]byte {
+	out := make([][]byte, count)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(count); i = next.Add(1) - 1 {
+				out[i], _ = json.Marshal(map[string]string{"token": is.Sign(map[string]any{"aud": "devpi-bench"})})
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// saveKeys writes the issuer's key set (as its endpoint serves it) to path.
+func saveKeys(is *testissuer.Issuer, path string) error {
+	resp, err := is.Client().Get(is.URL + "/jwks")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// startSelf runs this program again with args.
+func startSelf(args ...string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	return cmd, cmd.Start()
+}
+
+func client(conc int) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+}
+
+// startDaemon runs devpi-credd serve with an exchange on addr trusting
+// is, for a made-up root token (nothing verifies it here).
+func startDaemon(bin, work, addr string, is *testissuer.Issuer) (*exec.Cmd, error) {
+	root, err := token.New([]byte("bench key, not a server's"), "bench", "abcd2345", token.Expires(time.Now().Add(24*time.Hour)))
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]string{
+		"bench.token": root.Reveal() + "\n",
+		"ca.pem":      string(is.CertPEM),
+		"config.toml": fmt.Sprintf(`socket = %q
+audit_log = %q
+
+[servers.bench]
+url = "http://127.0.0.1:3141/"
+token_file = %q
+
+[exchange]
+listen = %q
+audience = "devpi-bench"
+
+[[exchange.publishers]]
+server = "bench"
+issuer = %q
+indexes = ["bench/release"]
+budget = 0
+claims = { repository = "org/repo", ref = "refs/tags/v*" }
+`, filepath.Join(work, "run", "socket"), filepath.Join(work, "audit.log"), filepath.Join(work, "bench.token"), addr, is.URL),
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(work, name), []byte(text), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.Command(bin, "serve", "--config", filepath.Join(work, "config.toml"), "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(work, "ca.pem"))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd, cmd.Start()
+}
+
+func stopProc(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+}
+
+// waitHTTP waits until url answers at all.
+func waitHTTP(url string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s does not answer: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,101 @@
+// Package loadgen drives a load for the benchmarks: N concurrent
+// clients, closed loop (each sends when its answer came) or open loop (at
+// a rate offered in all), bounded in time and count; it reports
+// throughput and latency percentiles.
+package loadgen
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Load is one run's shape.
+type Load struct {
+	Clients  int
+	Duration time.Duration
+	// Max bounds the requests sent in all (0: no bound).
+	Max int64
+	// Rate, when set, is the requests a second offered in all, each
+	// client on its own schedule: latency at that load, not at
+	// saturation.
+	Rate int
+}
+
+// Result is what a run measured.
+type Result struct {
+	OK, Failed int64
+	Elapsed    time.Duration
+	Mode       string
+	lat        []time.Duration
+}
+
+// Run sends do(n) (n counts from 0 across all clients) until the time or
+// the count is up; an error counts as a failure.
+func (l Load) Run(do func(n int64) error) Result {
+	var next, failed atomic.Int64
+	lat := make([][]time.Duration, l.Clients)
+	deadline := time.Now().Add(l.Duration)
+	var interval time.Duration
+	if l.Rate > 0 {
+		interval = time.Duration(int64(time.Second) * int64(l.Clients) / int64(l.Rate))
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range l.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := time.Now().Add(time.Duration(i) * interval / time.Duration(l.Clients))
+			for time.Now().Before(deadline) {
+				n := next.Add(1) - 1
+				if l.Max > 0 && n >= l.Max {
+					return
+				}
+				if interval > 0 {
+					time.Sleep(time.Until(at))
+					at = at.Add(interval)
+				}
+				t0 := time.Now()
+				if err := do(n); err != nil {
+					failed.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	r := Result{Failed: failed.Load(), Elapsed: time.Since(start), Mode: "as fast as answered"}
+	if l.Rate > 0 {
+		r.Mode = fmt.Sprintf("at %d/s offered", l.Rate)
+	}
+	for _, x := range lat {
+		r.lat = append(r.lat, x...)
+	}
+	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
+	r.OK = int64(len(r.lat))
+	return r
+}
+
+// Throughput is answers a second.
+func (r Result) Throughput() float64 { return float64(r.OK) / r.Elapsed.Seconds() }
+
+// Percentile is the latency below which a fraction p of answers came.
+func (r Result) Percentile(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))]
+}
+
+// Print writes the result as three lines.
+func (r Result) Print(clients int) {
+	fmt.Printf("requests %d ok, %d failed, in %s with %d clients, %s\n", r.OK, r.Failed, r.Elapsed.Round(time.Millisecond), clients, r.Mode)
+	fmt.Printf("throughput %.0f/s\n", r.Throughput())
+	if r.OK > 0 {
+		fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", r.Percentile(0.50), r.Percentile(0.90), r.Percentile(0.99), r.lat[len(r.lat)-1])
+	}
+}
