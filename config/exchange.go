@@ -86,8 +86,19 @@ var (
 	}
 	providerClaims = map[string][]string{
 		"github": {"repository", "repository_owner_id", "workflow_file"},
-		"gitlab": {"project_path"},
+		"gitlab": {"project_path", "ci_config_file"},
 	}
+	// identityClaims name whose job it is: a prefix of one matches
+	// others' ("acme*" matches the group acmecorp2 anyone can create), so
+	// they take exact values only.
+	identityClaims = map[string]bool{
+		"repository": true, "repository_owner": true, "repository_owner_id": true, "repository_id": true,
+		"workflow_file": true, "project_path": true, "project_id": true, "namespace_path": true, "namespace_id": true,
+		"ci_config_file": true,
+	}
+	// pypiAudiences are PyPI's: an exchange that took them could be handed
+	// tokens meant for PyPI.
+	pypiAudiences = map[string]bool{"pypi": true, "testpypi": true}
 )
 
 // DefaultExchangeBudget is a publisher's exchanges a minute when the config
@@ -103,7 +114,10 @@ func validateExchange(fe *fileExchange, servers []Server) (*Exchange, error) {
 		return nil, fmt.Errorf("exchange.listen = %q: host:port, such as \"127.0.0.1:8181\"", e.Listen)
 	}
 	if strings.TrimSpace(e.Audience) == "" {
-		return nil, errors.New("exchange.audience is missing: the audience identity tokens are issued for, such as \"devpi\"")
+		return nil, errors.New("exchange.audience is missing: the audience identity tokens are issued for, such as \"devpi.example.com\"")
+	}
+	if pypiAudiences[strings.ToLower(e.Audience)] {
+		return nil, fmt.Errorf("exchange.audience = %q is PyPI's: choose one of this exchange's own, such as its host name", e.Audience)
 	}
 	ttl := fe.MaxTTL
 	if ttl == "" {
@@ -177,14 +191,24 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 	if p.Limits.Indexes == nil && p.Limits.Projects == nil {
 		return p, fmt.Errorf("%s: name indexes or projects: a publisher limited to nothing could upload anywhere its server's token can", where)
 	}
+	exact := 0
 	for k, v := range fp.Claims {
-		if strings.TrimSpace(v) == "" || v == "*" {
+		prefix := strings.HasSuffix(v, "*")
+		switch {
+		case strings.TrimSpace(strings.TrimSuffix(v, "*")) == "":
 			return p, fmt.Errorf("%s: claims.%s = %q matches anything: name the value", where, k, v)
+		case prefix && identityClaims[k]:
+			return p, fmt.Errorf("%s: claims.%s = %q: a prefix of %s matches others' too; give the exact value", where, k, v, k)
+		case !prefix:
+			exact++
 		}
 		p.Claims[k] = v
 	}
 	if len(p.Claims) == 0 {
 		return p, fmt.Errorf("%s: no claims: any identity token of %s would do", where, p.Issuer)
+	}
+	if exact == 0 {
+		return p, fmt.Errorf("%s: every claim is a prefix: give at least one exact value (the repository or project)", where)
 	}
 	for _, need := range providerClaims[p.Provider] {
 		if _, ok := p.Claims[need]; !ok {

@@ -33,7 +33,7 @@ indexes = ["team/dev"]
 projects = ["foo"]
 allowed = ["upload", "pkg_read"]
 budget = 0
-claims = { project_path = "group/foo" }
+claims = { project_path = "group/foo", ci_config_file = ".gitlab-ci.yml", ref_path = "refs/tags/*" }
 `), env(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +76,20 @@ func TestExchangeRejects(t *testing.T) {
 		"no scope":         ok + strings.Replace(pub, "indexes = [\"team/release\"]\n", "", 1),
 		"negative budget":  ok + pub + "budget = -1\n",
 		"github, no wf":    ok + pub + "provider = \"github\"\n",
+		"github, no file":  ok + strings.Replace(pub, `repository = "org/repo"`, `repository = "org/repo", repository_owner_id = "42"`, 1) + "provider = \"github\"\n",
 		"gitlab, no path":  ok + pub + "provider = \"gitlab\"\n",
 		"a name twice":     ok + pub + "name = \"a\"\n" + pub + "name = \"a\"\n",
 		"unknown pub key":  ok + pub + "indexs = [\"x/y\"]\n",
+		"PyPI's audience":  "[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"PyPI\"\n" + pub,
+		"a star only":      ok + strings.Replace(pub, `"org/repo"`, `"org/repo", ref = " *"`, 1),
+		"only prefixes":    ok + strings.Replace(pub, `repository = "org/repo"`, `ref = "refs/tags/v*"`, 1),
+		// A prefix of whose job it is matches others': "acme*" is also
+		// the group acmecorp2 that anyone can create.
+		"a prefix project":    ok + strings.Replace(pub, `repository = "org/repo"`, `project_path = "acme*", ref = "refs/tags/v1"`, 1),
+		"a prefix repository": ok + strings.Replace(pub, `repository = "org/repo"`, `repository = "acme*", ref = "refs/tags/v1"`, 1),
+		"a prefix owner id":   ok + strings.Replace(pub, `repository = "org/repo"`, `repository = "org/repo", repository_owner_id = "42*"`, 1),
+		"a prefix workflow":   ok + strings.Replace(pub, `repository = "org/repo"`, `repository = "org/repo", workflow_file = "r*"`, 1),
+		"gitlab, no file":     ok + strings.Replace(pub, `repository = "org/repo"`, `project_path = "g/p"`, 1) + "provider = \"gitlab\"\n",
 	} {
 		_, err := Parse("c.toml", []byte(exchangeBase+text), env(nil))
 		if err == nil {

@@ -101,7 +101,7 @@ func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 		return fail(fmt.Errorf("not a regular file (%s); name a file with audit_log", st.Mode().Type()))
 	}
 	if runtime.GOOS != "windows" {
-		if uid, ok := ownerUID(st); ok && uid != os.Getuid() {
+		if uid, ok := safefile.OwnerUID(st); ok && uid != os.Getuid() {
 			return fail(fmt.Errorf("belongs to uid %d, not to this user", uid))
 		}
 		if perm := st.Mode().Perm(); perm != 0o600 {

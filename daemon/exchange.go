@@ -115,6 +115,12 @@ func (d *Daemon) listenExchange() error {
 		}
 		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
+	if dir := cfg.Exchange.ReplayDir; dir != "" {
+		if err := (&exchange.DirReplay{Dir: dir}).Check(); err != nil {
+			l.Close()
+			return fmt.Errorf("the exchange: %w", err)
+		}
+	}
 	d.exchangeL, d.replayDir = l, cfg.Exchange.ReplayDir
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
 // socketListener is the daemon's socket and the lock that makes it ours.
@@ -102,7 +104,7 @@ func prepareSocketDir(dir string, mode fs.FileMode) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
-	if uid, ok := ownerUID(st); ok && uid != os.Getuid() {
+	if uid, ok := safefile.OwnerUID(st); ok && uid != os.Getuid() {
 		return fmt.Errorf("socket directory %s belongs to uid %d, not to this user", dir, uid)
 	}
 	if st.Mode().Perm() != mode {

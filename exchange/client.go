@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
+	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
@@ -31,16 +34,52 @@ type Client struct {
 	Getenv func(string) string
 }
 
+// CheckBase refuses an exchange the identity token must not travel to:
+// plain http (but on this machine's loopback, as behind a local proxy)
+// or with user info.
+func CheckBase(u *url.URL) error {
+	switch {
+	case u.User != nil || u.Host == "":
+		return fmt.Errorf("the exchange %s: give scheme and host only", u.Redacted())
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return fmt.Errorf("the exchange %s is plain http: the identity token and the devpi token would cross the network in clear text; use https", u)
+	}
+	return fmt.Errorf("the exchange %s is not an http(s) URL", u.Redacted())
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// PyPIAudiences are audiences an identity token for devpi never names: a
+// token for them could be spent at PyPI by whoever answers as the
+// exchange.
+var PyPIAudiences = []string{"pypi", "testpypi"}
+
 // Audience asks the exchange which audience identity tokens must name.
 func (c *Client) Audience(ctx context.Context) (string, error) {
+	if err := CheckBase(c.Base); err != nil {
+		return "", err
+	}
 	var out struct {
 		Audience string `json:"audience"`
 	}
 	if err := c.do(ctx, http.MethodGet, c.url(PathAudience), nil, "", &out); err != nil {
 		return "", fmt.Errorf("asking the exchange %s for its audience: %w", c.Base, err)
 	}
-	if out.Audience == "" {
+	switch {
+	case out.Audience == "":
 		return "", fmt.Errorf("the exchange %s names no audience", c.Base)
+	case slices.Contains(PyPIAudiences, strings.ToLower(out.Audience)):
+		return "", fmt.Errorf("the exchange %s names PyPI's audience %q: refusing to get an identity token PyPI would take", c.Base, msg.OneLine(out.Audience))
 	}
 	return out.Audience, nil
 }
@@ -89,6 +128,9 @@ func (c *Client) IDToken(ctx context.Context, file string) (jwt, source string, 
 
 // Exchange trades jwt for a devpi token.
 func (c *Client) Exchange(ctx context.Context, jwt string) (*Minted, error) {
+	if err := CheckBase(c.Base); err != nil {
+		return nil, err
+	}
 	body, _ := json.Marshal(map[string]string{"token": jwt})
 	var out Minted
 	if err := c.do(ctx, http.MethodPost, c.url(PathMintToken), body, "", &out); err != nil {
@@ -118,7 +160,16 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, auth str
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := c.HTTP.Do(req)
+	// The exchange answers itself: a redirect could carry the identity
+	// token elsewhere, or to plain http. (GitHub's token service, asked
+	// with a bearer, keeps Go's rules: no Authorization to another host.)
+	hc := *c.HTTP
+	if auth == "" {
+		hc.CheckRedirect = func(r *http.Request, _ []*http.Request) error {
+			return fmt.Errorf("redirected to %s: not followed", r.URL.Redacted())
+		}
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

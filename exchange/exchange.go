@@ -50,6 +50,9 @@ type Refusal struct {
 	Status  int       `json:"-"`
 	Message string    `json:"message"`
 	Errors  []Problem `json:"errors"`
+	// Detail is for the operator (the audit log), not the caller: what a
+	// fetch failed with, which claims did not match.
+	Detail string `json:"-"`
 }
 
 func refusal(status int, code, description string) *Refusal {

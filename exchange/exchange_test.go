@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -183,9 +184,24 @@ func TestExchangeChecks(t *testing.T) {
 	if strings.Join(codes, " ") != CodeInvalidAudience+" "+CodeExpired {
 		t.Errorf("two failed checks: %v", codes)
 	}
-	_, _, codes = f.post(t, tokenBody(is.Sign(map[string]any{"aud": "devpi", "repository_owner_id": 17, "ref": "refs/heads/x"})))
-	if len(codes) != 2 {
-		t.Errorf("two claims that do not match: %v", codes)
+	// Claims that do not match: one generic reason for the caller (no
+	// oracle of what is configured), each claim in the audit's detail.
+	resp, err := http.Post(f.url+PathMintToken, "application/json", strings.NewReader(tokenBody(is.Sign(map[string]any{"aud": "devpi", "repository_owner_id": 17, "ref": "refs/heads/x"}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var rf Refusal
+	_ = json.Unmarshal(answer, &rf)
+	if strings.Join(rf.Codes(), ",") != CodeInvalidPublisher || strings.Contains(string(answer), "ref") || strings.Contains(string(answer), "release") {
+		t.Errorf("claims that do not match: the caller is told %s", answer)
+	}
+	f.mu.Lock()
+	last := f.events[len(f.events)-1]
+	f.mu.Unlock()
+	if last.Refused == nil || !strings.Contains(last.Reason, `repository_owner_id "17"`) || !strings.Contains(last.Reason, `ref "refs/heads/x"`) || !strings.Contains(last.Reason, "release: ") {
+		t.Errorf("the audit event does not say which claims failed: %+v", last)
 	}
 	if len(f.minter.calls) != 2 {
 		t.Errorf("%d tokens minted, want 2", len(f.minter.calls))

@@ -8,10 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
 // Replay remembers the identity tokens that were exchanged, until they
@@ -71,7 +74,7 @@ type DirReplay struct {
 }
 
 func (d *DirReplay) Use(jti string, until, now time.Time) (bool, error) {
-	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+	if err := d.Check(); err != nil {
 		return false, err
 	}
 	d.sweep(now)
@@ -97,6 +100,29 @@ func (d *DirReplay) Use(jti string, until, now time.Time) (bool, error) {
 		return false, fmt.Errorf("recording a used token: %w", werr)
 	}
 	return true, nil
+}
+
+// Check makes the directory (0700) or checks it: a directory, not a
+// link, owned by this user and writable by no one else, since anyone who
+// can remove a record can replay its token.
+func (d *DirReplay) Check() error {
+	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Lstat(d.Dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("replay_dir %s is not a directory (a link?)", d.Dir)
+	}
+	if uid, ok := safefile.OwnerUID(st); ok && uid != os.Getuid() {
+		return fmt.Errorf("replay_dir %s belongs to uid %d, not to this user", d.Dir, uid)
+	}
+	if runtime.GOOS != "windows" && st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("replay_dir %s is writable by others (mode %04o): chmod go-w it", d.Dir, st.Mode().Perm())
+	}
+	return nil
 }
 
 func expiry(path string) (time.Time, bool) {
@@ -125,8 +151,17 @@ func (d *DirReplay) sweep(now time.Time) {
 	}
 	for _, e := range entries {
 		p := filepath.Join(d.Dir, e.Name())
-		if exp, ok := expiry(p); ok && now.After(exp.Add(Leeway)) {
+		exp, ok := expiry(p)
+		switch {
+		case ok && now.After(exp.Add(Leeway)):
 			_ = os.Remove(p)
+		case !ok:
+			// Unreadable: a crash between create and write. It refused
+			// its token (failing closed); after a day no token it could
+			// stand for is alive.
+			if info, err := e.Info(); err == nil && now.Sub(info.ModTime()) > 24*time.Hour {
+				_ = os.Remove(p)
+			}
 		}
 	}
 }

@@ -104,6 +104,9 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if rf != nil {
 		ev.Refused, ev.Minted = rf, nil
+		if ev.Reason == "" {
+			ev.Reason = rf.Detail
+		}
 		_ = s.opts.Audit(ev)
 		writeJSON(w, rf.Status, rf)
 		return
@@ -140,6 +143,15 @@ func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, *Refusal) {
 	}
 	ev.Issuer = id.Issuer
 	ev.Claims = pick(id.Claims, AuditClaims)
+	// Verifying may have waited on the issuer while the config was
+	// reloaded: the publishers, audience and max_ttl are the ones in force
+	// now.
+	if cfg = s.opts.Config(); cfg == nil {
+		return nil, errOff
+	}
+	if !contains(id.Audience, cfg.Audience) {
+		return nil, refusal(422, CodeInvalidAudience, fmt.Sprintf("not issued for this exchange's audience %q", cfg.Audience))
+	}
 	p, rf := match(cfg.Publishers, id)
 	if rf != nil {
 		return nil, rf
@@ -165,32 +177,30 @@ func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, *Refusal) {
 }
 
 // match finds the first publisher of the token's issuer whose claims all
-// match; else it refuses with one problem per claim that did not, naming
-// the token's value (never the configured one: that would tell anyone with
-// a token of the issuer what is trusted).
+// match. A refusal tells the caller only that none did, as PyPI's does:
+// which claims failed, against which publisher, would let anyone with a
+// token of the issuer probe what is trusted (their ref, environment,
+// workflow file). Its Detail, for the audit log, says.
 func match(publishers []config.Publisher, id *Identity) (config.Publisher, *Refusal) {
-	var rf Refusal
+	var misses []string
 	for _, p := range publishers {
 		if p.Issuer != id.Issuer {
 			continue
 		}
-		var misses []string
+		var these []string
 		for _, k := range p.ClaimNames() {
 			if !claimMatches(p.Claims[k], id.Claims[k]) {
-				misses = append(misses, k)
+				these = append(these, fmt.Sprintf("%s %q", k, clip(id.Claims[k])))
 			}
 		}
-		if len(misses) == 0 {
+		if len(these) == 0 {
 			return p, nil
 		}
-		for _, k := range misses {
-			rf.add(422, CodeInvalidPublisher, fmt.Sprintf("publisher %s: the token's %s %q does not match", p.Name, k, clip(id.Claims[k])))
-		}
+		misses = append(misses, p.Name+": "+strings.Join(these, ", "))
 	}
-	if len(rf.Errors) == 0 {
-		rf.add(422, CodeInvalidPublisher, "no publisher of this issuer")
-	}
-	return config.Publisher{}, &rf
+	rf := refusal(422, CodeInvalidPublisher, "valid token, but no publisher of this issuer matches its claims")
+	rf.Detail = "claims that did not match: " + strings.Join(misses, "; ")
+	return config.Publisher{}, rf
 }
 
 // claimMatches: want equals got, or with a trailing '*', is its prefix.

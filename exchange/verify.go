@@ -32,6 +32,9 @@ type Identity struct {
 	Subject string
 	JTI     string
 	Expiry  time.Time
+	// Audience is the token's aud (checked again against the config in
+	// force when the exchange mints).
+	Audience []string
 	// Claims are the token's claims that are strings (and numbers, as
 	// their decimal text), plus "workflow_file" (see stringClaims).
 	Claims map[string]string
@@ -109,13 +112,17 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 	is := v.issuer(iss)
 	verifier, err := is.get(ctx, v, iss)
 	if err != nil {
-		return nil, refusal(503, CodeUnavailable, "cannot verify: the issuer's discovery document cannot be fetched: "+msg.OneLine(err.Error()))
+		rf := refusal(503, CodeUnavailable, "cannot verify now: the issuer's discovery document cannot be fetched")
+		rf.Detail = err.Error()
+		return nil, rf
 	}
 	var outcome keyOutcome
 	tok, err := verifier.Verify(context.WithValue(ctx, outcomeKey{}, &outcome), raw)
 	switch {
 	case outcome.unavailable != nil:
-		return nil, refusal(503, CodeUnavailable, "cannot verify: the issuer's keys cannot be fetched: "+msg.OneLine(outcome.unavailable.Error()))
+		rf := refusal(503, CodeUnavailable, "cannot verify now: the issuer's keys cannot be fetched")
+		rf.Detail = outcome.unavailable.Error()
+		return nil, rf
 	case outcome.unknownKey:
 		return nil, refusal(422, CodeInvalidSignature, fmt.Sprintf("signed by a key the issuer does not publish (kid %q)", clip(rt.Kid)))
 	case err != nil:
@@ -133,6 +140,13 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 	if tok.Expiry.IsZero() || !now.Before(tok.Expiry.Add(Leeway)) {
 		rs.add(422, CodeExpired, fmt.Sprintf("expired at %s", tok.Expiry.UTC().Format(time.RFC3339)))
 	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if v, ok := claims[name]; ok {
+			if _, num := v.(float64); !num {
+				rs.add(422, CodeInvalidToken, fmt.Sprintf("its %s is not a number", name))
+			}
+		}
+	}
 	if nbf := timeClaim(claims, "nbf"); !nbf.IsZero() && now.Add(Leeway).Before(nbf) {
 		rs.add(422, CodeNotYetValid, fmt.Sprintf("not valid before %s", nbf.UTC().Format(time.RFC3339)))
 	}
@@ -146,7 +160,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 	if len(rs.Errors) > 0 {
 		return nil, &rs
 	}
-	return &Identity{Issuer: tok.Issuer, Subject: tok.Subject, JTI: jti, Expiry: tok.Expiry, Claims: stringClaims(claims)}, nil
+	return &Identity{Issuer: tok.Issuer, Subject: tok.Subject, JTI: jti, Expiry: tok.Expiry, Audience: tok.Audience, Claims: stringClaims(claims)}, nil
 }
 
 func (v *Verifier) issuer(iss string) *issuer {
@@ -204,23 +218,29 @@ func (is *issuer) get(ctx context.Context, v *Verifier, iss string) (*oidc.IDTok
 }
 
 // keySet is an issuer's public keys: fetched once and cached, fetched
-// again when a token names a key id not among them (a rotation), at most
-// every refetchEvery; the cached keys keep verifying while the issuer is
-// down, and a token of a key id they lack is refused as unverifiable then,
-// with the reason.
+// again when a token names a key id not among them (a rotation) and when
+// they are older than keysMaxAge (a key the issuer withdrew stops
+// verifying), at most every refetchEvery. One fetch at a time; tokens of
+// cached keys never wait for it. The cached keys keep verifying while the
+// issuer is down; a token of a key id they lack is refused as unverifiable
+// then, with the reason.
 type keySet struct {
 	url  string
 	http *http.Client
 	now  func() time.Time
 
-	mu      sync.Mutex
-	keys    []jose.JSONWebKey
-	fetched bool
-	lastTry time.Time
-	lastErr error
+	mu        sync.Mutex
+	keys      []jose.JSONWebKey
+	fetchedAt time.Time // of the keys held; zero before the first fetch
+	lastTry   time.Time
+	lastErr   error
+	inflight  chan struct{} // closed when the fetch under way ends
 }
 
-const refetchEvery = 10 * time.Second
+const (
+	refetchEvery = 10 * time.Second
+	keysMaxAge   = time.Hour
+)
 
 // keyOutcome tells Verify, through the context (go-oidc wraps a key set's
 // errors in text), why a signature did not verify.
@@ -266,27 +286,59 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 }
 
 // lookup returns the keys with id kid (all keys for an empty kid),
-// fetching the set when there is none yet or kid is unknown.
+// fetching the set when there is none yet, kid is unknown or the set is
+// stale.
 func (k *keySet) lookup(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	found := k.find(kid)
-	if len(found) > 0 {
+	for {
+		k.mu.Lock()
+		now := k.now()
+		found := k.find(kid)
+		stale := !k.fetchedAt.IsZero() && now.Sub(k.fetchedAt) >= keysMaxAge
+		switch {
+		case len(found) > 0 && !stale:
+			k.mu.Unlock()
+			return found, nil
+		case k.inflight != nil:
+			wait := k.inflight
+			k.mu.Unlock()
+			if len(found) > 0 {
+				return found, nil // stale, being refreshed: the cached key for now
+			}
+			select {
+			case <-wait:
+				continue // the fetch ended: look again
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case !k.lastTry.IsZero() && now.Sub(k.lastTry) < refetchEvery:
+			err := k.lastErr
+			k.mu.Unlock()
+			if len(found) > 0 {
+				return found, nil // stale, the issuer down: the cached key
+			}
+			return nil, err // a recent fetch did not have it either
+		}
+		k.lastTry = now
+		done := make(chan struct{})
+		k.inflight = done
+		k.mu.Unlock()
+
+		keys, err := k.fetch(ctx)
+
+		k.mu.Lock()
+		k.lastErr, k.inflight = err, nil
+		if err == nil {
+			// Replaced whole: a key the issuer no longer publishes goes.
+			k.keys, k.fetchedAt = keys, k.now()
+		}
+		close(done)
+		found = k.find(kid)
+		k.mu.Unlock()
+		if err != nil && len(found) == 0 {
+			return nil, err
+		}
 		return found, nil
 	}
-	if !k.lastTry.IsZero() && k.now().Sub(k.lastTry) < refetchEvery {
-		return nil, k.lastErr // a recent fetch did not have it either
-	}
-	k.lastTry = k.now()
-	keys, err := k.fetch(ctx)
-	k.lastErr = err
-	if err != nil {
-		// The cached keys stand (they served the kids they have); this
-		// kid cannot be looked up now: say so, not "unknown key".
-		return nil, err
-	}
-	k.keys, k.fetched = keys, true
-	return k.find(kid), nil
 }
 
 func (k *keySet) find(kid string) []jose.JSONWebKey {
@@ -356,11 +408,40 @@ func stringClaims(claims map[string]any) map[string]string {
 	// reusable workflow of another repository is not that repository's
 	// release workflow). Derived only, never taken from the token.
 	delete(out, "workflow_file")
-	path, _, _ := strings.Cut(out["job_workflow_ref"], "@")
-	if dir := out["repository"] + "/.github/workflows/"; out["repository"] != "" && strings.HasPrefix(path, dir) && !strings.Contains(path[len(dir):], "/") {
-		out["workflow_file"] = path[len(dir):]
+	if repo := out["repository"]; repo != "" {
+		if file, ok := between(out["job_workflow_ref"], repo+"/.github/workflows/", out["ref"], out["sha"]); ok && !strings.Contains(file, "/") {
+			out["workflow_file"] = file
+		}
+	}
+	// GitLab: ci_config_ref_uri is "HOST/PROJECT_PATH//FILE@REF"; PyPI
+	// matches the top-level pipeline file by its path, in the token's
+	// project.
+	delete(out, "ci_config_file")
+	if project := out["project_path"]; project != "" {
+		uri := out["ci_config_ref_uri"]
+		if i := strings.Index(uri, "/"+project+"//"); i > 0 && !strings.Contains(uri[:i], "/") {
+			if file, ok := between(uri[i:], "/"+project+"//", out["ref_path"], out["sha"]); ok {
+				out["ci_config_file"] = file
+			}
+		}
 	}
 	return out
+}
+
+// between returns FILE of s = prefix + FILE + "@" + one of refs (non-empty
+// ones): the whole ref must match, so a file named "a.yml@b.yml" is not
+// taken for "a.yml".
+func between(s, prefix string, refs ...string) (string, bool) {
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return "", false
+	}
+	for _, ref := range refs {
+		if file, ok := strings.CutSuffix(rest, "@"+ref); ok && ref != "" && file != "" && !strings.Contains(file, "@") {
+			return file, true
+		}
+	}
+	return "", false
 }
 
 func contains(list []string, s string) bool {

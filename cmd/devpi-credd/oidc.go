@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -29,14 +30,18 @@ func (o jobOptions) checkOIDC() error {
 // exchangeBase is the exchange's URL: --exchange, else the server's
 // scheme and host (PyPI's paths are at the host's root).
 func (o jobOptions) exchangeBase(srv config.Server) (*url.URL, error) {
-	if o.exchange == "" {
-		return &url.URL{Scheme: srv.URL.Scheme, Host: srv.URL.Host}, nil
+	base := &url.URL{Scheme: srv.URL.Scheme, Host: srv.URL.Host}
+	if o.exchange != "" {
+		u, err := url.Parse(o.exchange)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return nil, usageErrorf("--exchange %s: an http(s) URL without user info", safeurl.Redact(o.exchange))
+		}
+		base = &url.URL{Scheme: u.Scheme, Host: u.Host}
 	}
-	u, err := url.Parse(o.exchange)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return nil, usageErrorf("--exchange %s: an http(s) URL without user info", safeurl.Redact(o.exchange))
+	if err := exchange.CheckBase(base); err != nil {
+		return nil, &exitError{exitUsage, fmt.Errorf("--oidc: %w", err)}
 	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+	return base, nil
 }
 
 // exchangeSpec is the job of a trusted publisher: the job's identity

@@ -43,10 +43,13 @@ type Issuer struct {
 	// gives), GitHub's: repository, ref, workflow, sha, run id.
 	Claims map[string]any
 
-	key   *rsa.PrivateKey
-	kid   string
-	other *rsa.PrivateKey // signs tokens with a key id it does not publish
-	ec    *ecdsa.PrivateKey
+	key *rsa.PrivateKey
+	kid string
+	// retired is the key Rotate replaced, no longer published.
+	retired    *rsa.PrivateKey
+	retiredKid string
+	other      *rsa.PrivateKey // signs tokens with a key id it does not publish
+	ec         *ecdsa.PrivateKey
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -105,8 +108,11 @@ func (is *Issuer) serve() error {
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		is.keyFetches.Add(1)
+		is.mu.Lock()
+		key, kid := is.key, is.kid
+		is.mu.Unlock()
 		writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: &is.key.PublicKey, KeyID: is.kid, Algorithm: "RS256", Use: "sig"},
+			{Key: &key.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"},
 			{Key: &is.ec.PublicKey, KeyID: "test-key-ec", Algorithm: "ES256", Use: "sig"},
 		}})
 	})
@@ -163,7 +169,33 @@ func (is *Issuer) claims(extra map[string]any) map[string]any {
 // Sign is an identity token with the issuer's claims and extra, signed
 // RS256 with its published key.
 func (is *Issuer) Sign(extra map[string]any) string {
-	return sign(jose.RS256, is.key, is.kid, is.claims(extra))
+	is.mu.Lock()
+	key, kid := is.key, is.kid
+	is.mu.Unlock()
+	return sign(jose.RS256, key, kid, is.claims(extra))
+}
+
+// Rotate replaces the published RSA key with a new one, as an issuer
+// does on a schedule or after a leak: the old key is no longer published
+// (SignRetired still signs with it).
+func (is *Issuer) Rotate() error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	is.retired, is.retiredKid = is.key, is.kid
+	is.key, is.kid = key, "test-key-"+randomHex(4)
+	return nil
+}
+
+// SignRetired signs with the key Rotate retired.
+func (is *Issuer) SignRetired(extra map[string]any) string {
+	is.mu.Lock()
+	key, kid := is.retired, is.retiredKid
+	is.mu.Unlock()
+	return sign(jose.RS256, key, kid, is.claims(extra))
 }
 
 // SignES256 is Sign with its published EC key.
