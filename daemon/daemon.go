@@ -379,9 +379,19 @@ func (d *Daemon) Serve(ctx context.Context, ls ...net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
+	guarded := make([]net.Listener, len(ls))
+	for i, l := range ls {
+		guarded[i] = d.guard(l)
+	}
+	return serveUntil(ctx, srv, guarded...)
+}
+
+// serveUntil serves srv on ls until one fails or ctx ends, then shuts it
+// down, gracefully for up to 5 s.
+func serveUntil(ctx context.Context, srv *http.Server, ls ...net.Listener) error {
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
-		go func() { errc <- srv.Serve(d.guard(l)) }()
+		go func() { errc <- srv.Serve(l) }()
 	}
 	select {
 	case err := <-errc:

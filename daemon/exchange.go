@@ -163,17 +163,8 @@ func (d *Daemon) serveExchange(ctx context.Context) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(d.exchangeL) }()
 	d.log.Info("exchange serving", "listen", d.exchangeL.Addr().String(), "replay_dir", d.replayDir)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return serveUntil(ctx, srv, d.exchangeL)
 }
 
 // warnExchangeChanges says which exchange changes wait for a restart: its

@@ -15,7 +15,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -25,7 +24,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -86,23 +84,11 @@ func serveCeiling(addr, keys string) error {
 		return err
 	}
 	body := []byte(`{"success":true,"token":"devpi-` + strings.Repeat("A", 220) + `","username":"bench","expires":1}` + "\n")
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if keys == "" {
-			_, _ = io.Copy(io.Discard, r.Body)
-		} else if err := verifyBody(r.Body, set); err != nil {
-			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	})}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() { <-ctx.Done(); _ = srv.Close() }()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
+	var check func(io.Reader) error
+	if keys != "" {
+		check = func(r io.Reader) error { return verifyBody(r, set) }
 	}
-	return nil
+	return loadgen.ServeFixed(l, body, check)
 }
 
 func verifyBody(r io.Reader, set jose.JSONWebKeySet) error {

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -73,18 +72,7 @@ func serveCeiling(path string) error {
 		return err
 	}
 	body := []byte(`{"username":"bench","password":"devpi-` + strings.Repeat("A", 150) + `","expires":1,"server":"s","token_id":"abcd2345","caveats":["expires=1","allowed=upload","indexes=bench/dev"]}` + "\n")
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	})}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	go func() { <-ctx.Done(); _ = srv.Close() }()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return loadgen.ServeFixed(l, body, nil)
 }
 
 func rssKB(pid int) int64 {

@@ -5,10 +5,18 @@
 package loadgen
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -98,4 +106,27 @@ func (r Result) Print(clients int) {
 	if r.OK > 0 {
 		fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", r.Percentile(0.50), r.Percentile(0.90), r.Percentile(0.99), r.lat[len(r.lat)-1])
 	}
+}
+
+// ServeFixed is a ceiling: it answers every request on l with body (JSON),
+// having read the request (and, with check, only when check passes it),
+// until SIGINT or SIGTERM.
+func ServeFixed(l net.Listener, body []byte, check func(io.Reader) error) error {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if check == nil {
+			_, _ = io.Copy(io.Discard, r.Body)
+		} else if err := check(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
