@@ -119,6 +119,43 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// loads runs the same two loads against any server: a closed loop over
+// the first n bodies, then an open loop at rate over the rest.
+type loads struct {
+	conc, n, rate int
+	dur           time.Duration
+	bodies        [][]byte
+	hc            *http.Client
+}
+
+// post sends one body and wants a minted answer.
+func (l *loads) post(url string, body []byte) error {
+	resp, err := l.hc.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var m exchange.Minted
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || !m.Success {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// both runs the closed and the open loop against url, printing each.
+func (l *loads) both(name, url string) (closed, open loadgen.Result) {
+	fmt.Println("== " + name)
+	rest := l.bodies[l.n:]
+	closed = loadgen.Load{Clients: l.conc, Duration: l.dur, Max: int64(l.n)}.Run(func(i int64) error { return l.post(url, l.bodies[i]) })
+	closed.Print(l.conc)
+	open = loadgen.Load{Clients: l.conc, Duration: l.dur, Max: int64(len(rest)), Rate: l.rate}.Run(func(i int64) error { return l.post(url, rest[i]) })
+	open.Print(l.conc)
+	return closed, open
+}
+
 func run(bin string, conc int, dur time.Duration, n, rate int) error {
 	work, err := os.MkdirTemp("", "credd-exchange-bench-")
 	if err != nil {
@@ -139,89 +176,65 @@ func run(bin string, conc int, dur time.Duration, n, rate int) error {
 		return err
 	}
 	defer stopProc(daemon)
-	base := "http://" + addr
-	if err := waitHTTP(base+exchange.PathAudience, 30*time.Second); err != nil {
+	mint := "http://" + addr + exchange.PathMintToken
+	if err := waitHTTP("http://"+addr+exchange.PathAudience, 30*time.Second); err != nil {
 		return err
 	}
-	open := rate * int(dur/time.Second)
-	fmt.Printf("signing %d identity tokens (RS256) beforehand...\n", n+open+1)
-	bodies := signAll(is, n+open+1)
-	hc := client(conc)
-	post := func(url string, body []byte) error {
-		resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var m exchange.Minted
-		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK || !m.Success {
-			return errors.New(resp.Status)
-		}
-		return nil
-	}
+	total := n + rate*int(dur/time.Second) + 1
+	fmt.Printf("signing %d identity tokens (RS256) beforehand...\n", total)
+	l := &loads{conc: conc, n: n, rate: rate, dur: dur, bodies: signAll(is, total), hc: client(conc)}
 	// One exchange first: the discovery document and keys are fetched
 	// here, as they would be by the first job after a start.
-	if err := post(base+exchange.PathMintToken, bodies[0]); err != nil {
+	if err := l.post(mint, l.bodies[0]); err != nil {
 		return fmt.Errorf("the first exchange: %w", err)
 	}
-	bodies = bodies[1:]
-	mint := base + exchange.PathMintToken
-	fmt.Println("== devpi-credd serve: POST /_/oidc/mint-token (verify RS256, replay check, derive, audit line)")
-	closed := loadgen.Load{Clients: conc, Duration: dur, Max: int64(n)}.Run(func(i int64) error { return post(mint, bodies[i]) })
-	closed.Print(conc)
-	openRes := loadgen.Load{Clients: conc, Duration: dur, Max: int64(len(bodies) - n), Rate: rate}.Run(func(i int64) error { return post(mint, bodies[int64(n)+i]) })
-	openRes.Print(conc)
+	l.bodies = l.bodies[1:]
+	closed, open := l.both("devpi-credd serve: POST /_/oidc/mint-token (verify RS256, replay check, derive, audit line)", mint)
 	fetches := is.KeyFetches()
-	fmt.Printf("the issuer's keys were fetched %d time(s) for %d exchanges\n", fetches, closed.OK+openRes.OK+1)
-
+	fmt.Printf("the issuer's keys were fetched %d time(s) for %d exchanges\n", fetches, closed.OK+open.OK+1)
 	jwks := filepath.Join(work, "jwks.json")
 	if err := saveKeys(is, jwks); err != nil {
 		return err
 	}
-	rest := bodies[n:]
-	var refs [2][2]loadgen.Result
-	for i, ref := range []struct {
-		name string
-		args []string
-	}{
-		{"ceiling: bare Go net/http on TCP, fixed body, the same requests", nil},
-		{"floor of verifying: the same, verifying each token's RS256 signature (go-jose) first", []string{"-verify-keys", jwks}},
-	} {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		cmd, err := startSelf(append([]string{"-ceiling", addr}, ref.args...)...)
-		if err != nil {
-			return err
-		}
-		defer stopProc(cmd)
-		if err := waitHTTP("http://"+addr+"/", 30*time.Second); err != nil {
-			return err
-		}
-		fmt.Println("== " + ref.name)
-		u := "http://" + addr + exchange.PathMintToken
-		refs[i][0] = loadgen.Load{Clients: conc, Duration: dur, Max: int64(n)}.Run(func(i int64) error { return post(u, bodies[i]) })
-		refs[i][0].Print(conc)
-		refs[i][1] = loadgen.Load{Clients: conc, Duration: dur, Max: int64(len(rest)), Rate: rate}.Run(func(i int64) error { return post(u, rest[i]) })
-		refs[i][1].Print(conc)
-		stopProc(cmd)
+	bare, err := l.against("ceiling: bare Go net/http on TCP, fixed body, the same requests")
+	if err != nil {
+		return err
+	}
+	verifying, err := l.against("floor of verifying: the same, verifying each token's RS256 signature (go-jose) first", "-verify-keys", jwks)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("== the exchange: %.0f/s, %.0f%% of the bare ceiling (%.0f/s), %.0f%% of the verifying floor (%.0f/s)\n",
-		closed.Throughput(), 100*closed.Throughput()/refs[0][0].Throughput(), refs[0][0].Throughput(),
-		100*closed.Throughput()/refs[1][0].Throughput(), refs[1][0].Throughput())
-	fmt.Printf("   p99 at %d/s offered: exchange %s, ceiling %s, verifying floor %s\n",
-		rate, openRes.Percentile(0.99).Round(time.Microsecond), refs[0][1].Percentile(0.99).Round(time.Microsecond), refs[1][1].Percentile(0.99).Round(time.Microsecond))
+		closed.Throughput(), 100*closed.Throughput()/bare[0].Throughput(), bare[0].Throughput(),
+		100*closed.Throughput()/verifying[0].Throughput(), verifying[0].Throughput())
+	fmt.Printf("   p99 at %d/s offered: exchange %s, ceiling %s, verifying floor %s\n", rate, open.Percentile(0.99).Round(time.Microsecond),
+		bare[1].Percentile(0.99).Round(time.Microsecond), verifying[1].Percentile(0.99).Round(time.Microsecond))
 	switch {
-	case closed.Failed+openRes.Failed > 0:
-		return fmt.Errorf("%d exchanges failed", closed.Failed+openRes.Failed)
+	case closed.Failed+open.Failed > 0:
+		return fmt.Errorf("%d exchanges failed", closed.Failed+open.Failed)
 	case fetches != 1:
 		return fmt.Errorf("the keys were fetched %d times, want once", fetches)
 	}
 	return nil
+}
+
+// against runs both loads against this program started as a ceiling with
+// args, in a process of its own.
+func (l *loads) against(name string, args ...string) ([2]loadgen.Result, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return [2]loadgen.Result{}, err
+	}
+	cmd, err := startSelf(append([]string{"-ceiling", addr}, args...)...)
+	if err != nil {
+		return [2]loadgen.Result{}, err
+	}
+	defer stopProc(cmd)
+	if err := waitHTTP("http://"+addr+"/", 30*time.Second); err != nil {
+		return [2]loadgen.Result{}, err
+	}
+	c, o := l.both(name, "http://"+addr+exchange.PathMintToken)
+	return [2]loadgen.Result{c, o}, nil
 }
 
 // signAll signs count identity tokens on every CPU, as request bodies.

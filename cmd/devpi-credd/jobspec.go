@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/devpi-credd/devpi-credd/config"
+	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/job"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// jobOptions are the flags exec and env share: which server, where the
+// long-lived token comes from, and what every token of the job may do.
+type jobOptions struct {
+	server    string
+	url       string
+	tokenFile string
+	ttl       time.Duration
+	indexes   []string
+	projects  []string
+	allowed   []string
+	config    string
+	auditLog  string
+	// Trusted publishing: the long-lived token is replaced by one the
+	// exchange mints for the job's identity token.
+	oidc        bool
+	exchange    string
+	idTokenFile string
+}
+
+func (o *jobOptions) register(fs *pflag.FlagSet) {
+	fs.StringVar(&o.server, "server", "", "a server of the config (its URL and restrictions)")
+	fs.StringVar(&o.url, "url", "", "devpi-server root URL")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file with the long-lived token; - reads standard input (default $DEVPI_CREDD_TOKEN_FILE, else $DEVPI_CREDD_TOKEN, else the server's store)")
+	fs.DurationVar(&o.ttl, "ttl", 15*time.Minute, "every token of the job expires this long after the job starts, at the latest")
+	fs.StringArrayVarP(&o.indexes, "indexes", "i", nil, "USER/INDEX the job's tokens are limited to; comma separated, repeatable")
+	fs.StringArrayVarP(&o.projects, "projects", "p", nil, "projects the job's tokens are limited to; comma separated, repeatable")
+	fs.StringArrayVarP(&o.allowed, "allowed", "a", nil, "permissions the job's tokens are limited to; comma separated, repeatable")
+	fs.StringVar(&o.config, "config", "", "config file, for --server")
+	fs.StringVar(&o.auditLog, "audit-log", "", "append the job's audit lines (JSON, no secrets) to this file")
+	fs.BoolVar(&o.oidc, "oidc", false, "trusted publishing: no stored token; trade the CI job's identity token at the exchange for the job's token")
+	fs.StringVar(&o.exchange, "exchange", "", "with --oidc: the exchange's URL (default: the server's scheme and host, where a proxy routes /_/oidc/)")
+	fs.StringVar(&o.idTokenFile, "id-token-file", "", "with --oidc: read the identity token from this file (default $DEVPI_CREDD_ID_TOKEN, else GitHub Actions' token service)")
+}
+
+// jobSpec is the job the flags ask for: the server (from the config, or
+// --url), its limits narrowed by -i/-p/-a (never widened), the long-lived
+// token.
+func (a *app) jobSpec(ctx context.Context, o jobOptions) (job.Spec, error) {
+	if o.ttl < time.Second {
+		return job.Spec{}, usageErrorf("--ttl %s: at least 1s", o.ttl)
+	}
+	if err := o.checkOIDC(); err != nil {
+		return job.Spec{}, err
+	}
+	srv := config.Server{Name: "job", ReadScope: "index"}
+	switch {
+	case o.server != "" && o.url != "":
+		return job.Spec{}, usageErrorf("give --server or --url, not both")
+	case o.server != "":
+		cfg, err := config.Load(a.configPath(o.config), a.getenv)
+		if err != nil {
+			return job.Spec{}, &exitError{exitUsage, err}
+		}
+		s, err := a.chooseServer(cfg, o.server)
+		if err != nil {
+			return job.Spec{}, err
+		}
+		srv = *s
+	case o.url != "":
+		u, err := devpi.ParseRoot(o.url)
+		if err != nil {
+			return job.Spec{}, &exitError{exitUsage, err}
+		}
+		srv.URL = u
+	default:
+		return job.Spec{}, usageErrorf("which server? give --url ROOT or --server NAME")
+	}
+	flags, err := token.ParseLimits(o.allowed, o.indexes, o.projects)
+	if err != nil {
+		return job.Spec{}, limitsError(err)
+	}
+	if srv.Limits, err = srv.Limits.Intersect(flags); err != nil {
+		return job.Spec{}, limitsError(err)
+	}
+	if o.oidc {
+		return a.exchangeSpec(ctx, o, srv)
+	}
+	root, err := a.jobToken(o, srv)
+	if err != nil {
+		return job.Spec{}, err
+	}
+	return job.Spec{Server: srv, Root: root, TTL: o.ttl}, nil
+}
+
+// tokenFile is where the long-lived token comes from as a file: --token-file,
+// else $DEVPI_CREDD_TOKEN_FILE (which wins over $DEVPI_CREDD_TOKEN); ""
+// when it does not come from a file. The one place that decides: reading
+// the token and guarding standard input must agree.
+func (a *app) tokenFile(o jobOptions) string {
+	if o.tokenFile != "" {
+		return o.tokenFile
+	}
+	return a.getenv("DEVPI_CREDD_TOKEN_FILE")
+}
+
+// jobToken reads the long-lived token: from tokenFile, else
+// $DEVPI_CREDD_TOKEN, else the configured server's store.
+func (a *app) jobToken(o jobOptions, srv config.Server) (*token.Token, error) {
+	switch file := a.tokenFile(o); {
+	case file != "":
+		return a.readToken(tokenInput{file: file})
+	case a.getenv("DEVPI_CREDD_TOKEN") != "":
+		t, err := token.Parse(a.getenv("DEVPI_CREDD_TOKEN"))
+		if err != nil {
+			return nil, fmt.Errorf("$DEVPI_CREDD_TOKEN: %w", err)
+		}
+		return t, nil
+	case o.server != "":
+		return srv.Backend().Load()
+	}
+	return nil, usageErrorf("no long-lived token: give --token-file FILE (- for standard input), or set DEVPI_CREDD_TOKEN_FILE or DEVPI_CREDD_TOKEN")
+}
+
+// childStdin is the child's standard input. When the token came from
+// standard input, the child never gets the file itself, which it could
+// rewind or reopen (/proc/self/fd/0) to read the token again: after a
+// token file "-", what follows the token comes through a pipe of the
+// child's own; after a path that is standard input under another name
+// (/dev/stdin), nothing does.
+func (a *app) childStdin(o jobOptions) io.Reader {
+	file := a.tokenFile(o)
+	if o.oidc {
+		return a.stdin
+	}
+	if file == "-" {
+		return struct{ io.Reader }{a.stdinLines}
+	}
+	in, ok := a.stdin.(*os.File)
+	if file == "" || !ok {
+		return a.stdin
+	}
+	st, err := in.Stat()
+	fst, ferr := os.Stat(file)
+	if err == nil && ferr == nil && os.SameFile(st, fst) {
+		return nil
+	}
+	return a.stdin
+}
+
+func (a *app) jobOpts(o jobOptions, forChild bool) job.Options {
+	return job.Options{Getenv: a.getenv, Now: a.now, Version: version, AuditLog: o.auditLog, ForChild: forChild,
+		Logger: slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+}
