@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"sort"
@@ -31,6 +32,10 @@ type Exchange struct {
 	// shared by replicas (a directory on a shared volume); else each
 	// process remembers its own.
 	ReplayDir string
+	// TrustedProxies are the addresses of the proxies in front (such as
+	// nginx routing /_/oidc/): requests from them are logged with the
+	// caller's address from X-Forwarded-For. Empty: the peer's address.
+	TrustedProxies []netip.Prefix
 	// Publishers are the CI identities trusted, and what each may do.
 	Publishers []Publisher
 }
@@ -60,6 +65,7 @@ type fileExchange struct {
 	TLSCert    string          `mapstructure:"tls_cert"`
 	TLSKey     string          `mapstructure:"tls_key"`
 	ReplayDir  string          `mapstructure:"replay_dir"`
+	Proxies    []string        `mapstructure:"trusted_proxies"`
 	Publishers []filePublisher `mapstructure:"publishers"`
 }
 
@@ -134,6 +140,9 @@ func validateExchange(fe *fileExchange, servers []Server) (*Exchange, error) {
 		if p != "" && !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("exchange: path %q must be absolute", p)
 		}
+	}
+	if e.TrustedProxies, err = parseProxies(fe.Proxies); err != nil {
+		return nil, err
 	}
 	if len(fe.Publishers) == 0 {
 		return nil, errors.New("exchange: no [[exchange.publishers]]: nobody could exchange")
@@ -216,6 +225,26 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 		}
 	}
 	return p, nil
+}
+
+// parseProxies reads trusted_proxies: addresses ("127.0.0.1", "::1") and
+// CIDR ranges ("10.0.0.0/8").
+func parseProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("exchange.trusted_proxies: %q is not an IP address or CIDR range, such as \"127.0.0.1\" or \"10.0.0.0/8\"", s)
+			}
+			a = a.Unmap()
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func hasServer(servers []Server, name string) bool {

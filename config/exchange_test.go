@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ func TestExchange(t *testing.T) {
 [exchange]
 listen = "127.0.0.1:8181"
 audience = "devpi"
+trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1", "192.168.1.7/16"]
 
 [[exchange.publishers]]
 server = "local"
@@ -41,6 +43,9 @@ claims = { project_path = "group/foo", ci_config_file = ".gitlab-ci.yml", ref_pa
 	e := c.Exchange
 	if e == nil || e.Listen != "127.0.0.1:8181" || e.Audience != "devpi" || e.MaxTTL != 15*time.Minute || len(e.Publishers) != 2 {
 		t.Fatalf("%+v", e)
+	}
+	if fmt.Sprint(e.TrustedProxies) != "[127.0.0.1/32 10.0.0.0/8 ::1/128 192.168.0.0/16]" {
+		t.Errorf("trusted proxies: %v", e.TrustedProxies)
 	}
 	gh, gl := e.Publishers[0], e.Publishers[1]
 	if gh.Name != "publisher-1" || gh.Issuer != "https://token.actions.githubusercontent.com" || gh.Budget != DefaultExchangeBudget ||
@@ -67,6 +72,9 @@ func TestExchangeRejects(t *testing.T) {
 		"relative replay":  ok + "replay_dir = \"replay\"\n" + pub,
 		"unknown key":      ok + "listn = \"x\"\n" + pub,
 		"no publishers":    ok,
+		"a proxy name":     ok + "trusted_proxies = [\"nginx\"]\n" + pub,
+		"a proxy port":     ok + "trusted_proxies = [\"127.0.0.1:80\"]\n" + pub,
+		"a proxy zone":     ok + "trusted_proxies = [\"fe80::1%eth0\"]\n" + pub,
 		"unknown server":   ok + strings.Replace(pub, `"local"`, `"other"`, 1),
 		"http issuer":      ok + strings.Replace(pub, "https://ci", "http://ci", 1),
 		"unknown provider": ok + pub + "provider = \"jenkins\"\n",

@@ -74,7 +74,7 @@ func (d *Daemon) auditExchange(ev exchange.Event) error {
 	if err != nil {
 		host = ev.Remote
 	}
-	e := auditEntry{Time: d.opts.Now().UTC(), Event: "exchange", Remote: host, Issuer: ev.Issuer, Publisher: ev.Publisher, Claims: ev.Claims}
+	e := auditEntry{Time: d.opts.Now().UTC(), Event: "exchange", Remote: host, Via: ev.Via, Issuer: ev.Issuer, Publisher: ev.Publisher, Claims: ev.Claims}
 	if ev.Refused != nil {
 		e.Codes = ev.Refused.Codes()
 		reason := ev.Refused.Message

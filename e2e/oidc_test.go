@@ -93,11 +93,12 @@ func (m mintResult) codes() []string {
 }
 
 // mint posts body to the exchange at base with curl, the body on standard
-// input (never on curl's command line).
-func (s *publisherSetup) mint(t *testing.T, base, body string) mintResult {
+// input (never on curl's command line); more are more curl arguments.
+func (s *publisherSetup) mint(t *testing.T, base, body string, more ...string) mintResult {
 	t.Helper()
-	r := s.u.run(t, body, "curl", "-sS", "--max-time", "60", "-X", "POST", "-H", "Content-Type: application/json",
-		"--data-binary", "@-", "-w", "\n%{http_code}", strings.TrimSuffix(base, "/")+"/_/oidc/mint-token")
+	args := append([]string{"-sS", "--max-time", "60", "-X", "POST", "-H", "Content-Type: application/json",
+		"--data-binary", "@-", "-w", "\n%{http_code}"}, more...)
+	r := s.u.run(t, body, "curl", append(args, strings.TrimSuffix(base, "/")+"/_/oidc/mint-token")...)
 	if r.code != 0 {
 		t.Fatalf("curl: %s", r)
 	}
@@ -142,7 +143,7 @@ func (s *publisherSetup) audit(t *testing.T) []map[string]any {
 // with nothing stored; every bad identity token is refused with its own
 // code and an audit line.
 func TestTrustedPublishing(t *testing.T) {
-	s := newPublisher(t, fmt.Sprintf("127.0.0.1:%d", bed.exchangePort), "")
+	s := newPublisher(t, fmt.Sprintf("127.0.0.1:%d", bed.exchangePort), `trusted_proxies = ["127.0.0.1"]`)
 	s.serve(t)
 	is := s.issuer
 
@@ -200,9 +201,18 @@ func TestTrustedPublishing(t *testing.T) {
 	}
 	for i, c := range cases {
 		codes, _ := lines[i]["codes"].([]any)
-		if lines[i]["event"] != "refuse" || len(codes) == 0 || codes[0] != c.code {
+		if lines[i]["event"] != "refuse" || len(codes) == 0 || codes[0] != c.code || lines[i]["remote"] != "127.0.0.1" {
 			t.Errorf("%s: audit line %v", c.name, lines[i])
 		}
+	}
+	// Behind nginx (a trusted proxy) the line names the caller, from
+	// another loopback address here, and not what it claims to be.
+	mark = len(s.audit(t))
+	if m := s.mint(t, bed.locked, "garbage", "--interface", "127.0.0.2", "-H", "X-Forwarded-For: 203.0.113.9"); m.Status != 400 {
+		t.Fatalf("from 127.0.0.2: %+v", m)
+	}
+	if lines := s.audit(t)[mark:]; len(lines) != 1 || lines[0]["remote"] != "127.0.0.2" || lines[0]["via"] != "127.0.0.1" {
+		t.Errorf("the caller behind the proxy: audit lines %v, want remote 127.0.0.2 via 127.0.0.1", lines)
 	}
 
 	// exec --oidc in a GitHub Actions job: no token file, no token

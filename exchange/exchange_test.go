@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ type fixture struct {
 	events []Event
 	audit  error
 	skew   time.Duration // added to the clock the verifier reads
+	cfg    atomic.Pointer[config.Exchange]
 }
 
 func (f *fixture) now() time.Time {
@@ -68,13 +70,14 @@ func newFixture(t *testing.T, replay Replay) *fixture {
 		Claims: map[string]string{"repository": "org/repo", "repository_owner_id": "4242", "workflow_file": "release.yml", "ref": "refs/tags/v*"},
 	}}}
 	f := &fixture{issuer: is, minter: &fakeMinter{}}
+	f.cfg.Store(cfg)
 	if replay == nil {
 		replay = &MemoryReplay{}
 	}
 	s := NewServer(Options{
 		Verifier: &Verifier{HTTP: is.Client(), Now: f.now},
 		Replay:   replay, Minter: f.minter, Now: f.now,
-		Config: func() *config.Exchange { return cfg },
+		Config: f.cfg.Load,
 		Audit: func(e Event) error {
 			f.mu.Lock()
 			defer f.mu.Unlock()

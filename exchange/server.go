@@ -36,7 +36,10 @@ type Record struct {
 // Event is one exchange, minted or refused, for the audit log: never the
 // identity token, never the devpi token.
 type Event struct {
+	// Remote is the caller's address; Via, the trusted proxy's it came
+	// through (see ClientAddr).
 	Remote    string
+	Via       string
 	Issuer    string
 	Publisher string
 	// Claims: the identity's claims that say where it comes from
@@ -95,6 +98,9 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	ev := Event{Remote: r.RemoteAddr}
+	if cfg := s.opts.Config(); cfg != nil && len(cfg.TrustedProxies) > 0 {
+		ev.Remote, ev.Via = ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), cfg.TrustedProxies)
+	}
 	minted, rf := s.exchange(r, &ev)
 	if rf == nil {
 		if err := s.opts.Audit(ev); err != nil {
