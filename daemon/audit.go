@@ -31,13 +31,17 @@ type Peer struct {
 	Known     bool   `json:"-"`
 }
 
+// IsZero: no peer at all (an exchange's remote caller), left out of its
+// audit line rather than read as uid 0.
+func (p Peer) IsZero() bool { return p == Peer{} }
+
 // auditEntry is one line of the audit log: every mint, every refusal (a
 // flood of them summed up in refuse_summary lines), lock and unlock. It
 // holds the token id and caveats, never the token or its signature.
 type auditEntry struct {
 	Time    time.Time `json:"time"`
 	Event   string    `json:"event"` // mint, refuse, refuse_summary, lock, unlock
-	Peer    Peer      `json:"peer"`
+	Peer    Peer      `json:"peer,omitzero"`
 	Server  string    `json:"server,omitempty"`
 	URL     string    `json:"url,omitempty"`
 	Op      string    `json:"op,omitempty"`
@@ -290,7 +294,10 @@ func (r *refusalLines) allow(uid caller, reason string, now time.Time) (summary 
 
 func (u *uidRefusals) summary(c caller, now time.Time) *auditEntry {
 	since := u.since.UTC()
-	s := &auditEntry{Time: now.UTC(), Event: "refuse_summary", Peer: Peer{UID: c.uid, PID: -1}, Remote: c.remote, Reason: u.reason, Count: u.suppressed, Since: &since}
+	s := &auditEntry{Time: now.UTC(), Event: "refuse_summary", Remote: c.remote, Reason: u.reason, Count: u.suppressed, Since: &since}
+	if c.remote == "" {
+		s.Peer = Peer{UID: c.uid, PID: -1}
+	}
 	u.suppressed = 0
 	return s
 }

@@ -103,6 +103,12 @@ func TestExchangeMints(t *testing.T) {
 	if replay.Event != "refuse" || strings.Join(replay.Codes, ",") != "replayed-token" || replay.Publisher != "release" {
 		t.Errorf("the replay's line: %s", lines[1])
 	}
+	// A remote caller has no local uid: no "peer" that reads as root's.
+	for _, l := range lines {
+		if strings.Contains(l, `"peer"`) {
+			t.Errorf("an exchange's line names a local peer: %s", l)
+		}
+	}
 	all := strings.Join(lines, "\n") + f.logs.String()
 	noSecrets(t, all, root, tok)
 	if strings.Contains(all, strings.Split(jwt, ".")[2][:20]) {
@@ -203,5 +209,46 @@ func TestExchangeReload(t *testing.T) {
 	}
 	if !strings.Contains(f.logs.String(), "refuses every request until a restart") {
 		t.Error("no warning that the exchange is off until restart")
+	}
+}
+
+// A flood of bad exchanges from one address: lines up to the burst, the
+// rest summed up in a refuse_summary line for that address (no local
+// peer). The clock stands still, so the budget does not refill however
+// slow the machine.
+func TestExchangeRefusalFlood(t *testing.T) {
+	stopped := time.Now()
+	root := mintRoot(t, "abcd2345", token.Expires(stopped.Add(time.Hour)))
+	f := newFixtureWith(t, "http://127.0.0.1:3141/", root, exchangeConfig("https://issuer.example"), func(d *Daemon) {
+		d.opts.Now = func() time.Time { return stopped }
+	})
+	const n = 3 * refusalBurst
+	for range n {
+		resp, err := http.Post("http://"+f.d.ExchangeAddr()+exchange.PathMintToken, "application/json", strings.NewReader("garbage"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	f.d.flushRefusals()
+	f.stop()
+	lines, counted := readLines(t, f.audit), 0
+	var summary auditEntry
+	for _, l := range lines {
+		var e auditEntry
+		_ = json.Unmarshal([]byte(l), &e)
+		switch e.Event {
+		case "refuse":
+			counted++
+		case "refuse_summary":
+			summary = e
+			counted += e.Count
+			if strings.Contains(l, `"peer"`) || e.Remote != "127.0.0.1" {
+				t.Errorf("the summary line: %s", l)
+			}
+		}
+	}
+	if counted != n || summary.Count == 0 || len(lines) != refusalBurst+1 {
+		t.Errorf("%d refusals counted in %d lines (summary %+v), want %d in %d", counted, len(lines), summary, n, refusalBurst+1)
 	}
 }
