@@ -228,21 +228,34 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 }
 
 // parseProxies reads trusted_proxies: addresses ("127.0.0.1", "::1") and
-// CIDR ranges ("10.0.0.0/8").
+// CIDR ranges ("10.0.0.0/8"). A range with host bits ("192.168.1.7/16", a
+// typo for one host?) and /0 (anyone could name any address) are refused;
+// IPv4-mapped IPv6 forms are read as IPv4, as peers are.
 func parseProxies(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
 		s = strings.TrimSpace(s)
+		bad := func(why string) error {
+			return fmt.Errorf("exchange.trusted_proxies: %q %s", s, why)
+		}
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil || a.Zone() != "" {
-				return nil, fmt.Errorf("exchange.trusted_proxies: %q is not an IP address or CIDR range, such as \"127.0.0.1\" or \"10.0.0.0/8\"", s)
+				return nil, bad(`is not an IP address or CIDR range, such as "127.0.0.1" or "10.0.0.0/8"`)
 			}
-			a = a.Unmap()
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		out = append(out, p.Masked())
+		if p != p.Masked() {
+			return nil, bad(fmt.Sprintf("has bits set past /%d: write %q, or the one address", p.Bits(), p.Masked()))
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if p.Bits() == 0 {
+			return nil, bad("trusts every address: anyone could name any address; name the proxies")
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }

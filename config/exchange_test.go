@@ -18,7 +18,7 @@ func TestExchange(t *testing.T) {
 [exchange]
 listen = "127.0.0.1:8181"
 audience = "devpi"
-trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1", "192.168.1.7/16"]
+trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1", "192.168.0.0/16", "::ffff:172.16.0.0/108", "::ffff:127.0.0.2"]
 
 [[exchange.publishers]]
 server = "local"
@@ -44,7 +44,7 @@ claims = { project_path = "group/foo", ci_config_file = ".gitlab-ci.yml", ref_pa
 	if e == nil || e.Listen != "127.0.0.1:8181" || e.Audience != "devpi" || e.MaxTTL != 15*time.Minute || len(e.Publishers) != 2 {
 		t.Fatalf("%+v", e)
 	}
-	if fmt.Sprint(e.TrustedProxies) != "[127.0.0.1/32 10.0.0.0/8 ::1/128 192.168.0.0/16]" {
+	if fmt.Sprint(e.TrustedProxies) != "[127.0.0.1/32 10.0.0.0/8 ::1/128 192.168.0.0/16 172.16.0.0/12 127.0.0.2/32]" {
 		t.Errorf("trusted proxies: %v", e.TrustedProxies)
 	}
 	gh, gl := e.Publishers[0], e.Publishers[1]
@@ -75,6 +75,10 @@ func TestExchangeRejects(t *testing.T) {
 		"a proxy name":     ok + "trusted_proxies = [\"nginx\"]\n" + pub,
 		"a proxy port":     ok + "trusted_proxies = [\"127.0.0.1:80\"]\n" + pub,
 		"a proxy zone":     ok + "trusted_proxies = [\"fe80::1%eth0\"]\n" + pub,
+		"proxy host bits":  ok + "trusted_proxies = [\"192.168.1.7/16\"]\n" + pub,
+		"every v4 proxy":   ok + "trusted_proxies = [\"0.0.0.0/0\"]\n" + pub,
+		"every v6 proxy":   ok + "trusted_proxies = [\"::/0\"]\n" + pub,
+		"mapped v4 /0":     ok + "trusted_proxies = [\"::ffff:0:0/96\"]\n" + pub,
 		"unknown server":   ok + strings.Replace(pub, `"local"`, `"other"`, 1),
 		"http issuer":      ok + strings.Replace(pub, "https://ci", "http://ci", 1),
 		"unknown provider": ok + pub + "provider = \"jenkins\"\n",

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -194,14 +195,18 @@ func (d *Daemon) writeAudit(e auditEntry) error {
 func (d *Daemon) refuse(e auditEntry, reason string) {
 	d.refused.Add(1)
 	e.Event, e.Reason = "refuse", safeurl.Cap(reason, maxReason)
-	summary, ok := d.refusals.allow(callerOf(e), reason, e.Time)
-	if summary != nil {
-		_ = d.writeAudit(*summary)
+	summaries, ok := d.refusals.allow(callerOf(e), reason, e.Time)
+	for _, s := range summaries {
+		_ = d.writeAudit(s)
 	}
 	if !ok {
 		return
 	}
 	_ = d.writeAudit(e)
+	if e.Remote != "" {
+		d.log.Info("refused", "reason", reason, "remote", e.Remote, "via", e.Via)
+		return
+	}
 	d.log.Info("refused", "url", e.URL, "reason", reason, "peer_uid", e.Peer.UID, "peer_pid", e.Peer.PID)
 }
 
@@ -231,18 +236,30 @@ func (d *Daemon) flushRefusals() {
 const maxReason = 512
 
 // Refusal lines per uid: a burst, then one a second; the rest are summed
-// up at least every refusalSummaryEvery.
+// up at least every refusalSummaryEvery. Remote callers (the exchange's)
+// share one more budget, refusalRemote*, as a whole.
 const (
 	refusalBurst        = 20
 	refusalRate         = rate.Limit(1)
 	refusalSummaryEvery = 10 * time.Second
+	refusalRemoteBurst  = 2 * refusalBurst
+	refusalRemoteRate   = rate.Limit(2)
 )
 
-// refusalLines is a token bucket of audit lines per caller.
+// refusalLines is a token bucket of audit lines per caller, and one for
+// all remote callers together: a remote address is cheap to change (an
+// IPv6 host has a /64 of them; behind a trusted proxy, anyone on its
+// network names one in X-Forwarded-For), so per address alone would bound
+// nothing. What the shared budget holds back is counted under anyRemote.
 type refusalLines struct {
-	mu  sync.Mutex
-	per map[caller]*uidRefusals
+	mu     sync.Mutex
+	per    map[caller]*uidRefusals
+	remote *rate.Limiter
 }
+
+// anyRemote counts the remote refusals held back by the shared budget:
+// its summary line says "remote": "*".
+var anyRemote = caller{uid: -1, remote: "*"}
 
 // caller is whom refusal lines are counted for: a local uid, or, for the
 // exchange, a remote address.
@@ -251,11 +268,18 @@ type caller struct {
 	remote string
 }
 
+// callerOf: the uid of a local caller; the address of a remote one, an
+// IPv6 address's /64 (one host's, or one network's, share of addresses).
 func callerOf(e auditEntry) caller {
-	if e.Remote != "" {
-		return caller{uid: -1, remote: e.Remote}
+	if e.Remote == "" {
+		return caller{uid: e.Peer.UID}
 	}
-	return caller{uid: e.Peer.UID}
+	if a, err := netip.ParseAddr(e.Remote); err == nil && a.Is6() && !a.Is4In6() {
+		if p, err := a.WithZone("").Prefix(64); err == nil {
+			return caller{uid: -1, remote: p.String()}
+		}
+	}
+	return caller{uid: -1, remote: e.Remote}
 }
 
 type uidRefusals struct {
@@ -265,31 +289,50 @@ type uidRefusals struct {
 	reason     string
 }
 
-// allow reports whether a refusal of uid gets its own line; summary, when
-// set, sums up the refusals held back before it and is written first.
-func (r *refusalLines) allow(uid caller, reason string, now time.Time) (summary *auditEntry, ok bool) {
+// allow reports whether a refusal of c gets its own line; summaries, the
+// refusals held back before it, are written first.
+func (r *refusalLines) allow(c caller, reason string, now time.Time) (summaries []auditEntry, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.per == nil || len(r.per) >= maxCallers {
+	if r.per == nil {
+		r.per = map[caller]*uidRefusals{}
+		r.remote = rate.NewLimiter(refusalRemoteRate, refusalRemoteBurst)
+	}
+	if len(r.per) >= maxCallers && r.per[c] == nil {
+		// The table starts afresh; what it held back is not lost.
+		summaries = r.flushLocked(now)
 		r.per = map[caller]*uidRefusals{}
 	}
-	u := r.per[uid]
-	if u == nil {
-		u = &uidRefusals{lim: rate.NewLimiter(refusalRate, refusalBurst)}
-		r.per[uid] = u
-	}
+	u := r.bucket(c)
 	if !u.lim.AllowN(now, 1) {
-		if u.suppressed == 0 {
-			u.since = now
-		}
-		u.suppressed++
-		u.reason = reason
-		return nil, false
+		u.holdBack(reason, now)
+		return summaries, false
+	}
+	if c.remote != "" && !r.remote.AllowN(now, 1) {
+		r.bucket(anyRemote).holdBack(reason, now)
+		return summaries, false
 	}
 	if u.suppressed > 0 {
-		summary = u.summary(uid, now)
+		summaries = append(summaries, *u.summary(c, now))
 	}
-	return summary, true
+	return summaries, true
+}
+
+func (r *refusalLines) bucket(c caller) *uidRefusals {
+	u := r.per[c]
+	if u == nil {
+		u = &uidRefusals{lim: rate.NewLimiter(refusalRate, refusalBurst)}
+		r.per[c] = u
+	}
+	return u
+}
+
+func (u *uidRefusals) holdBack(reason string, now time.Time) {
+	if u.suppressed == 0 {
+		u.since = now
+	}
+	u.suppressed++
+	u.reason = reason
 }
 
 func (u *uidRefusals) summary(c caller, now time.Time) *auditEntry {
@@ -306,6 +349,10 @@ func (u *uidRefusals) summary(c caller, now time.Time) *auditEntry {
 func (r *refusalLines) flush(now time.Time) []auditEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.flushLocked(now)
+}
+
+func (r *refusalLines) flushLocked(now time.Time) []auditEntry {
 	var out []auditEntry
 	for uid, u := range r.per {
 		if u.suppressed > 0 {

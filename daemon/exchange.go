@@ -12,6 +12,7 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/exchange"
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -66,6 +67,10 @@ func (d *Daemon) MintExchange(_ context.Context, p config.Publisher, maxTTL time
 	return &exchange.Minted{Success: true, Token: tok.Reveal(), Username: root.User(), Expires: expires.Unix()}, rec, nil
 }
 
+// maxAddr bounds an address in an audit line: an IPv6 address with a
+// zone is at most ~60 bytes.
+const maxAddr = 64
+
 // auditExchange writes an exchange's audit line: minted lines always (a
 // token whose line cannot be written is not handed out), refusals within
 // the remote address's budget of lines.
@@ -74,7 +79,10 @@ func (d *Daemon) auditExchange(ev exchange.Event) error {
 	if err != nil {
 		host = ev.Remote
 	}
-	e := auditEntry{Time: d.opts.Now().UTC(), Event: "exchange", Remote: host, Via: ev.Via, Issuer: ev.Issuer, Publisher: ev.Publisher, Claims: ev.Claims}
+	// Addresses are short; a backstop for a peer's zone, or anything else
+	// a caller could stretch.
+	host, via := safeurl.Cap(host, maxAddr), safeurl.Cap(ev.Via, maxAddr)
+	e := auditEntry{Time: d.opts.Now().UTC(), Event: "exchange", Remote: host, Via: via, Issuer: ev.Issuer, Publisher: ev.Publisher, Claims: ev.Claims}
 	if ev.Refused != nil {
 		e.Codes = ev.Refused.Codes()
 		reason := ev.Refused.Message

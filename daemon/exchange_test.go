@@ -252,3 +252,44 @@ func TestExchangeRefusalFlood(t *testing.T) {
 		t.Errorf("%d refusals counted in %d lines (summary %+v), want %d in %d", counted, len(lines), summary, n, refusalBurst+1)
 	}
 }
+
+// Behind a trusted proxy a caller can name a new address per request
+// (X-Forwarded-For): the lines of all remote callers share one budget, and
+// what it holds back is summed up under "*". Nothing is lost.
+func TestExchangeRefusalRotatingAddresses(t *testing.T) {
+	stopped := time.Now()
+	root := mintRoot(t, "abcd2345", token.Expires(stopped.Add(time.Hour)))
+	cfg := strings.Replace(exchangeConfig("https://issuer.example"), "max_ttl", "trusted_proxies = [\"127.0.0.1\"]\nmax_ttl", 1)
+	f := newFixtureWith(t, "http://127.0.0.1:3141/", root, cfg, func(d *Daemon) {
+		d.opts.Now = func() time.Time { return stopped }
+	})
+	const n = 10 * refusalRemoteBurst
+	for i := range n {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+f.d.ExchangeAddr()+exchange.PathMintToken, strings.NewReader("garbage"))
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.%d.%d", i/250, i%250))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	f.d.flushRefusals()
+	f.stop()
+	lines, counted, star := readLines(t, f.audit), 0, 0
+	for _, l := range lines {
+		var e auditEntry
+		_ = json.Unmarshal([]byte(l), &e)
+		switch {
+		case e.Event == "refuse" && e.Via == "127.0.0.1" && strings.HasPrefix(e.Remote, "198.51."):
+			counted++
+		case e.Event == "refuse_summary" && e.Remote == "*":
+			star++
+			counted += e.Count
+		default:
+			t.Errorf("unexpected line: %s", l)
+		}
+	}
+	if counted != n || star != 1 || len(lines) != refusalRemoteBurst+1 {
+		t.Errorf("%d refusals counted in %d lines (%d summaries under *), want %d in %d", counted, len(lines), star, n, refusalRemoteBurst+1)
+	}
+}

@@ -411,3 +411,37 @@ func TestLongURLIsCapped(t *testing.T) {
 		}
 	}
 }
+
+// The refusal-line table starting afresh (too many callers) writes what
+// it held back first: a flood is not forgotten by adding callers.
+func TestRefusalTableOverflowKeepsCounts(t *testing.T) {
+	var r refusalLines
+	now := time.Now()
+	flooder := caller{uid: 4242}
+	for range refusalBurst + 5 {
+		r.allow(flooder, "flood", now)
+	}
+	var summaries []auditEntry
+	for i := range maxCallers {
+		s, ok := r.allow(caller{uid: 10000 + i}, "other", now)
+		if !ok {
+			t.Fatalf("caller %d's first refusal held back", i)
+		}
+		summaries = append(summaries, s...)
+	}
+	if len(summaries) != 1 || summaries[0].Count != 5 || summaries[0].Peer.UID != 4242 {
+		t.Errorf("summaries on overflow: %+v, want the flooder's 5", summaries)
+	}
+}
+
+// Remote callers' lines are counted per IPv6 /64: one host has a whole
+// /64 of addresses to rotate through.
+func TestCallerOfIPv6Prefix(t *testing.T) {
+	a := callerOf(auditEntry{Remote: "2001:db8:1:2::5"})
+	b := callerOf(auditEntry{Remote: "2001:db8:1:2:ffff::9"})
+	c := callerOf(auditEntry{Remote: "2001:db8:1:3::5"})
+	v4 := callerOf(auditEntry{Remote: "198.51.100.3"})
+	if a != b || a == c || a.remote != "2001:db8:1:2::/64" || v4.remote != "198.51.100.3" {
+		t.Errorf("callers: %+v %+v %+v %+v", a, b, c, v4)
+	}
+}

@@ -205,14 +205,22 @@ func TestTrustedPublishing(t *testing.T) {
 			t.Errorf("%s: audit line %v", c.name, lines[i])
 		}
 	}
-	// Behind nginx (a trusted proxy) the line names the caller, from
-	// another loopback address here, and not what it claims to be.
-	mark = len(s.audit(t))
-	if m := s.mint(t, bed.locked, "garbage", "--interface", "127.0.0.2", "-H", "X-Forwarded-For: 203.0.113.9"); m.Status != 400 {
-		t.Fatalf("from 127.0.0.2: %+v", m)
-	}
-	if lines := s.audit(t)[mark:]; len(lines) != 1 || lines[0]["remote"] != "127.0.0.2" || lines[0]["via"] != "127.0.0.1" {
-		t.Errorf("the caller behind the proxy: audit lines %v, want remote 127.0.0.2 via 127.0.0.1", lines)
+	// Behind nginx (a trusted proxy) the line names the caller, and not
+	// what it claims to be: from another loopback address, and from the
+	// proxy's own (which a trusted proxy's header could not tell apart,
+	// had nginx passed on what the caller sent).
+	for _, from := range []struct{ addr, via string }{{"127.0.0.2", "127.0.0.1"}, {"127.0.0.1", ""}} {
+		mark = len(s.audit(t))
+		if m := s.mint(t, bed.locked, "garbage", "--interface", from.addr, "-H", "X-Forwarded-For: 203.0.113.9"); m.Status != 400 {
+			t.Fatalf("from %s: %+v", from.addr, m)
+		}
+		lines := s.audit(t)[mark:]
+		if len(lines) != 1 {
+			t.Fatalf("from %s: %d audit lines: %v", from.addr, len(lines), lines)
+		}
+		if via, _ := lines[0]["via"].(string); lines[0]["remote"] != from.addr || via != from.via {
+			t.Errorf("the caller behind the proxy: audit lines %v, want remote %s via %q", lines, from.addr, from.via)
+		}
 	}
 
 	// exec --oidc in a GitHub Actions job: no token file, no token

@@ -12,8 +12,11 @@ import (
 // X-Forwarded-For (forwarded: the header's values, in order) that is not a
 // trusted proxy's, and via is the peer. Each proxy appends the address it
 // was reached from (nginx's $proxy_add_x_forwarded_for), so entries left
-// of the first untrusted one are that caller's own word and never used. A
-// header that cannot be read stops the walk at the proxy that passed it on.
+// of the first untrusted one are that caller's own word and never used
+// (when every entry is a trusted proxy's, it is the first of them). An entry
+// that cannot be read (or has an IPv6 zone) stops the walk at the proxy that
+// passed it on. A caller whose own address is trusted can name any
+// address: trust only the proxies' addresses.
 func ClientAddr(peer string, forwarded []string, trusted []netip.Prefix) (client, via string) {
 	host, _, err := net.SplitHostPort(peer)
 	if err != nil {
@@ -30,8 +33,8 @@ func ClientAddr(peer string, forwarded []string, trusted []netip.Prefix) (client
 	client = host
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
+		if err != nil || a.Zone() != "" {
+			break // a zone is any text at all: not for the audit log
 		}
 		client = a.Unmap().String()
 		if !trustedAddr(a, trusted) {
