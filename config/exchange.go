@@ -229,7 +229,8 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 
 // parseProxies reads trusted_proxies: addresses ("127.0.0.1", "::1") and
 // CIDR ranges ("10.0.0.0/8"). A range with host bits ("192.168.1.7/16", a
-// typo for one host?) and /0 (anyone could name any address) are refused;
+// typo for one host?), /0 and ranges shorter than a network's (anyone
+// could name any address) and IPv6 link-local ones are refused;
 // IPv4-mapped IPv6 forms are read as IPv4, as peers are.
 func parseProxies(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
@@ -252,12 +253,25 @@ func parseProxies(list []string) ([]netip.Prefix, error) {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
-		if p.Bits() == 0 {
+		switch {
+		case p.Bits() == 0:
 			return nil, bad("trusts every address: anyone could name any address; name the proxies")
+		case p.Bits() < minProxyBits(p.Addr()):
+			return nil, bad(fmt.Sprintf("trusts too many addresses (shorter than /%d): name the proxies", minProxyBits(p.Addr())))
+		case p.Addr().Is6() && p.Addr().IsLinkLocalUnicast():
+			return nil, bad("is link-local: such peers carry a zone and are never matched; give the proxy's loopback or routable address")
 		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// minProxyBits: a range of proxies is a network's, not a continent's.
+func minProxyBits(a netip.Addr) int {
+	if a.Is4() {
+		return 8
+	}
+	return 32
 }
 
 func hasServer(servers []Server, name string) bool {

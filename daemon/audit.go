@@ -195,7 +195,7 @@ func (d *Daemon) writeAudit(e auditEntry) error {
 func (d *Daemon) refuse(e auditEntry, reason string) {
 	d.refused.Add(1)
 	e.Event, e.Reason = "refuse", safeurl.Cap(reason, maxReason)
-	summaries, ok := d.refusals.allow(callerOf(e), reason, e.Time)
+	summaries, ok := d.refusals.allow(callerOf(e), e.Reason, e.Time)
 	for _, s := range summaries {
 		_ = d.writeAudit(s)
 	}
@@ -204,10 +204,10 @@ func (d *Daemon) refuse(e auditEntry, reason string) {
 	}
 	_ = d.writeAudit(e)
 	if e.Remote != "" {
-		d.log.Info("refused", "reason", reason, "remote", e.Remote, "via", e.Via)
+		d.log.Info("refused", "reason", e.Reason, "remote", e.Remote, "via", e.Via)
 		return
 	}
-	d.log.Info("refused", "url", e.URL, "reason", reason, "peer_uid", e.Peer.UID, "peer_pid", e.Peer.PID)
+	d.log.Info("refused", "url", e.URL, "reason", e.Reason, "peer_uid", e.Peer.UID, "peer_pid", e.Peer.PID)
 }
 
 // summarizeRefusals writes the pending refuse_summary lines now and then,
@@ -312,10 +312,31 @@ func (r *refusalLines) allow(c caller, reason string, now time.Time) (summaries 
 		r.bucket(anyRemote).holdBack(reason, now)
 		return summaries, false
 	}
-	if u.suppressed > 0 {
-		summaries = append(summaries, *u.summary(c, now))
+	if s := r.summarize(c, u, now); s != nil {
+		summaries = append(summaries, *s)
 	}
 	return summaries, true
+}
+
+// summarize returns c's summary line, if it holds refusals back. A remote
+// address's is a line of the remote callers' shared budget too: past it,
+// its count joins anyRemote's, so that addresses that each hold one
+// refusal back do not each get a line.
+func (r *refusalLines) summarize(c caller, u *uidRefusals, now time.Time) *auditEntry {
+	if u.suppressed == 0 {
+		return nil
+	}
+	if c.remote == "" || c == anyRemote || r.remote.AllowN(now, 1) {
+		return u.summary(c, now)
+	}
+	rest := r.bucket(anyRemote)
+	if rest.suppressed == 0 || u.since.Before(rest.since) {
+		rest.since = u.since
+	}
+	rest.suppressed += u.suppressed
+	rest.reason = u.reason
+	u.suppressed = 0
+	return nil
 }
 
 func (r *refusalLines) bucket(c caller) *uidRefusals {
@@ -354,9 +375,16 @@ func (r *refusalLines) flush(now time.Time) []auditEntry {
 
 func (r *refusalLines) flushLocked(now time.Time) []auditEntry {
 	var out []auditEntry
-	for uid, u := range r.per {
-		if u.suppressed > 0 {
-			out = append(out, *u.summary(uid, now))
+	// Remote addresses first: what the shared budget cannot give a line
+	// joins anyRemote's, written with the rest.
+	for _, remote := range []bool{true, false} {
+		for c, u := range r.per {
+			if (c.remote != "" && c != anyRemote) != remote {
+				continue
+			}
+			if s := r.summarize(c, u, now); s != nil {
+				out = append(out, *s)
+			}
 		}
 	}
 	return out

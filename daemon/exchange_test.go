@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -291,5 +292,35 @@ func TestExchangeRefusalRotatingAddresses(t *testing.T) {
 	}
 	if counted != n || star != 1 || len(lines) != refusalRemoteBurst+1 {
 		t.Errorf("%d refusals counted in %d lines (%d summaries under *), want %d in %d", counted, len(lines), star, n, refusalRemoteBurst+1)
+	}
+}
+
+// A refusal's reason quotes the caller (here a 40 KB "alg"): capped in
+// the refusal line, its summary and the daemon's log.
+func TestExchangeLongReasonIsCapped(t *testing.T) {
+	stopped := time.Now()
+	root := mintRoot(t, "abcd2345", token.Expires(stopped.Add(time.Hour)))
+	f := newFixtureWith(t, "http://127.0.0.1:3141/", root, exchangeConfig("https://issuer.example"), func(d *Daemon) {
+		d.opts.Now = func() time.Time { return stopped }
+	})
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"` + strings.Repeat("A", 40000) + `"}`))
+	body := `{"token":"` + header + `.e30.c2ln"}`
+	for range refusalBurst + 5 {
+		resp, err := http.Post("http://"+f.d.ExchangeAddr()+exchange.PathMintToken, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	f.d.flushRefusals()
+	f.stop()
+	lines := readLines(t, f.audit)
+	if len(lines) != refusalBurst+1 {
+		t.Errorf("%d audit lines, want %d", len(lines), refusalBurst+1)
+	}
+	for _, l := range append(lines, strings.Split(f.logs.String(), "\n")...) {
+		if len(l) > 2*maxReason {
+			t.Errorf("a line of %d bytes: %.200s...", len(l), l)
+		}
 	}
 }

@@ -445,3 +445,34 @@ func TestCallerOfIPv6Prefix(t *testing.T) {
 		t.Errorf("callers: %+v %+v %+v %+v", a, b, c, v4)
 	}
 }
+
+// Addresses that each hold back one refusal (21 from each: 20 lines'
+// worth of their own budget, the shared one long spent) do not each get a
+// summary line: past the shared budget their counts join "*".
+func TestRefusalSummariesShareTheRemoteBudget(t *testing.T) {
+	var r refusalLines
+	now := time.Now()
+	const addrs, each = 300, refusalBurst + 1
+	lines, counted := 0, 0
+	for i := range addrs {
+		c := caller{uid: -1, remote: fmt.Sprintf("198.51.%d.%d", i/250, i%250)}
+		for range each {
+			summaries, ok := r.allow(c, "garbage", now)
+			for _, s := range summaries {
+				lines++
+				counted += s.Count
+			}
+			if ok {
+				lines++
+				counted++
+			}
+		}
+	}
+	for _, s := range r.flush(now) {
+		lines++
+		counted += s.Count
+	}
+	if counted != addrs*each || lines > refusalRemoteBurst+1 {
+		t.Errorf("%d refusals counted in %d lines, want %d in at most %d", counted, lines, addrs*each, refusalRemoteBurst+1)
+	}
+}

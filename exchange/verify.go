@@ -103,7 +103,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 		return nil, refusal(422, CodeInvalidToken, err.Error())
 	}
 	if !contains(Algorithms, rt.Alg) {
-		return nil, refusal(422, CodeInvalidToken, fmt.Sprintf("signed with alg %q; only %s are accepted", msg.OneLine(rt.Alg), strings.Join(Algorithms, " and ")))
+		return nil, refusal(422, CodeInvalidToken, fmt.Sprintf("signed with alg %q; only %s are accepted", clip(rt.Alg), strings.Join(Algorithms, " and ")))
 	}
 	iss := rt.Iss
 	if !issuers[iss] {
