@@ -53,22 +53,24 @@ func runAs(t *testing.T, uid int, env []string, prog string, args ...string) res
 
 // startAs starts prog as uid in the background; it is killed at the end
 // of the test. Its output is collected in the returned buffer.
-func startAs(t *testing.T, uid int, prog string, args ...string) (*exec.Cmd, *lockedBuffer) {
+// startAs starts prog as uid; done is closed once it has exited and all
+// its output is in out (the copy from its pipes ends after the exit).
+func startAs(t *testing.T, uid int, prog string, args ...string) (out *lockedBuffer, done <-chan struct{}) {
 	t.Helper()
-	out := &lockedBuffer{}
+	out = &lockedBuffer{}
 	cmd := exec.Command(prog, args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}, Pdeathsig: syscall.SIGKILL}
 	must(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-done
+		<-exited
 	})
-	return cmd, out
+	return out, exited
 }
 
 func mkdirMode(t *testing.T, path string, mode os.FileMode, uid int) string {
@@ -214,13 +216,13 @@ func TestFloodFromAnotherUID(t *testing.T) {
 	shared := u.allow(t, 4242)
 	d := u.serve(t)
 
-	flood, out := startAs(t, nobody, bed.attacker, "flood", shared, "4s")
+	out, done := startAs(t, nobody, bed.attacker, "flood", shared, "4s")
 	// The owner is served during the flood.
 	for i := 0; i < 20; i++ {
 		u.get(t, 0, bed.url+dev+"/")
 	}
-	done := make(chan error, 1)
-	go func() { _, err := flood.Process.Wait(); done <- err }()
+	// Waiting for cmd.Wait, not the process: its last line may still be
+	// in the pipe when it has exited.
 	select {
 	case <-done:
 	case <-time.After(60 * time.Second):
