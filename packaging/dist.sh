@@ -89,6 +89,9 @@ for prog in devpi-credd devpi-credd-keyring; do
   $GO run $CYCLONEDX app -json -std -noserial -notimestamp -main "cmd/$prog" -output "$out/$prog-$version.cdx.json" . 2>/dev/null
 done
 
-(cd "$out" && sha256sum -- * | LC_ALL=C sort -k2 >SHA256SUMS)
+# The list is taken before the pipeline starts: in `sha256sum -- * | sort
+# >SHA256SUMS` the two sides start at once, and the glob could see the
+# empty SHA256SUMS that the redirection has just created.
+(cd "$out" && files=(*) && sha256sum -- "${files[@]}" | LC_ALL=C sort -k2 >SHA256SUMS)
 echo "dist/ for devpi-credd $version ($commit):"
 (cd "$out" && ls -1)

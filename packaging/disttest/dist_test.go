@@ -336,6 +336,43 @@ func TestRPMInstall(t *testing.T) {
 	}
 }
 
+// SHA256SUMS lists every other artifact once, with its hash, and not
+// itself (sha256sum -c, as a user runs it, passes).
+func TestChecksums(t *testing.T) {
+	entries, err := os.ReadDir(dist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, e := range entries {
+		if e.Type().IsRegular() && e.Name() != "SHA256SUMS" {
+			want[e.Name()] = true
+		}
+	}
+	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		sum, name, _ := strings.Cut(line, "  ")
+		if !want[name] {
+			t.Errorf("SHA256SUMS lists %q, not another artifact of dist/ (or twice)", name)
+			continue
+		}
+		delete(want, name)
+		b, err := os.ReadFile(filepath.Join(dist, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != sum {
+			t.Errorf("%s: SHA256SUMS says %s, the file is %s", name, sum, got)
+		}
+	}
+	for name := range want {
+		t.Errorf("SHA256SUMS does not list %s", name)
+	}
+}
+
 // A second build, from a fresh clone of the same commit elsewhere, is the
 // same bytes.
 func TestReproducible(t *testing.T) {
