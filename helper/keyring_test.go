@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -161,4 +163,27 @@ func FuzzKeyringArgs(f *testing.F) {
 			t.Fatalf("success with an error line: %q", errb.String())
 		}
 	})
+}
+
+// KeyringMain with a config that names devpi.example, no daemon, and a
+// $DEVPI_CREDD_DAEMON_UID that is not a uid: a service that is not ours
+// still gets no line (the bad uid is not a broken config).
+func TestKeyringMainBadDaemonUID(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "devpi-credd", "config.toml")
+	if err := os.MkdirAll(filepath.Dir(conf), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	text := "socket = \"" + filepath.Join(dir, "no-daemon") + "\"\n[servers.local]\nurl = \"https://devpi.example/\"\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"XDG_CONFIG_HOME": dir, "HOME": dir, "DEVPI_CREDD_DAEMON_UID": "abc"}
+	var out, errb bytes.Buffer
+	if code := KeyringMain([]string{"get", "https://pypi.org/simple/", "bob"}, &out, &errb, func(k string) string { return env[k] }); code != 1 || out.Len()+errb.Len() != 0 {
+		t.Errorf("not ours, daemon down, a bad DEVPI_CREDD_DAEMON_UID: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	if uids, err := TrustedUIDs(func(k string) string { return env[k] }); uids != nil || err == nil || !strings.Contains(err.Error(), `"abc" is not a uid`) {
+		t.Errorf("TrustedUIDs: %v %v", uids, err)
+	}
 }

@@ -2,6 +2,7 @@ package helper
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strconv"
 	"time"
@@ -11,27 +12,28 @@ import (
 )
 
 // NewClient is the client of the daemon the config at configPath names
-// (see clientcfg), trusting $DEVPI_CREDD_DAEMON_UID besides this user and
-// root. err, when set, says why the config did not say where the daemon
-// is (the default socket is used), or why the uid is not one; the client
-// works all the same.
+// (see clientcfg), trusting TrustedUIDs besides this user and root. err,
+// when set, says why the config did not say where the daemon is (the
+// default socket is used); the client works all the same.
 func NewClient(configPath string, getenv func(string) string) (*Client, *clientcfg.Config, error) {
 	cfg, err := clientcfg.Load(configPath, getenv)
 	c := &Client{Socket: cfg.Socket}
-	if v := getenv("DEVPI_CREDD_DAEMON_UID"); v != "" {
-		if uid, uerr := strconv.Atoi(v); uerr == nil && uid >= 0 {
-			c.TrustUIDs = []int{uid}
-		} else if err == nil {
-			err = &uidError{v}
-		}
-	}
+	c.TrustUIDs, _ = TrustedUIDs(getenv)
 	return c, cfg, err
 }
 
-type uidError struct{ v string }
-
-func (e *uidError) Error() string {
-	return "DEVPI_CREDD_DAEMON_UID=" + strconv.Quote(e.v) + " is not a uid; ignored"
+// TrustedUIDs is $DEVPI_CREDD_DAEMON_UID: another user whose daemon may
+// answer (one that serves this uid through allow_uids). err says why a
+// value that is not a uid is ignored.
+func TrustedUIDs(getenv func(string) string) ([]int, error) {
+	v := getenv("DEVPI_CREDD_DAEMON_UID")
+	if v == "" {
+		return nil, nil
+	}
+	if uid, err := strconv.Atoi(v); err == nil && uid >= 0 {
+		return []int{uid}, nil
+	}
+	return nil, errors.New("DEVPI_CREDD_DAEMON_UID=" + strconv.Quote(v) + " is not a uid; ignored")
 }
 
 // configSource is the daemon's client, which can also tell from the

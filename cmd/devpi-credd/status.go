@@ -17,14 +17,17 @@ import (
 
 // daemonClient is the client of the running daemon: on socket when given
 // (--socket), else where the config says (see helper.NewClient). What
-// keeps the config from saying is warned about when warn is set.
-func (a *app) daemonClient(socket, configFlag string, warn bool) *helper.Client {
+// keeps the config from saying, and a $DEVPI_CREDD_DAEMON_UID that is not
+// a uid, are warned about.
+func (a *app) daemonClient(socket, configFlag string) *helper.Client {
 	c, cfg, err := helper.NewClient(a.configPath(configFlag), a.getenv)
-	if err != nil && warn && socket == "" {
-		a.warnf("%s; looking for the daemon at %s", msg.OneLine(err.Error()), cfg.Socket)
-	}
 	if socket != "" {
 		c.Socket = socket
+	} else if err != nil {
+		a.warnf("%s; looking for the daemon at %s", msg.OneLine(err.Error()), cfg.Socket)
+	}
+	if _, err := helper.TrustedUIDs(a.getenv); err != nil {
+		a.warnf("%s", err)
 	}
 	return c
 }
@@ -50,7 +53,7 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	configFlag(cmd, &f.config)
 }
 
-func (a *app) client(f daemonFlags) *helper.Client { return a.daemonClient(f.socket, f.config, true) }
+func (a *app) client(f daemonFlags) *helper.Client { return a.daemonClient(f.socket, f.config) }
 
 func (a *app) newGetCmd() *cobra.Command {
 	var df daemonFlags
