@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/internal/clientcfg"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
 	"github.com/devpi-credd/devpi-credd/internal/safeurl"
@@ -182,8 +183,8 @@ type MissingError struct {
 func (e *MissingError) Error() string { return e.Err.Error() }
 func (e *MissingError) Unwrap() error { return e.Err }
 
-// MaxSize bounds a config file.
-const MaxSize = 1 << 20
+// MaxSize bounds a config file (the clients' reader's bound).
+const MaxSize = clientcfg.MaxSize
 
 // Parse is Load on bytes already read.
 func Parse(path string, data []byte, getenv func(string) string) (*Config, error) {

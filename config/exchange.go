@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -102,9 +103,10 @@ var (
 		"workflow_file": true, "project_path": true, "project_id": true, "namespace_path": true, "namespace_id": true,
 		"ci_config_file": true,
 	}
-	// pypiAudiences are PyPI's: an exchange that took them could be handed
-	// tokens meant for PyPI.
-	pypiAudiences = map[string]bool{"pypi": true, "testpypi": true}
+	// PyPIAudiences are PyPI's: an exchange that took them could be
+	// handed tokens meant for PyPI (and a client that sent its identity
+	// token to one could be handing it a token PyPI takes).
+	PyPIAudiences = []string{"pypi", "testpypi"}
 )
 
 // DefaultExchangeBudget is a publisher's exchanges a minute when the config
@@ -122,7 +124,7 @@ func validateExchange(fe *fileExchange, servers []Server) (*Exchange, error) {
 	if strings.TrimSpace(e.Audience) == "" {
 		return nil, errors.New("exchange.audience is missing: the audience identity tokens are issued for, such as \"devpi.example.com\"")
 	}
-	if pypiAudiences[strings.ToLower(e.Audience)] {
+	if slices.Contains(PyPIAudiences, strings.ToLower(e.Audience)) {
 		return nil, fmt.Errorf("exchange.audience = %q is PyPI's: choose one of this exchange's own, such as its host name", e.Audience)
 	}
 	ttl := fe.MaxTTL

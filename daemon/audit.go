@@ -57,8 +57,9 @@ type auditEntry struct {
 	Count int        `json:"count,omitempty"`
 	Since *time.Time `json:"since,omitempty"`
 	// An exchange (trusted publishing): the caller's address (and the
-	// trusted proxy's it came through), the identity token's issuer and the claims that say where it comes from, the
-	// publisher that matched, and for a refusal the checks that failed.
+	// trusted proxy's it came through), the identity token's issuer and
+	// the claims that say where it comes from, the publisher that matched,
+	// and for a refusal the checks that failed.
 	Remote    string            `json:"remote,omitempty"`
 	Via       string            `json:"via,omitempty"`
 	Issuer    string            `json:"issuer,omitempty"`

@@ -115,6 +115,19 @@ type rootState struct {
 	store string
 }
 
+// root is server name's long-lived token, or why none can be used.
+func (st *state) root(name string) (*token.Token, error) {
+	rs := st.roots[name]
+	if rs == nil || rs.err != nil {
+		reason := "no root token loaded"
+		if rs != nil {
+			reason = rs.err.Error()
+		}
+		return nil, fmt.Errorf("no usable token for server %s: %s", name, reason)
+	}
+	return rs.tok, nil
+}
+
 // New loads the config at opts.ConfigPath; an invalid config is an error
 // here, and only here: later reloads keep the old one instead.
 func New(opts Options) (*Daemon, error) {
@@ -282,7 +295,7 @@ func (d *Daemon) Listen() (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.ListenShared(); err != nil {
+	if err := d.listenShared(); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -296,9 +309,9 @@ func (d *Daemon) Listen() (net.Listener, error) {
 	return l, nil
 }
 
-// ListenShared opens the shared socket when allow_uids is set (Listen does
-// it; a daemon given its own socket by systemd calls it before RunOn).
-func (d *Daemon) ListenShared() error {
+// listenShared opens the shared socket when allow_uids is set (Listen does
+// it; for a socket given to RunOn, by systemd, RunOn does).
+func (d *Daemon) listenShared() error {
 	cfg := d.Config()
 	if len(cfg.AllowUIDs) == 0 || d.shared != nil {
 		return nil
@@ -337,6 +350,10 @@ func (d *Daemon) RunOn(ctx context.Context, l net.Listener, reload <-chan struct
 	bg.Add(2)
 	go func() { defer bg.Done(); d.refreshDevpiClient(ctx, d.opts.RefreshEvery) }()
 	go func() { defer bg.Done(); d.summarizeRefusals(ctx) }()
+	if err := d.listenShared(); err != nil {
+		l.Close()
+		return err
+	}
 	if err := d.listenExchange(); err != nil {
 		l.Close()
 		return err

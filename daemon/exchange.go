@@ -27,19 +27,14 @@ func (d *Daemon) MintExchange(_ context.Context, p config.Publisher, maxTTL time
 	}
 	st := d.state.Load()
 	srv, ok := st.cfg.Server(p.Server)
-	rs := st.roots[p.Server]
-	switch {
-	case !ok:
+	if !ok {
 		return nil, nil, fmt.Errorf("server %s is not configured", p.Server)
-	case rs == nil || rs.err != nil:
-		reason := "no root token loaded"
-		if rs != nil {
-			reason = rs.err.Error()
-		}
-		return nil, nil, fmt.Errorf("no usable token for server %s: %s", srv.Name, reason)
+	}
+	root, err := st.root(srv.Name)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := d.opts.Now()
-	root := rs.tok
 	scope, err := usableRoot(root, srv, "", now)
 	if err != nil {
 		return nil, nil, err
@@ -75,13 +70,9 @@ const maxAddr = 64
 // token whose line cannot be written is not handed out), refusals within
 // the remote address's budget of lines.
 func (d *Daemon) auditExchange(ev exchange.Event) error {
-	host, _, err := net.SplitHostPort(ev.Remote)
-	if err != nil {
-		host = ev.Remote
-	}
 	// Addresses are short; a backstop for a peer's zone, or anything else
 	// a caller could stretch.
-	host, via := safeurl.Cap(host, maxAddr), safeurl.Cap(ev.Via, maxAddr)
+	host, via := safeurl.Cap(ev.Remote, maxAddr), safeurl.Cap(ev.Via, maxAddr)
 	e := auditEntry{Time: d.opts.Now().UTC(), Event: "exchange", Remote: host, Via: via, Issuer: ev.Issuer, Publisher: ev.Publisher, Claims: ev.Claims}
 	if ev.Refused != nil {
 		e.Codes = ev.Refused.Codes()

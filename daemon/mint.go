@@ -92,7 +92,7 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error(), true}
 	}
 	entry.URL = safeurl.Cap(u.String(), safeurl.MaxLogged)
-	srv, ok := matchServer(cfg, u)
+	srv, ok := cfg.Match(u)
 	if !ok {
 		return nil, entry, &apiError{http.StatusNotFound, localapi.CodeNotFound, "no configured server matches " + entry.URL, true}
 	}
@@ -104,15 +104,10 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	if aerr != nil {
 		return nil, entry, aerr
 	}
-	rs := st.roots[srv.Name]
-	if rs == nil || rs.err != nil {
-		reason := "no root token loaded"
-		if rs != nil {
-			reason = rs.err.Error()
-		}
-		return nil, entry, &apiError{status: http.StatusServiceUnavailable, code: localapi.CodeUnavailable, msg: fmt.Sprintf("no usable token for server %s: %s", srv.Name, reason)}
+	root, err := st.root(srv.Name)
+	if err != nil {
+		return nil, entry, &apiError{status: http.StatusServiceUnavailable, code: localapi.CodeUnavailable, msg: err.Error()}
 	}
-	root := rs.tok
 	entry.User, entry.TokenID = root.User(), root.ID()
 	target, err := Classify(srv.URL, u)
 	if err != nil {

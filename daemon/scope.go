@@ -109,11 +109,6 @@ func Classify(root, u *url.URL) (Target, error) {
 	return t, nil
 }
 
-// matchServer finds the configured server for u (see safeurl.Match).
-func matchServer(c *config.Config, u *url.URL) (*config.Server, bool) {
-	return c.Match(u)
-}
-
 // Plan is the result of scoping one request: the caveats to add and when
 // the token expires.
 type Plan struct {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
@@ -59,11 +60,6 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// PyPIAudiences are audiences an identity token for devpi never names: a
-// token for them could be spent at PyPI by whoever answers as the
-// exchange.
-var PyPIAudiences = []string{"pypi", "testpypi"}
-
 // Audience asks the exchange which audience identity tokens must name.
 func (c *Client) Audience(ctx context.Context) (string, error) {
 	if err := CheckBase(c.Base); err != nil {
@@ -78,7 +74,7 @@ func (c *Client) Audience(ctx context.Context) (string, error) {
 	switch {
 	case out.Audience == "":
 		return "", fmt.Errorf("the exchange %s names no audience", c.Base)
-	case slices.Contains(PyPIAudiences, strings.ToLower(out.Audience)):
+	case slices.Contains(config.PyPIAudiences, strings.ToLower(out.Audience)):
 		return "", fmt.Errorf("the exchange %s names PyPI's audience %q: refusing to get an identity token PyPI would take", c.Base, msg.OneLine(out.Audience))
 	}
 	return out.Audience, nil

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,8 +38,8 @@ type Record struct {
 // Event is one exchange, minted or refused, for the audit log: never the
 // identity token, never the devpi token.
 type Event struct {
-	// Remote is the caller's address; Via, the trusted proxy's it came
-	// through (see ClientAddr).
+	// Remote is the caller's address (no port); Via, the trusted proxy's
+	// it came through (see ClientAddr).
 	Remote    string
 	Via       string
 	Issuer    string
@@ -97,10 +99,12 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
-	ev := Event{Remote: r.RemoteAddr}
-	if cfg := s.opts.Config(); cfg != nil && len(cfg.TrustedProxies) > 0 {
-		ev.Remote, ev.Via = ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), cfg.TrustedProxies)
+	var ev Event
+	var trusted []netip.Prefix
+	if cfg := s.opts.Config(); cfg != nil {
+		trusted = cfg.TrustedProxies
 	}
+	ev.Remote, ev.Via = ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 	minted, rf := s.exchange(r, &ev)
 	if rf == nil {
 		if err := s.opts.Audit(ev); err != nil {
@@ -155,7 +159,7 @@ func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, *Refusal) {
 	if cfg = s.opts.Config(); cfg == nil {
 		return nil, errOff
 	}
-	if !contains(id.Audience, cfg.Audience) {
+	if !slices.Contains(id.Audience, cfg.Audience) {
 		return nil, refusal(422, CodeInvalidAudience, fmt.Sprintf("not issued for this exchange's audience %q", cfg.Audience))
 	}
 	p, rf := match(cfg.Publishers, id)

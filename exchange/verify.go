@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,12 +17,22 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/devpi-credd/devpi-credd/internal/msg"
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 )
 
 // Algorithms an identity token may be signed with: GitHub's and GitLab's
 // (RS256) and ES256. Never "none", never HMAC: a verifier that took HMAC
 // could be handed a token "signed" with the issuer's public key.
 var Algorithms = []string{"RS256", "ES256"}
+
+// joseAlgorithms are Algorithms, as go-jose takes them.
+var joseAlgorithms = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(Algorithms))
+	for i, a := range Algorithms {
+		out[i] = jose.SignatureAlgorithm(a)
+	}
+	return out
+}()
 
 // Leeway is the clock skew allowed on exp, nbf and iat.
 const Leeway = 30 * time.Second
@@ -102,7 +113,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 	if err != nil {
 		return nil, refusal(422, CodeInvalidToken, err.Error())
 	}
-	if !contains(Algorithms, rt.Alg) {
+	if !slices.Contains(Algorithms, rt.Alg) {
 		return nil, refusal(422, CodeInvalidToken, fmt.Sprintf("signed with alg %q; only %s are accepted", clip(rt.Alg), strings.Join(Algorithms, " and ")))
 	}
 	iss := rt.Iss
@@ -134,7 +145,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 		rs.add(422, CodeInvalidToken, "its claims are not JSON")
 	}
 	now := v.Now()
-	if !contains(tok.Audience, audience) {
+	if !slices.Contains(tok.Audience, audience) {
 		rs.add(422, CodeInvalidAudience, fmt.Sprintf("issued for %q, not for this exchange's audience %q", clip(strings.Join(tok.Audience, ",")), audience))
 	}
 	if tok.Expiry.IsZero() || !now.Before(tok.Expiry.Add(Leeway)) {
@@ -256,11 +267,7 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if out == nil {
 		out = &keyOutcome{}
 	}
-	algs := make([]jose.SignatureAlgorithm, len(Algorithms))
-	for i, a := range Algorithms {
-		algs[i] = jose.SignatureAlgorithm(a)
-	}
-	jws, err := jose.ParseSigned(raw, algs)
+	jws, err := jose.ParseSigned(raw, joseAlgorithms)
 	if err != nil {
 		return nil, err
 	}
@@ -444,20 +451,5 @@ func between(s, prefix string, refs ...string) (string, bool) {
 	return "", false
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// clip keeps what a caller sent short in a message.
-func clip(s string) string {
-	s = msg.OneLine(s)
-	if len(s) > 120 {
-		return s[:120] + "..."
-	}
-	return s
-}
+// clip keeps what a caller sent short, and on one line, in a message.
+func clip(s string) string { return safeurl.Cap(msg.OneLine(s), 120) }

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
 // checkSocketDir refuses a socket whose directory is a symbolic link, belongs
@@ -28,8 +29,8 @@ func checkSocketDir(socket string, trusted func(uid int) bool) error {
 	case !st.IsDir():
 		return fmt.Errorf("refusing the socket %s: %s is not a directory", socket, dir)
 	}
-	if s, ok := st.Sys().(*syscall.Stat_t); ok && !trusted(int(s.Uid)) {
-		return fmt.Errorf("refusing the socket %s: its directory belongs to uid %d, not to you (uid %d); if that user's daemon lets you in (allow_uids), set DEVPI_CREDD_DAEMON_UID=%d", socket, s.Uid, os.Getuid(), s.Uid)
+	if uid, ok := safefile.OwnerUID(st); ok && !trusted(uid) {
+		return fmt.Errorf("refusing the socket %s: its directory belongs to uid %d, not to you (uid %d); if that user's daemon lets you in (allow_uids), set DEVPI_CREDD_DAEMON_UID=%d", socket, uid, os.Getuid(), uid)
 	}
 	if st.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("refusing the socket %s: others may write to its directory (mode %04o)", socket, st.Mode().Perm())

@@ -68,7 +68,9 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
-	target := leanHelper(self)
+	// The lean devpi-credd-keyring beside self, when installed: the link
+	// runs for every lookup, and the lean binary starts at the floor.
+	target := job.LeanHelper(self)
 	link, created, err := helper.LinkKeyring(dir, target, force)
 	var ee *helper.ExistsError
 	switch {
@@ -87,14 +89,6 @@ func (a *app) runKeyringLink(dir string, force bool) error {
 		a.warnf("devpi-credd-keyring is not installed beside %s: the link runs devpi-credd itself, which starts slower", self)
 	}
 	return a.printKeyringSettings(dir)
-}
-
-// leanHelper is devpi-credd-keyring beside self when it is installed
-// there (the wheel, the packages and make build put it there), else self:
-// the keyring link runs for every lookup, and the lean binary starts at
-// the floor.
-func leanHelper(self string) string {
-	return job.LeanHelper(self)
 }
 
 // selfPath is what the link should point at: devpi-credd as found on PATH

@@ -162,9 +162,6 @@ func (a *app) serveOn(ctx context.Context, d *daemon.Daemon, log *slog.Logger, r
 	if got, want := ls[0].Addr().String(), d.Config().Socket; got != want {
 		log.Warn("the socket systemd passed is not the config's: clients look where the config says", "socket", got, "config_socket", want)
 	}
-	if err := d.ListenShared(); err != nil {
-		return err
-	}
 	log.Info("socket activation: serving on the socket systemd passed", "socket", ls[0].Addr().String())
 	return d.RunOn(ctx, ls[0], reload)
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/devpi-credd/devpi-credd/internal/safefile"
 )
 
 type reaper struct {
@@ -74,8 +76,8 @@ func Reap(dir string, stdin io.Reader) int {
 }
 
 func ownedByMe(st os.FileInfo) bool {
-	s, ok := st.Sys().(*syscall.Stat_t)
-	return ok && int(s.Uid) == os.Getuid()
+	uid, ok := safefile.OwnerUID(st)
+	return ok && uid == os.Getuid()
 }
 
 // running reports whether pid runs and, where the kernel says when it

@@ -116,7 +116,8 @@ func (m *Manager) Install() error {
 		return err
 	}
 	// The socket first: the service unit requires it.
-	if sock := socketPath(m.o, m.unit); sock != "" {
+	sock := socketPath(m.o, m.unit)
+	if sock != "" {
 		if err := safefile.Write(sock, []byte(socketUnit), 0o644); err != nil {
 			return fmt.Errorf("writing %s: %w", sock, err)
 		}
@@ -125,7 +126,7 @@ func (m *Manager) Install() error {
 	if ferr := fixUnitMode(m.unit); ferr != nil && err == nil {
 		err = ferr
 	}
-	if sock := socketPath(m.o, m.unit); sock != "" && err == nil {
+	if sock != "" && err == nil {
 		// The library enables the service; the socket is ours to enable.
 		if serr := systemctl("enable", Name+".socket"); serr != nil {
 			err = serr
