@@ -87,8 +87,7 @@ func (d *Daemon) auditExchange(ev exchange.Event) error {
 		e.Server, e.User, e.TokenID, e.Caveats, e.Expires = m.Server, m.User, m.TokenID, m.Caveats, m.Expires
 	}
 	if err := d.writeAudit(e); err != nil {
-		d.refused.Add(1)
-		return err
+		return err // the exchange refuses the token, and refuse counts that
 	}
 	d.exchanged.Add(1)
 	return nil

@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/devpi-credd/devpi-credd/exchange"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/token"
 )
 
 // needRoot: mounting a tmpfs (a real full disk) needs root, which CI has.
@@ -123,5 +127,44 @@ func TestAuditLogOnFullDiskFailsClosed(t *testing.T) {
 	}
 	if mints := strings.Count(strings.Join(lines, "\n"), `"event":"mint"`); mints != int(st.Minted) {
 		t.Errorf("%d mint lines for %d tokens handed out", mints, st.Minted)
+	}
+}
+
+// The exchange with its audit log on a full disk: no token, and each
+// exchange refused for it counts once in status.
+func TestExchangeAuditOnFullDiskCountsOnce(t *testing.T) {
+	needRoot(t)
+	disk := tmpfs(t, 64<<10)
+	audit := filepath.Join(disk, "audit.log")
+	f, is, _ := exchangeFixture(t, mintRoot(t, "abcd2345", token.Expires(time.Now().Add(time.Hour))))
+	f.stop()
+	text, _ := os.ReadFile(f.config)
+	text = []byte(strings.Replace(string(text), fmt.Sprintf("audit_log = %q", f.audit), fmt.Sprintf("audit_log = %q", audit), 1))
+	if err := os.WriteFile(f.config, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := f.restart(t, Options{IssuerHTTP: is.Client()})
+	c := &exchange.Client{Base: &url.URL{Scheme: "http", Host: d.ExchangeAddr()}, HTTP: http.DefaultClient}
+	fill(t, disk)
+	for i := 0; ; i++ {
+		_, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi"}))
+		if err == nil {
+			if i > 4096/100 {
+				t.Fatal("the audit log still takes lines on a full disk")
+			}
+			continue
+		}
+		if !strings.Contains(err.Error(), "unavailable") {
+			t.Fatalf("full disk: %v, want unavailable", err)
+		}
+		break
+	}
+	before, _ := f.client.Status(t.Context())
+	if _, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi"})); err == nil {
+		t.Fatal("a token handed out on a full disk")
+	}
+	after, _ := f.client.Status(t.Context())
+	if after.Refused != before.Refused+1 || after.Exchanged != before.Exchanged {
+		t.Errorf("one refused exchange: refused %d → %d, exchanged %d → %d", before.Refused, after.Refused, before.Exchanged, after.Exchanged)
 	}
 }
