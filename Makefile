@@ -78,6 +78,7 @@ bench: build venv
 ## devpi-credd completion bash|zsh|fish|powershell).
 man:
 	$(GO) run -tags gendocs ./cmd/devpi-credd man dist/man
+	cp packaging/man/devpi-credd-keyring.1 dist/man/  # the lean binary's page (see packaging/dist.sh)
 
 ## dist: every artifact of a release into dist/, reproducibly: static
 ## binaries for linux, darwin and windows, a wheel per platform, .deb and

@@ -34,16 +34,18 @@ build() { # GOOS GOARCH DIR
   done
 }
 
-# Man pages and completions, made by the build: the shipped binaries carry
-# no man page renderer.
-$GO run -trimpath -buildvcs=false -tags gendocs -ldflags "$ldflags" ./cmd/devpi-credd man "$work/man" >/dev/null
+# Man pages and completions, made by one build with the man page renderer
+# (-tags gendocs): the shipped binaries carry none. The page of the
+# devpi-credd-keyring binary, which users run, replaces the one generated
+# for the 'devpi-credd keyring' command of the same name.
+$GO build -trimpath -buildvcs=false -tags gendocs -ldflags "$ldflags" -o "$work/gendocs" ./cmd/devpi-credd
+"$work/gendocs" man "$work/man" >/dev/null
 cp packaging/man/devpi-credd-keyring.1 "$work/man/"
 gzip -9n "$work"/man/*.1
-build "$($GO env GOHOSTOS)" "$($GO env GOHOSTARCH)" "$work/host"
 mkdir -p "$work/completions"
-"$work/host/devpi-credd" completion bash >"$work/completions/devpi-credd.bash"
-"$work/host/devpi-credd" completion zsh >"$work/completions/_devpi-credd"
-"$work/host/devpi-credd" completion fish >"$work/completions/devpi-credd.fish"
+"$work/gendocs" completion bash >"$work/completions/devpi-credd.bash"
+"$work/gendocs" completion zsh >"$work/completions/_devpi-credd"
+"$work/gendocs" completion fish >"$work/completions/devpi-credd.fish"
 
 declare -A wheeltag=(
   [linux/amd64]=manylinux_2_17_x86_64.manylinux2014_x86_64.musllinux_1_1_x86_64

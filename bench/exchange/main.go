@@ -37,7 +37,6 @@ import (
 	"github.com/devpi-credd/devpi-credd/bench/loadgen"
 	"github.com/devpi-credd/devpi-credd/exchange"
 	"github.com/devpi-credd/devpi-credd/internal/testissuer"
-	"github.com/devpi-credd/devpi-credd/token"
 )
 
 func main() {
@@ -287,13 +286,11 @@ func client(conc int) *http.Client {
 // startDaemon runs devpi-credd serve with an exchange on addr trusting
 // is, for a made-up root token (nothing verifies it here).
 func startDaemon(bin, work, addr string, is *testissuer.Issuer) (*exec.Cmd, error) {
-	root, err := token.New([]byte("bench key, not a server's"), "bench", "abcd2345", token.Expires(time.Now().Add(24*time.Hour)))
-	if err != nil {
+	if err := loadgen.WriteRoot(filepath.Join(work, "bench.token")); err != nil {
 		return nil, err
 	}
 	files := map[string]string{
-		"bench.token": root.Reveal() + "\n",
-		"ca.pem":      string(is.CertPEM),
+		"ca.pem": string(is.CertPEM),
 		"config.toml": fmt.Sprintf(`socket = %q
 audit_log = %q
 

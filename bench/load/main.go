@@ -24,7 +24,6 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/bench/loadgen"
 	"github.com/devpi-credd/devpi-credd/localapi"
-	"github.com/devpi-credd/devpi-credd/token"
 )
 
 func main() {
@@ -41,7 +40,7 @@ func main() {
 	var err error
 	switch {
 	case *mktoken != "":
-		err = writeToken(*mktoken)
+		err = loadgen.WriteRoot(*mktoken)
 	case *ceiling != "":
 		err = serveCeiling(*ceiling)
 	case *socket != "":
@@ -54,14 +53,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
-}
-
-func writeToken(path string) error {
-	tok, err := token.New([]byte("bench key, not a server's"), "bench", "abcd2345", token.Expires(time.Now().Add(24*time.Hour)))
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, []byte(tok.Reveal()+"\n"), 0o600)
 }
 
 // serveCeiling answers every request with a body shaped like a mint's.

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/devpi-credd/devpi-credd/token"
 )
 
 // Load is one run's shape.
@@ -129,4 +131,14 @@ func ServeFixed(l net.Listener, body []byte, check func(io.Reader) error) error 
 		return err
 	}
 	return nil
+}
+
+// WriteRoot writes a made-up root token (nothing verifies it in the
+// benchmarks) for user bench, good for a day, as a token file.
+func WriteRoot(path string) error {
+	tok, err := token.New([]byte("bench key, not a server's"), "bench", "abcd2345", token.Expires(time.Now().Add(24*time.Hour)))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(tok.Reveal()+"\n"), 0o600)
 }

@@ -105,3 +105,31 @@ func TestInstallWithoutUserManager(t *testing.T) {
 		t.Fatalf("Uninstall = %v, installed %v", err, m.Installed())
 	}
 }
+
+// The .deb's and .rpm's user unit (packaging/systemd) is the one service
+// install writes, but for the lines a package sets its own way (its
+// description, documentation and /usr/bin path): a change to one reaches
+// the other.
+func TestPackagedUnitIsTheInstalledOne(t *testing.T) {
+	packaged, err := os.ReadFile(filepath.Join("..", "..", "packaging", "systemd", Name+".service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := func(text string) []string {
+		var out []string
+		for _, l := range strings.Split(text, "\n") {
+			if l = strings.TrimSpace(l); l == "" || strings.HasPrefix(l, "Description=") || strings.HasPrefix(l, "Documentation=") || strings.HasPrefix(l, "ExecStart=") {
+				continue
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+	got, want := settings(string(packaged)), settings(unitTemplate(false))
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("packaging/systemd/%s.service differs from the unit service install writes:\n%s\n--- want\n%s", Name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(string(packaged), "ExecStart=/usr/bin/devpi-credd serve\n") {
+		t.Error("the packaged unit does not start /usr/bin/devpi-credd serve")
+	}
+}
