@@ -67,7 +67,7 @@ deps:
 ## bench: Go benchmarks; devpi-credd beside devpi-client (Python); load on
 ## the daemon's socket beside a bare Go server on a socket (the ceiling);
 ## the trusted-publishing exchange beside a bare Go server on TCP.
-bench: build venv
+bench: deps build venv
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./token/ ./daemon/ ./helper/ ./exchange/
 	DEVPI_CREDD_VENV=$(VENV) bench/derive.sh $(BIN)
 	DEVPI_CREDD_VENV=$(VENV) bench/keyring.sh bin
@@ -92,7 +92,7 @@ dist:
 ## everything.
 wheel:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/wheel-bin/ ./cmd/devpi-credd ./cmd/devpi-credd-keyring
-	$(PYTHON) packaging/wheel/build_wheel.py $$(packaging/version.sh) dist/wheel-bin dist
+	$(PYTHON) packaging/wheel/build_wheel.py $(VERSION) dist/wheel-bin dist $$($(GO) env GOHOSTOS)/$$($(GO) env GOHOSTARCH)
 
 ## fuzz: every parser that reads outside input, FUZZTIME each (seeds run in
 ## make unit anyway).

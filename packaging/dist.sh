@@ -47,13 +47,6 @@ mkdir -p "$work/completions"
 "$work/gendocs" completion zsh >"$work/completions/_devpi-credd"
 "$work/gendocs" completion fish >"$work/completions/devpi-credd.fish"
 
-declare -A wheeltag=(
-  [linux/amd64]=manylinux_2_17_x86_64.manylinux2014_x86_64.musllinux_1_1_x86_64
-  [linux/arm64]=manylinux_2_17_aarch64.manylinux2014_aarch64.musllinux_1_1_aarch64
-  [darwin/amd64]=macosx_12_0_x86_64
-  [darwin/arm64]=macosx_12_0_arm64
-  [windows/amd64]=win_amd64
-)
 for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do
   os=${platform%/*} arch=${platform#*/}
   name=devpi-credd-$version-$os-$arch
@@ -66,7 +59,7 @@ for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64;
     cp -r "$work/man" "$work/completions" "$dir/"
     $PYTHON packaging/archive.py "$dir" "$out/$name.tar.gz"
   fi
-  $PYTHON packaging/wheel/build_wheel.py "$version" "$dir" "$out" "py3-none-${wheeltag[$platform]}" >/dev/null
+  $PYTHON packaging/wheel/build_wheel.py "$version" "$dir" "$out" "$platform" >/dev/null
   if [[ $os == linux ]]; then
     stage=$work/stage-$arch
     mkdir -p "$stage/doc"

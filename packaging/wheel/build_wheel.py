@@ -16,6 +16,7 @@ bytes."""
 import base64
 import hashlib
 import os
+import platform
 import re
 import sys
 import time
@@ -85,11 +86,33 @@ def expand(tag):
     return [f"{py}-{abi}-{p}" for p in plats.split(".")]
 
 
-def main(version, bindir, outdir, tag="py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.musllinux_1_1_x86_64"):
+# The wheel's platform tags for each Go platform. The binaries are static,
+# so a Linux wheel is both manylinux and musllinux.
+TAGS = {
+    "linux/amd64": "manylinux_2_17_x86_64.manylinux2014_x86_64.musllinux_1_1_x86_64",
+    "linux/arm64": "manylinux_2_17_aarch64.manylinux2014_aarch64.musllinux_1_1_aarch64",
+    "darwin/amd64": "macosx_12_0_x86_64",
+    "darwin/arm64": "macosx_12_0_arm64",
+    "windows/amd64": "win_amd64",
+}
+
+
+def host_platform():
+    """This machine as GOOS/GOARCH."""
+    goos = {"win32": "windows"}.get(sys.platform, sys.platform)
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower(), platform.machine())
+    return f"{goos}/{arch}"
+
+
+def main(version, bindir, outdir, goplatform=None):
+    goplatform = goplatform or host_platform()
+    if goplatform not in TAGS:
+        sys.exit(f"build_wheel.py: no wheel for {goplatform} (one of {', '.join(TAGS)})")
+    tag = "py3-none-" + TAGS[goplatform]
     name = "devpi_credd"
     info = f"{name}-{version}.dist-info"
     data = f"{name}-{version}.data"
-    ext = ".exe" if "win" in tag.split("-")[2] else ""
+    ext = ".exe" if goplatform.startswith("windows/") else ""
     files = [("devpi_credd_keyring/__init__.py", read(BACKEND), 0o644)]
     for prog in ("devpi-credd", "devpi-credd-keyring"):
         files.append((f"{data}/scripts/{prog}{ext}", read(os.path.join(bindir, prog + ext)), 0o755))
@@ -121,5 +144,5 @@ def main(version, bindir, outdir, tag="py3-none-manylinux_2_17_x86_64.manylinux2
 
 if __name__ == "__main__":
     if len(sys.argv) not in (4, 5):
-        sys.exit("usage: build_wheel.py VERSION BINDIR OUTDIR [PLATFORM_TAG]")
+        sys.exit("usage: build_wheel.py VERSION BINDIR OUTDIR [GOOS/GOARCH (default: this machine)]")
     main(*sys.argv[1:])
