@@ -51,10 +51,17 @@ type Publisher struct {
 	// must be named (what PyPI checks for that CI system).
 	Provider string
 	Limits   token.Limits
-	// Claims: each must equal the token's claim; a trailing * matches a
-	// prefix. "workflow_file" is the file name of GitHub's job_workflow_ref
-	// when that workflow is in the token's repository (PyPI's "workflow").
+	// AnyProject says that Limits name no projects on purpose: the token
+	// may upload any project of its indexes.
+	AnyProject bool
+	// Claims: each must equal the token's claim (see ClaimMatches); a
+	// trailing * matches a prefix. "workflow_file" is the file name of
+	// GitHub's job_workflow_ref when that workflow is in the token's
+	// repository (PyPI's "workflow").
 	Claims map[string]string
+	// AllowEvents are the GitHub events refused by default that this
+	// publisher takes (see refusedEvents).
+	AllowEvents []string
 	// Budget is exchanges a minute (0: no limit).
 	Budget int
 }
@@ -71,15 +78,17 @@ type fileExchange struct {
 }
 
 type filePublisher struct {
-	Name     string            `mapstructure:"name"`
-	Server   string            `mapstructure:"server"`
-	Issuer   string            `mapstructure:"issuer"`
-	Provider string            `mapstructure:"provider"`
-	Indexes  []string          `mapstructure:"indexes"`
-	Projects []string          `mapstructure:"projects"`
-	Allowed  []string          `mapstructure:"allowed"`
-	Claims   map[string]string `mapstructure:"claims"`
-	Budget   *int              `mapstructure:"budget"`
+	Name        string            `mapstructure:"name"`
+	Server      string            `mapstructure:"server"`
+	Issuer      string            `mapstructure:"issuer"`
+	Provider    string            `mapstructure:"provider"`
+	Indexes     []string          `mapstructure:"indexes"`
+	Projects    []string          `mapstructure:"projects"`
+	AnyProject  bool              `mapstructure:"any_project"`
+	Allowed     []string          `mapstructure:"allowed"`
+	Claims      map[string]string `mapstructure:"claims"`
+	AllowEvents []string          `mapstructure:"allow_events"`
+	Budget      *int              `mapstructure:"budget"`
 }
 
 // Issuers of the providers' presets, and the claims a publisher of each
@@ -88,20 +97,30 @@ type filePublisher struct {
 // the workflow file; GitLab ones on the project path.
 var (
 	providerIssuers = map[string]string{
-		"github": "https://token.actions.githubusercontent.com",
-		"gitlab": "https://gitlab.com",
+		ProviderGitHub: GitHubIssuer,
+		ProviderGitLab: GitLabIssuer,
 	}
 	providerClaims = map[string][]string{
-		"github": {"repository", "repository_owner_id", "workflow_file"},
-		"gitlab": {"project_path", "ci_config_file"},
+		ProviderGitHub: {"repository", "repository_owner_id", "workflow_file"},
+		ProviderGitLab: {"project_path", "ci_config_file"},
 	}
-	// identityClaims name whose job it is: a prefix of one matches
-	// others' ("acme*" matches the group acmecorp2 anyone can create), so
-	// they take exact values only.
-	identityClaims = map[string]bool{
-		"repository": true, "repository_owner": true, "repository_owner_id": true, "repository_id": true,
-		"workflow_file": true, "project_path": true, "project_id": true, "namespace_path": true, "namespace_id": true,
-		"ci_config_file": true,
+	// pinningClaims say whose job it is, one repository or project (or
+	// group, by id): a publisher names one of them exactly, or an exact
+	// sub (see pins), else a token of anyone's job could match its other
+	// claims (an environment or workflow named "release" is anyone's).
+	// Owner and group names are not enough: a name can be given up and
+	// taken by someone else, an id cannot.
+	pinningClaims = []string{"repository", "repository_id", "repository_owner_id", "project_path", "project_id", "namespace_id"}
+	// exactClaims begin with, or are, an owner, repository, project or
+	// workflow: a prefix of one matches others' ("repo:acme*" is also
+	// the sub of acmecorp2/x, an owner anyone can create), so they take
+	// exact values only.
+	exactClaims = map[string]bool{
+		"sub": true, "repository": true, "repository_owner": true, "repository_owner_id": true, "repository_id": true,
+		"workflow_file": true, "job_workflow_ref": true, "workflow_ref": true,
+		"project_path": true, "project_id": true, "namespace_path": true, "namespace_id": true,
+		"job_project_path": true, "job_project_id": true, "job_namespace_path": true, "job_namespace_id": true,
+		"ci_config_file": true, "ci_config_ref_uri": true,
 	}
 	// PyPIAudiences are PyPI's: an exchange that took them could be
 	// handed tokens meant for PyPI (and a client that sent its identity
@@ -161,6 +180,9 @@ func validateExchange(fe *fileExchange, servers []Server) (*Exchange, error) {
 		names[p.Name] = true
 		e.Publishers = append(e.Publishers, p)
 	}
+	if err := checkOverlaps(e.Publishers); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -191,6 +213,17 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 	if u, err := url.Parse(p.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
 		return p, fmt.Errorf("%s: issuer %q is not an https URL", where, p.Issuer)
 	}
+	if len(fp.AllowEvents) > 0 && p.kind() != ProviderGitHub {
+		return p, fmt.Errorf("%s: allow_events is for GitHub's events: give provider = \"github\" or GitHub's issuer, or leave it out", where)
+	}
+	for _, ev := range fp.AllowEvents {
+		if !slices.Contains(refusedEvents, ev) {
+			return p, fmt.Errorf("%s: allow_events: %q is not refused to begin with; it takes %s", where, ev, strings.Join(refusedEvents, " and "))
+		}
+		if !slices.Contains(p.AllowEvents, ev) {
+			p.AllowEvents = append(p.AllowEvents, ev)
+		}
+	}
 	allowed := fp.Allowed
 	if allowed == nil {
 		allowed = []string{"upload"}
@@ -199,27 +232,29 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 	if p.Limits, err = token.ParseLimits(allowed, fp.Indexes, fp.Projects); err != nil {
 		return p, fmt.Errorf("%s: %w", where, err)
 	}
-	if p.Limits.Indexes == nil && p.Limits.Projects == nil {
+	p.AnyProject = fp.AnyProject
+	switch {
+	case p.Limits.Indexes == nil && p.Limits.Projects == nil:
 		return p, fmt.Errorf("%s: name indexes or projects: a publisher limited to nothing could upload anywhere its server's token can", where)
+	case p.AnyProject && p.Limits.Projects != nil:
+		return p, fmt.Errorf("%s: projects and any_project = true contradict each other: keep one", where)
+	case !p.AnyProject && p.Limits.Projects == nil:
+		return p, fmt.Errorf("%s: name its projects, or say any_project = true to let it upload any project to its indexes", where)
 	}
-	exact := 0
 	for k, v := range fp.Claims {
-		prefix := strings.HasSuffix(v, "*")
 		switch {
 		case strings.TrimSpace(strings.TrimSuffix(v, "*")) == "":
 			return p, fmt.Errorf("%s: claims.%s = %q matches anything: name the value", where, k, v)
-		case prefix && identityClaims[k]:
+		case strings.HasSuffix(v, "*") && exactClaims[k]:
 			return p, fmt.Errorf("%s: claims.%s = %q: a prefix of %s matches others' too; give the exact value", where, k, v, k)
-		case !prefix:
-			exact++
 		}
 		p.Claims[k] = v
 	}
 	if len(p.Claims) == 0 {
 		return p, fmt.Errorf("%s: no claims: any identity token of %s would do", where, p.Issuer)
 	}
-	if exact == 0 {
-		return p, fmt.Errorf("%s: every claim is a prefix: give at least one exact value (the repository or project)", where)
+	if !p.pins() {
+		return p, fmt.Errorf("%s: no claim says whose job it is: name exactly one of %s, or the exact sub", where, strings.Join(pinningClaims, ", "))
 	}
 	for _, need := range providerClaims[p.Provider] {
 		if _, ok := p.Claims[need]; !ok {
@@ -227,6 +262,21 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 		}
 	}
 	return p, nil
+}
+
+// pins reports whether p names whose job it is (see pinningClaims). The
+// prefixes of those claims are refused before. A GitHub sub counts when it
+// begins with the repository ("repo:OWNER/REPO..."): an owner may make
+// its tokens' sub of other claims alone ("environment:release"), which
+// anyone's could then equal.
+func (p Publisher) pins() bool {
+	for _, k := range pinningClaims {
+		if _, ok := p.Claims[k]; ok {
+			return true
+		}
+	}
+	sub, ok := p.Claims["sub"]
+	return ok && (p.kind() != ProviderGitHub || strings.HasPrefix(sub, "repo:"))
 }
 
 // parseProxies reads trusted_proxies: addresses ("127.0.0.1", "::1") and

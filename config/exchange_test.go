@@ -24,6 +24,7 @@ trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1", "192.168.0.0/16", "::ffff:1
 server = "local"
 provider = "github"
 indexes = ["team/release"]
+any_project = true
 claims = { repository = "org/repo", repository_owner_id = "4242", workflow_file = "release.yml", ref = "refs/tags/v*" }
 
 [[exchange.publishers]]
@@ -62,7 +63,7 @@ claims = { project_path = "group/foo", ci_config_file = ".gitlab-ci.yml", ref_pa
 
 func TestExchangeRejects(t *testing.T) {
 	const ok = "[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n"
-	const pub = "[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://ci.example\"\nindexes = [\"team/release\"]\nclaims = { repository = \"org/repo\" }\n"
+	const pub = "[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://ci.example\"\nindexes = [\"team/release\"]\nany_project = true\nclaims = { repository = \"org/repo\" }\n"
 	for name, text := range map[string]string{
 		"no listen":        "[exchange]\naudience = \"devpi\"\n" + pub,
 		"bad listen":       "[exchange]\nlisten = \"8181\"\naudience = \"devpi\"\n" + pub,

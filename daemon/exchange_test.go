@@ -29,6 +29,7 @@ name = "release"
 server = "local"
 issuer = %q
 indexes = ["team/release"]
+any_project = true
 claims = { repository = "org/repo", ref = "refs/tags/v*" }
 `, issuer)
 }

@@ -54,6 +54,7 @@ name = "release"
 server = "local"
 issuer = %q
 indexes = [%q]
+any_project = true
 claims = { repository = "org/repo", repository_owner_id = "4242", ref = "refs/tags/v*" }
 `, listen, extra, is.URL, s.release))
 	return s
@@ -330,6 +331,7 @@ name = "gone"
 server = "local"
 issuer = %q
 indexes = [%q]
+any_project = true
 claims = { repository = "org/repo" }
 `, gone.URL, s.release))
 	s.serve(t)

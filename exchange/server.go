@@ -186,41 +186,6 @@ func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, *Refusal) {
 	return minted, nil
 }
 
-// match finds the first publisher of the token's issuer whose claims all
-// match. A refusal tells the caller only that none did, as PyPI's does:
-// which claims failed, against which publisher, would let anyone with a
-// token of the issuer probe what is trusted (their ref, environment,
-// workflow file). Its Detail, for the audit log, says.
-func match(publishers []config.Publisher, id *Identity) (config.Publisher, *Refusal) {
-	var misses []string
-	for _, p := range publishers {
-		if p.Issuer != id.Issuer {
-			continue
-		}
-		var these []string
-		for _, k := range p.ClaimNames() {
-			if !claimMatches(p.Claims[k], id.Claims[k]) {
-				these = append(these, fmt.Sprintf("%s %q", k, clip(id.Claims[k])))
-			}
-		}
-		if len(these) == 0 {
-			return p, nil
-		}
-		misses = append(misses, p.Name+": "+strings.Join(these, ", "))
-	}
-	rf := refusal(422, CodeInvalidPublisher, "valid token, but no publisher of this issuer matches its claims")
-	rf.Detail = "claims that did not match: " + strings.Join(misses, "; ")
-	return config.Publisher{}, rf
-}
-
-// claimMatches: want equals got, or with a trailing '*', is its prefix.
-func claimMatches(want, got string) bool {
-	if prefix, ok := strings.CutSuffix(want, "*"); ok {
-		return got != "" && strings.HasPrefix(got, prefix)
-	}
-	return got == want
-}
-
 // allow spends one exchange of p's budget.
 func (s *Server) allow(p config.Publisher, now time.Time) bool {
 	if p.Budget <= 0 {

@@ -306,6 +306,7 @@ audience = "devpi-bench"
 server = "bench"
 issuer = %q
 indexes = ["bench/release"]
+any_project = true
 budget = 0
 claims = { repository = "org/repo", ref = "refs/tags/v*" }
 `, filepath.Join(work, "run", "socket"), filepath.Join(work, "audit.log"), filepath.Join(work, "bench.token"), addr, is.URL),

@@ -94,7 +94,7 @@ func Start(addr string) (*Issuer, error) {
 		"workflow_ref":     "org/repo/.github/workflows/release.yml@refs/tags/v1.0",
 		"job_workflow_ref": "org/repo/.github/workflows/release.yml@refs/tags/v1.0",
 		"ref":              "refs/tags/v1.0", "ref_type": "tag", "sha": "0123456789abcdef0123456789abcdef01234567",
-		"run_id": "987654321", "sub": "repo:org/repo:ref:refs/tags/v1.0",
+		"run_id": "987654321", "sub": "repo:org/repo:ref:refs/tags/v1.0", "event_name": "push",
 	}
 	is.l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}})
 	return is, is.serve()
