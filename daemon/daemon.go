@@ -164,6 +164,9 @@ func New(opts Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	if err := Check(cfg); err != nil {
+		return nil, err
+	}
 	a, err := openAudit(cfg.AuditLog, d.log)
 	if err != nil {
 		return nil, err

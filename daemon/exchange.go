@@ -105,13 +105,11 @@ func (d *Daemon) listenExchange() error {
 	if err != nil {
 		return fmt.Errorf("the exchange's listener: %w", err)
 	}
-	if cfg.Exchange.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.Exchange.TLSCert, cfg.Exchange.TLSKey)
-		if err != nil {
-			l.Close()
-			return fmt.Errorf("the exchange's certificate: %w", err)
-		}
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if tc, err := exchangeTLS(cfg.Exchange); err != nil {
+		l.Close()
+		return err
+	} else if tc != nil {
+		l = tls.NewListener(l, tc)
 	}
 	if dir := cfg.Exchange.ReplayDir; dir != "" {
 		if err := (&exchange.DirReplay{Dir: dir}).Check(); err != nil {

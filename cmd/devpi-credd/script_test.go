@@ -1,8 +1,15 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +58,8 @@ func TestScripts(t *testing.T) {
 			"waitfile":    cmdWaitfile,
 			"jobdir":      cmdJobdir,
 			"mode":        cmdMode,
+			"mkcert":      cmdMkcert,
+			"expand":      cmdExpand,
 		},
 	})
 }
@@ -276,5 +285,45 @@ func cmdMode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got := st.Mode().Perm(); uint64(got) != want {
 		ts.Fatalf("%s: mode %04o, want %04o", args[0], got, want)
+	}
+}
+
+// mkcert CERT KEY: writes a self-signed certificate and its key (mode
+// 0600), made now: no private key is kept in the repository.
+func cmdMkcert(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mkcert CERT KEY")
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "exchange.test"}, DNSNames: []string{"exchange.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	if err := os.WriteFile(ts.MkAbs(args[0]), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		ts.Fatalf("%v", err)
+	}
+	if err := os.WriteFile(ts.MkAbs(args[1]), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		ts.Fatalf("%v", err)
+	}
+}
+
+// expand SRC DST: writes SRC with $VARS (such as $WORK) expanded to DST,
+// mode 0600: for configs that need absolute paths.
+func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: expand SRC DST")
+	}
+	text := os.Expand(ts.ReadFile(args[0]), ts.Getenv)
+	if err := os.WriteFile(ts.MkAbs(args[1]), []byte(text), 0o600); err != nil {
+		ts.Fatalf("%v", err)
 	}
 }

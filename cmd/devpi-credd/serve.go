@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/spf13/cobra"
 
-	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/internal/svc"
@@ -110,12 +108,8 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	path := a.configPath(o.config)
 	d, err := daemon.New(daemon.Options{ConfigPath: path, Getenv: a.getenv, Logger: log, Version: version,
 		LockFile: filepath.Join(xdg.StateDir(a.getenv), "locked")})
-	var missing *config.MissingError
-	if errors.As(err, &missing) {
-		return usageErrorf("no config at %s: 'devpi-credd token login' adds a server to it, or write one (see 'devpi-credd serve --help')", path)
-	}
 	if err != nil {
-		return &exitError{exitUsage, err}
+		return startError(path, err)
 	}
 	defer d.Close()
 	if managed, err := svc.RunManaged(func(ctx context.Context) error { return d.Run(ctx, nil) }); managed {
