@@ -84,11 +84,11 @@ func TestCheck(t *testing.T) {
 	for name, c := range map[string]struct {
 		exchange, want string
 	}{
-		"plain http":            {`listen = "127.0.0.1:0"`, ""},
-		"tls":                   {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + cert + "\"\ntls_key = \"" + key + "\"", ""},
-		"a key others can read": {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + openCert + "\"\ntls_key = \"" + openKey + "\"", "chmod 600"},
-		"a key that is missing": {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + cert + "\"\ntls_key = \"" + key + ".gone\"", "no such file"},
-		"a key that is not the cert's": {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + cert + "\"\ntls_key = \"" + openKey + "\"", "certificate"},
+		"plain http":                    {`listen = "127.0.0.1:0"`, ""},
+		"tls":                           {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + cert + "\"\ntls_key = \"" + key + "\"", ""},
+		"a key others can read":         {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + openCert + "\"\ntls_key = \"" + openKey + "\"", "chmod 600"},
+		"a key that is missing":         {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + cert + "\"\ntls_key = \"" + key + ".gone\"", "no such file"},
+		"a key that is not the cert's":  {`listen = "127.0.0.1:0"` + "\ntls_cert = \"" + cert + "\"\ntls_key = \"" + openKey + "\"", "certificate"},
 		"a replay_dir others can write": {`listen = "127.0.0.1:0"` + "\nreplay_dir = \"" + shared + "\"", "writable by others"},
 		"a port past 65535":             {`listen = "127.0.0.1:99999"`, "exchange.listen"},
 	} {
