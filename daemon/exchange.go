@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
@@ -39,9 +40,17 @@ func (d *Daemon) MintExchange(_ context.Context, p config.Publisher, maxTTL time
 	if err != nil {
 		return nil, nil, err
 	}
+	// Each list the publisher names must be allowed whole: a token for
+	// less than the publisher says (one of its two indexes) would fail
+	// its job's upload later and obscurely, or pass where the operator
+	// thinks it cannot. A list it does not name takes the server's.
 	limits, err := p.Limits.Intersect(srv.Limits)
+	var all token.Limits
 	if err == nil {
-		_, err = limits.Intersect(token.Limits{Allowed: scope.Allowed, Indexes: scope.Indexes, Projects: scope.Projects})
+		all, err = limits.Intersect(token.Limits{Allowed: scope.Allowed, Indexes: scope.Indexes, Projects: scope.Projects})
+	}
+	if err == nil {
+		err = missing(p.Limits, all)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("publisher %s asks for more than server %s's token or config allows: %v", p.Name, srv.Name, err)
@@ -62,6 +71,37 @@ func (d *Daemon) MintExchange(_ context.Context, p config.Publisher, maxTTL time
 	return &exchange.Minted{Success: true, Token: tok.Reveal(), Username: root.User(), Expires: expires.Unix()}, rec, nil
 }
 
+// missing is an *token.OutsideError for the first list of ask that got
+// lost part of what it named.
+func missing(ask, got token.Limits) error {
+	for _, l := range []struct {
+		key       string
+		ask, got  []string
+		normalize func(string) string
+	}{
+		{token.KeyAllowed, ask.Allowed, got.Allowed, nil},
+		{token.KeyIndexes, ask.Indexes, got.Indexes, nil},
+		{token.KeyProjects, ask.Projects, got.Projects, token.NormalizeProject},
+	} {
+		norm := func(s string) string {
+			if l.normalize != nil {
+				return l.normalize(s)
+			}
+			return s
+		}
+		var lost []string
+		for _, a := range l.ask {
+			if !slices.ContainsFunc(l.got, func(g string) bool { return norm(g) == norm(a) }) {
+				lost = append(lost, a)
+			}
+		}
+		if len(lost) > 0 {
+			return &token.OutsideError{Key: l.key, Given: lost, Have: l.got}
+		}
+	}
+	return nil
+}
+
 // maxAddr bounds an address in an audit line: an IPv6 address with a
 // zone is at most ~60 bytes.
 const maxAddr = 64
@@ -74,6 +114,12 @@ func (d *Daemon) auditExchange(ev exchange.Event) error {
 	// a caller could stretch.
 	host, via := safeurl.Cap(ev.Remote, maxAddr), safeurl.Cap(ev.Via, maxAddr)
 	e := auditEntry{Time: d.opts.Now().UTC(), Event: "exchange", Remote: host, Via: via, Issuer: ev.Issuer, Publisher: ev.Publisher, Claims: ev.Claims}
+	if r := ev.Reported; r != nil {
+		// burn-token: a client is done with a token (the exchange bounds
+		// how many of these it reports). Nothing is revoked.
+		e.Event, e.User, e.TokenID, e.Expires = "reported_used", r.User, r.TokenID, r.Expires
+		return d.writeAudit(e)
+	}
 	if ev.Refused != nil {
 		e.Codes = ev.Refused.Codes()
 		reason := ev.Refused.Message

@@ -80,7 +80,7 @@ func TestExchangeMints(t *testing.T) {
 			t.Errorf("the minted token is good for %+v", r)
 		}
 	}
-	if _, err := c.Exchange(t.Context(), jwt); err == nil || !strings.Contains(err.Error(), "replayed-token") {
+	if _, err := c.Exchange(t.Context(), jwt); err == nil || !strings.Contains(err.Error(), "invalid-reuse-token") {
 		t.Errorf("a replay: %v", err)
 	}
 	if _, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi", "repository": "org/evil"})); err == nil || !strings.Contains(err.Error(), "invalid-publisher") {
@@ -102,7 +102,7 @@ func TestExchangeMints(t *testing.T) {
 		minted.Claims["repository"] != "org/repo" || minted.Claims["run_id"] == "" || minted.Expires != m.Expires || len(minted.Caveats) != 3 || minted.Remote != "127.0.0.1" {
 		t.Errorf("the exchange's line: %s", lines[0])
 	}
-	if replay.Event != "refuse" || strings.Join(replay.Codes, ",") != "replayed-token" || replay.Publisher != "release" {
+	if replay.Event != "refuse" || strings.Join(replay.Codes, ",") != "invalid-reuse-token" || replay.Publisher != "release" {
 		t.Errorf("the replay's line: %s", lines[1])
 	}
 	// A remote caller has no local uid: no "peer" that reads as root's.
@@ -323,5 +323,86 @@ func TestExchangeLongReasonIsCapped(t *testing.T) {
 		if len(l) > 2*maxReason {
 			t.Errorf("a line of %d bytes: %.200s...", len(l), l)
 		}
+	}
+}
+
+// A publisher asking for more than the server's token allows is refused
+// whenever what is left is less than it asked for, not only when nothing
+// is left: a token of index team/release asked for team/release and
+// team/dev would otherwise be minted for team/release alone, silently.
+func TestExchangeAskingForMoreIsRefused(t *testing.T) {
+	both := strings.Replace(exchangeConfig("ISSUER"), `indexes = ["team/release"]`, `indexes = ["team/release", "team/dev"]`, 1)
+	must := func(r token.Restriction, err error) []token.Restriction {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []token.Restriction{r}
+	}
+	for _, tt := range []struct {
+		name   string
+		root   []token.Restriction
+		config string
+		ok     bool
+	}{
+		{"the root allows all it asks", nil, both, true},
+		{"the root has one of its two indexes", must(token.Indexes("team/release")), both, false},
+		{"the root allows one of its permissions", must(token.Allowed("pkg_read")),
+			strings.Replace(both, "claims =", "allowed = [\"upload\", \"pkg_read\"]\nclaims =", 1), false},
+		{"the root allows more than it asks", must(token.Indexes("team/release", "team/dev", "team/other")), both, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			is, err := testissuer.Start("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(is.Stop)
+			root := mintRoot(t, "abcd2345", tt.root...)
+			f := newFixtureWith(t, "http://127.0.0.1:3141/", root, strings.Replace(tt.config, "ISSUER", is.URL, 1), func(d *Daemon) { d.opts.IssuerHTTP = is.Client() })
+			base, _ := url.Parse("http://" + f.d.ExchangeAddr())
+			c := &exchange.Client{Base: base, HTTP: http.DefaultClient}
+			_, err = c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi"}))
+			if tt.ok != (err == nil) {
+				t.Fatalf("minted: %v, want %v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "unavailable") {
+				t.Errorf("refused with %v", err)
+			}
+			f.stop()
+			if lines := readLines(t, f.audit); !tt.ok && (len(lines) != 1 || !strings.Contains(lines[0], "asks for more")) {
+				t.Errorf("the audit line does not say why: %v", lines)
+			}
+		})
+	}
+}
+
+// uv's burn-token after an upload: 202, and a reported_used line with
+// the token's user and id, never the token.
+func TestExchangeBurnToken(t *testing.T) {
+	root := mintRoot(t, "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+	f, is, c := exchangeFixture(t, root)
+	m, err := c.Exchange(t.Context(), is.Sign(map[string]any{"aud": "devpi"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{"token": m.Token})
+	resp, err := http.Post("http://"+f.d.ExchangeAddr()+exchange.PathBurnToken, "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("burn-token: %d", resp.StatusCode)
+	}
+	f.stop()
+	lines := readLines(t, f.audit)
+	var e auditEntry
+	if len(lines) == 2 {
+		_ = json.Unmarshal([]byte(lines[1]), &e)
+	}
+	if e.Event != "reported_used" || e.User != "alice" || e.TokenID != "abcd2345" || e.Remote != "127.0.0.1" {
+		t.Errorf("the audit lines: %v", lines)
+	}
+	if strings.Contains(strings.Join(lines, "\n"), strings.TrimPrefix(m.Token, token.Prefix)) {
+		t.Error("the audit log holds the token")
 	}
 }

@@ -186,7 +186,7 @@ func TestTrustedPublishing(t *testing.T) {
 		{"alg none", jwtBody(is.SignNone(aud)), "invalid-token"},
 		{"HMAC with the public key", jwtBody(is.SignHMACWithPublicKey(aud)), "invalid-token"},
 		{"an issuer no publisher names", jwtBody(is.Sign(with(map[string]any{"iss": "https://elsewhere.example"}))), "unknown-issuer"},
-		{"replayed", jwtBody(jwt), "replayed-token"},
+		{"replayed", jwtBody(jwt), "invalid-reuse-token"},
 		{"garbage", jwtBody("garbage"), "invalid-token"},
 		{"not JSON", "garbage", "invalid-payload"},
 	}

@@ -19,22 +19,31 @@ import (
 const (
 	PathAudience  = "/_/oidc/audience"
 	PathMintToken = "/_/oidc/mint-token"
+	// PathMintTokenGitHub is where older releases of the PyPA action
+	// post (from when PyPI trusted GitHub alone); it answers as
+	// PathMintToken.
+	PathMintTokenGitHub = "/_/oidc/github/mint-token"
+	// PathBurnToken is where uv reports, after publishing, the token it
+	// is done with.
+	PathBurnToken = "/_/oidc/burn-token"
 )
 
 // Error codes of a refusal, one per failed check (PyPI's codes where PyPI
-// has one: invalid-token, invalid-publisher, invalid-payload).
+// has one: invalid-payload, not-enabled, invalid-token, invalid-publisher,
+// invalid-reuse-token).
 const (
-	CodeInvalidPayload   = "invalid-payload"   // the request is not {"token": "..."}
-	CodeInvalidToken     = "invalid-token"     // not a JWT, a refused alg, no jti
-	CodeInvalidSignature = "invalid-signature" // an unknown key, a bad signature
-	CodeUnknownIssuer    = "unknown-issuer"    // no publisher trusts the issuer
-	CodeInvalidAudience  = "invalid-audience"  // issued for another audience
-	CodeExpired          = "expired-token"     // past exp
-	CodeNotYetValid      = "not-yet-valid"     // before nbf, or iat in the future
-	CodeReplayed         = "replayed-token"    // this token was exchanged before
-	CodeInvalidPublisher = "invalid-publisher" // no publisher's claims match
-	CodeBudget           = "budget-exceeded"   // the publisher's exchanges a minute
-	CodeUnavailable      = "unavailable"       // cannot verify or mint now
+	CodeInvalidPayload   = "invalid-payload"     // the request is not {"token": "..."}
+	CodeNotEnabled       = "not-enabled"         // [exchange] is gone from the config
+	CodeInvalidToken     = "invalid-token"       // not a JWT, a refused alg
+	CodeInvalidSignature = "invalid-signature"   // an unknown key, a bad signature
+	CodeUnknownIssuer    = "unknown-issuer"      // no publisher trusts the issuer
+	CodeInvalidAudience  = "invalid-audience"    // issued for another audience, or several
+	CodeExpired          = "expired-token"       // past exp
+	CodeNotYetValid      = "not-yet-valid"       // before nbf, or iat in the future
+	CodeReused           = "invalid-reuse-token" // this token was exchanged before
+	CodeInvalidPublisher = "invalid-publisher"   // no publisher's claims match
+	CodeBudget           = "budget-exceeded"     // the publisher's exchanges a minute
+	CodeUnavailable      = "unavailable"         // cannot verify or mint now
 )
 
 // Problem is one failed check.

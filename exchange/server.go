@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/token"
 )
 
 // Minter mints the devpi token for a publisher that matched: the daemon,
@@ -49,6 +49,9 @@ type Event struct {
 	Claims  map[string]string
 	Minted  *Record
 	Refused *Refusal
+	// Reported: a devpi token a client said it is done with
+	// (burn-token), by its user and id.
+	Reported *Record
 	// Reason, when set, is why, for the operator: what the caller is not
 	// told (the server's token, the exchange's files).
 	Reason string
@@ -78,36 +81,59 @@ type Server struct {
 
 	mu      sync.Mutex
 	budgets map[string]*rate.Limiter
+	// reports bounds the audit events of burn-token, which anyone can
+	// call with any devpi token (it cannot be verified here).
+	reports *rate.Limiter
 }
 
-// NewServer makes a Server.
-func NewServer(opts Options) *Server { return &Server{opts: opts, budgets: map[string]*rate.Limiter{}} }
+// Audit events of burn-token: a burst, then one a second; the rest are
+// answered, not recorded.
+const (
+	reportBurst = 20
+	reportRate  = rate.Limit(1)
+)
 
-// Handler serves GET /_/oidc/audience and POST /_/oidc/mint-token.
+// NewServer makes a Server.
+func NewServer(opts Options) *Server {
+	return &Server{opts: opts, budgets: map[string]*rate.Limiter{}, reports: rate.NewLimiter(reportRate, reportBurst)}
+}
+
+// Handler serves PyPI's paths: GET /_/oidc/audience, POST
+// /_/oidc/mint-token (and its legacy /_/oidc/github/mint-token), POST
+// /_/oidc/burn-token. While the config has no [exchange] (removed on
+// reload, the listener open until a restart), every path answers 404
+// not-enabled, which PyPI's clients read as "trusted publishing is off".
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathAudience, func(w http.ResponseWriter, r *http.Request) {
 		cfg := s.opts.Config()
 		if cfg == nil {
-			writeJSON(w, http.StatusServiceUnavailable, errOff)
+			writeJSON(w, errOff.Status, errOff)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"audience": cfg.Audience})
 	})
 	mux.HandleFunc("POST "+PathMintToken, s.mintToken)
-	return mux
+	mux.HandleFunc("POST "+PathMintTokenGitHub, s.mintToken)
+	mux.HandleFunc("POST "+PathBurnToken, s.burnToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Config() == nil {
+			writeJSON(w, errOff.Status, errOff)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
-	var ev Event
-	var trusted []netip.Prefix
-	if cfg := s.opts.Config(); cfg != nil {
-		trusted = cfg.TrustedProxies
-	}
-	ev.Remote, ev.Via = ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
-	minted, rf := s.exchange(r, &ev)
+	ev := s.event(r)
+	minted, key, rf := s.exchange(r, &ev)
 	if rf == nil {
 		if err := s.opts.Audit(ev); err != nil {
+			// Not handed out, so not used: the job may try again.
+			if ferr := s.opts.Replay.Forget(key); ferr != nil {
+				err = fmt.Errorf("%w; and forgetting the identity token's record: %v", err, ferr)
+			}
 			ev.Reason = "the audit log: " + err.Error()
 			rf = refusal(http.StatusServiceUnavailable, CodeUnavailable, "no token handed out: the exchange cannot record it in its audit log")
 		}
@@ -124,15 +150,59 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, minted)
 }
 
-// errOff answers while the config has no [exchange] (removed on reload).
-var errOff = refusal(http.StatusServiceUnavailable, CodeUnavailable, "trusted publishing is turned off in the exchange's config")
-
-// exchange runs every check, and mints when all pass.
-func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, *Refusal) {
-	cfg := s.opts.Config()
-	if cfg == nil {
-		return nil, errOff
+// burnToken answers uv's report, after publishing, that it is done with
+// a token. A devpi token cannot be revoked alone (deleting it on the
+// server deletes the long-lived token it was derived from), so nothing is
+// revoked: the audit log records that the token was reported used, by its
+// user and id, and the answer says it lives until it expires. uv reads
+// any answer but 202 as a failure to revoke, and warns.
+func (s *Server) burnToken(w http.ResponseWriter, r *http.Request) {
+	ev := s.event(r)
+	raw, ok := readToken(r)
+	var tok *token.Token
+	var err error
+	if ok {
+		tok, err = token.Parse(raw)
 	}
+	if !ok || err != nil {
+		rf := refusal(422, CodeInvalidPayload, `the request is not {"token": "<devpi token>"}`)
+		ev.Refused, ev.Reason = rf, rf.Errors[0].Description
+		_ = s.opts.Audit(ev)
+		writeJSON(w, rf.Status, rf)
+		return
+	}
+	rec := &Record{User: tok.User(), TokenID: tok.ID()}
+	until := "until it expires"
+	if exp := tok.Scope().Expires; exp != nil {
+		rec.Expires = exp.Unix()
+		until = "until " + exp.UTC().Format(time.RFC3339)
+	}
+	if s.reports.AllowN(s.opts.Now(), 1) {
+		ev.Reported = rec
+		_ = s.opts.Audit(ev)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{
+		"message": "reported used, not revoked: a devpi token cannot be revoked alone; this one is good " + until,
+	})
+}
+
+// event is the audit event of r, naming its caller.
+func (s *Server) event(r *http.Request) Event {
+	var ev Event
+	var trusted []netip.Prefix
+	if cfg := s.opts.Config(); cfg != nil {
+		trusted = cfg.TrustedProxies
+	}
+	ev.Remote, ev.Via = ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+	return ev
+}
+
+// errOff answers while the config has no [exchange] (removed on reload):
+// PyPI's answer when trusted publishing is off.
+var errOff = refusal(http.StatusNotFound, CodeNotEnabled, "trusted publishing is turned off in the exchange's config")
+
+// readToken reads PyPI's {"token": "..."} body.
+func readToken(r *http.Request) (string, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 64<<10))
 	var req struct {
 		Token string `json:"token"`
@@ -141,15 +211,34 @@ func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, *Refusal) {
 		err = localapi.DecodeStrict(body, &req)
 	}
 	if err != nil || strings.TrimSpace(req.Token) == "" {
-		return nil, refusal(http.StatusBadRequest, CodeInvalidPayload, `the request is not {"token": "<identity token>"}`)
+		return "", false
+	}
+	return req.Token, true
+}
+
+// exchange runs every check, and mints when all pass. In this order: a
+// used token is refused before the publisher's budget is touched; the
+// budget is spent and the token minted before the token is recorded as
+// used, so that a refusal for the budget or a failure to mint leaves the
+// job's one identity token good; and of two uses at once, the one that
+// loses the record gets nothing. key is the token's replay key, for the
+// caller to forget if the minted token is not handed out.
+func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, string, *Refusal) {
+	cfg := s.opts.Config()
+	if cfg == nil {
+		return nil, "", errOff
+	}
+	raw, ok := readToken(r)
+	if !ok {
+		return nil, "", refusal(http.StatusBadRequest, CodeInvalidPayload, `the request is not {"token": "<identity token>"}`)
 	}
 	issuers := map[string]bool{}
 	for _, p := range cfg.Publishers {
 		issuers[p.Issuer] = true
 	}
-	id, rf := s.opts.Verifier.Verify(r.Context(), req.Token, cfg.Audience, issuers)
+	id, rf := s.opts.Verifier.Verify(r.Context(), raw, cfg.Audience, issuers)
 	if rf != nil {
-		return nil, rf
+		return nil, "", rf
 	}
 	ev.Issuer = id.Issuer
 	ev.Claims = pick(id.Claims, AuditClaims)
@@ -157,34 +246,49 @@ func (s *Server) exchange(r *http.Request, ev *Event) (*Minted, *Refusal) {
 	// reloaded: the publishers, audience and max_ttl are the ones in force
 	// now.
 	if cfg = s.opts.Config(); cfg == nil {
-		return nil, errOff
+		return nil, "", errOff
 	}
-	if !slices.Contains(id.Audience, cfg.Audience) {
-		return nil, refusal(422, CodeInvalidAudience, fmt.Sprintf("not issued for this exchange's audience %q", cfg.Audience))
+	if id.Audience != cfg.Audience {
+		return nil, "", refusal(422, CodeInvalidAudience, fmt.Sprintf("not issued for this exchange's audience %q", cfg.Audience))
 	}
 	p, rf := match(cfg.Publishers, id)
 	if rf != nil {
-		return nil, rf
+		return nil, "", rf
 	}
 	ev.Publisher = p.Name
 	now := s.opts.Now()
-	if fresh, err := s.opts.Replay.Use(id.Issuer+" "+id.JTI, id.Expiry.Add(Leeway), now); err != nil {
+	key := id.ReplayKey
+	if seen, err := s.opts.Replay.Seen(key, now); err != nil {
 		ev.Reason = "the replay cache: " + err.Error()
-		return nil, refusal(http.StatusServiceUnavailable, CodeUnavailable, "the exchange cannot record that this identity token was used; its audit log says why")
-	} else if !fresh {
-		return nil, refusal(422, CodeReplayed, "this identity token was exchanged before: each is good once")
+		return nil, "", errReplayStore
+	} else if seen {
+		return nil, "", errReused
 	}
 	if !s.allow(p, now) {
-		return nil, refusal(http.StatusTooManyRequests, CodeBudget, fmt.Sprintf("over the publisher's budget of %d exchanges a minute", p.Budget))
+		return nil, "", refusal(http.StatusTooManyRequests, CodeBudget, fmt.Sprintf("over the publisher's budget of %d exchanges a minute", p.Budget))
 	}
 	minted, rec, err := s.opts.Minter.MintExchange(r.Context(), p, cfg.MaxTTL)
 	if err != nil {
 		ev.Reason = err.Error()
-		return nil, refusal(http.StatusServiceUnavailable, CodeUnavailable, fmt.Sprintf("the exchange cannot mint for publisher %s now; its audit log says why", p.Name))
+		return nil, "", refusal(http.StatusServiceUnavailable, CodeUnavailable, fmt.Sprintf("the exchange cannot mint for publisher %s now; its audit log says why", p.Name))
+	}
+	fresh, err := s.opts.Replay.Use(key, id.Expiry.Add(Leeway), now)
+	switch {
+	case err != nil:
+		ev.Reason = fmt.Sprintf("token %s minted and dropped: the replay cache: %v", rec.TokenID, err)
+		return nil, "", errReplayStore
+	case !fresh:
+		ev.Reason = fmt.Sprintf("token %s minted and dropped: another exchange of this identity token recorded it first", rec.TokenID)
+		return nil, "", errReused
 	}
 	ev.Minted = rec
-	return minted, nil
+	return minted, key, nil
 }
+
+var (
+	errReused      = refusal(422, CodeReused, "this identity token was exchanged before: each is good once")
+	errReplayStore = refusal(http.StatusServiceUnavailable, CodeUnavailable, "the exchange cannot record that this identity token was used; its audit log says why")
+)
 
 // allow spends one exchange of p's budget.
 func (s *Server) allow(p config.Publisher, now time.Time) bool {

@@ -2,7 +2,9 @@ package exchange
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,9 +45,14 @@ type Identity struct {
 	Subject string
 	JTI     string
 	Expiry  time.Time
-	// Audience is the token's aud (checked again against the config in
-	// force when the exchange mints).
-	Audience []string
+	// Audience is the token's aud, one string (checked again against the
+	// config in force when the exchange mints).
+	Audience string
+	// ReplayKey is what the replay store remembers the token by: its
+	// issuer and jti; for a token without jti (Google's, older
+	// Buildkite's), its issuer and the SHA-256 of what its signature
+	// covers (see replayKey).
+	ReplayKey string
 	// Claims are the token's claims that are strings (and numbers, as
 	// their decimal text), plus "workflow_file" (see stringClaims).
 	Claims map[string]string
@@ -55,12 +62,55 @@ type Identity struct {
 // discovery document, cached, fetched again for an unknown key id),
 // issuer, audience, and times with Leeway.
 type Verifier struct {
-	// HTTP fetches discovery documents and keys (https only).
+	// HTTP fetches discovery documents and keys (https only). The
+	// Verifier uses a copy that follows no redirect off https.
 	HTTP *http.Client
 	Now  func() time.Time
 
 	mu      sync.Mutex
 	issuers map[string]*issuer
+	client  *http.Client // HTTP, redirects checked (httpsOnly)
+}
+
+// httpClient is v.HTTP, copied, with a CheckRedirect that refuses a
+// redirect to anything but https before it is followed (then the caller's
+// own check, if any): an issuer, or a proxy in front of one, must not send
+// the keys' fetch to plain http, where anyone on the path could serve
+// keys of their own.
+func (v *Verifier) httpClient() *http.Client {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.client != nil {
+		return v.client
+	}
+	c := http.Client{}
+	if v.HTTP != nil {
+		c = *v.HTTP
+	}
+	next := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != "https" {
+			return fmt.Errorf("a redirect to %s, which is not https: not followed", clip(req.URL.Redacted()))
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	v.client = &c
+	return v.client
+}
+
+// finalHTTPS checks where a response came from after redirects: https,
+// whatever the URL asked for said.
+func finalHTTPS(resp *http.Response) error {
+	if resp.Request == nil || resp.Request.URL.Scheme != "https" {
+		return errors.New("answered over another scheme than https")
+	}
+	return nil
 }
 
 type issuer struct {
@@ -145,8 +195,15 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 		rs.add(422, CodeInvalidToken, "its claims are not JSON")
 	}
 	now := v.Now()
-	if !slices.Contains(tok.Audience, audience) {
-		rs.add(422, CodeInvalidAudience, fmt.Sprintf("issued for %q, not for this exchange's audience %q", clip(strings.Join(tok.Audience, ",")), audience))
+	// PyPI's strict_aud: aud is the audience itself. A list, even of
+	// this audience alone, is a token meant for several parties, any of
+	// which could present it here.
+	aud, single := claims["aud"].(string)
+	switch {
+	case !single:
+		rs.add(422, CodeInvalidAudience, fmt.Sprintf("issued for several audiences (%q), not for this exchange's audience %q alone", clip(strings.Join(tok.Audience, ",")), audience))
+	case aud != audience:
+		rs.add(422, CodeInvalidAudience, fmt.Sprintf("issued for %q, not for this exchange's audience %q", clip(aud), audience))
 	}
 	if tok.Expiry.IsZero() || !now.Before(tok.Expiry.Add(Leeway)) {
 		rs.add(422, CodeExpired, fmt.Sprintf("expired at %s", tok.Expiry.UTC().Format(time.RFC3339)))
@@ -165,13 +222,26 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 		rs.add(422, CodeNotYetValid, fmt.Sprintf("issued in the future, at %s", tok.IssuedAt.UTC().Format(time.RFC3339)))
 	}
 	jti, _ := claims["jti"].(string)
-	if jti == "" {
-		rs.add(422, CodeInvalidToken, "it has no jti: it could not be kept from being used twice")
-	}
 	if len(rs.Errors) > 0 {
 		return nil, &rs
 	}
-	return &Identity{Issuer: tok.Issuer, Subject: tok.Subject, JTI: jti, Expiry: tok.Expiry, Audience: tok.Audience, Claims: stringClaims(claims)}, nil
+	return &Identity{Issuer: tok.Issuer, Subject: tok.Subject, JTI: jti, Expiry: tok.Expiry, Audience: aud,
+		ReplayKey: replayKey(tok.Issuer, jti, raw), Claims: stringClaims(claims)}, nil
+}
+
+// replayKey is the issuer and the jti; without a jti, the issuer and the
+// SHA-256 of the token's header and payload as sent, which its signature
+// covers. Not of the whole token: a signature has other encodings that
+// verify (spare bits in its last base64 character; an ECDSA signature's
+// s and n-s), each of which would be a new token to a hash of it.
+func replayKey(issuer, jti, raw string) string {
+	if jti != "" {
+		return issuer + " jti " + jti
+	}
+	signed := strings.TrimSpace(raw)
+	signed = signed[:strings.LastIndexByte(signed, '.')]
+	sum := sha256.Sum256([]byte(signed))
+	return issuer + " sha256 " + hex.EncodeToString(sum[:])
 }
 
 func (v *Verifier) issuer(iss string) *issuer {
@@ -205,7 +275,7 @@ func (is *issuer) get(ctx context.Context, v *Verifier, iss string) (*oidc.IDTok
 	}
 	is.lastTry = v.Now()
 	// The document's context is the verifier's life, not this request's.
-	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.HTTP), 10*time.Second)
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.httpClient()), 10*time.Second)
 	defer cancel()
 	var doc struct {
 		Issuer  string `json:"issuer"`
@@ -222,7 +292,7 @@ func (is *issuer) get(ctx context.Context, v *Verifier, iss string) (*oidc.IDTok
 		is.err = err
 		return nil, err
 	}
-	is.keys = &keySet{url: doc.JWKSURI, http: v.HTTP, now: v.Now}
+	is.keys = &keySet{url: doc.JWKSURI, http: v.httpClient(), now: v.Now}
 	is.verifier = oidc.NewVerifier(iss, is.keys, &oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SupportedSigningAlgs: Algorithms})
 	is.err = nil
 	return is.verifier, nil
@@ -370,6 +440,9 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if err := finalHTTPS(resp); err != nil {
+		return nil, fmt.Errorf("%s %v", k.url, err)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s answered %s", k.url, resp.Status)
 	}

@@ -53,7 +53,9 @@ type Issuer struct {
 
 	mu  sync.Mutex
 	srv *http.Server
-	l   net.Listener
+	// redirects answers GET of a path with a redirect (Redirect).
+	redirects map[string]string
+	l         net.Listener
 	// keyFetches counts requests for the key set.
 	keyFetches atomic.Int64
 }
@@ -125,12 +127,34 @@ func (is *Issuer) serve() error {
 		}
 		writeJSON(w, map[string]string{"value": is.Sign(map[string]any{"aud": r.URL.Query().Get("audience")})})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	redirecting := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		is.mu.Lock()
+		to, ok := is.redirects[r.URL.Path]
+		is.mu.Unlock()
+		if ok {
+			http.Redirect(w, r, to, http.StatusFound)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: redirecting, ReadHeaderTimeout: 5 * time.Second}
 	is.mu.Lock()
 	is.srv = srv
 	is.mu.Unlock()
 	go func() { _ = srv.Serve(is.l) }()
 	return nil
+}
+
+// Redirect makes the issuer answer GET path ("/jwks",
+// "/.well-known/openid-configuration") with a 302 to target: an issuer,
+// or a proxy in front of one, that sends its clients elsewhere.
+func (is *Issuer) Redirect(path, target string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.redirects == nil {
+		is.redirects = map[string]string{}
+	}
+	is.redirects[path] = target
 }
 
 // TokenURL is GitHub's ACTIONS_ID_TOKEN_REQUEST_URL, to which clients add
