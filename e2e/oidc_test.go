@@ -232,8 +232,14 @@ func TestTrustedPublishing(t *testing.T) {
 		"GITHUB_ACTIONS=true", "ACTIONS_ID_TOKEN_REQUEST_URL=" + is.TokenURL(), "ACTIONS_ID_TOKEN_REQUEST_TOKEN=" + is.RequestToken,
 		"SSL_CERT_FILE=" + s.caFile,
 	}
+	// The exchange's audience is not its host name (127.0.0.1): the job
+	// asks for its host name unless told, and gets nothing.
+	r = s.u.runEnv(t, env, "", bed.bin, "exec", "--oidc", "--url", bed.locked, "--", "true")
+	if r.code != 2 || !strings.Contains(r.stderr, `names the audience "devpi-e2e", this job asks for "127.0.0.1"`) {
+		t.Errorf("exec --oidc without --audience: %s", r)
+	}
 	whl := s.u.wheel(t, "tp-pkg", "2.0")
-	r = s.u.runEnv(t, env, "", bed.bin, "exec", "--oidc", "--url", bed.locked, "--",
+	r = s.u.runEnv(t, env, "", bed.bin, "exec", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked, "--",
 		"sh", "-c", `env; twine upload --non-interactive --disable-progress-bar --repository-url "$1" "$2"`, "sh", bed.locked+s.release+"/", whl)
 	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from GitHub Actions") {
 		t.Fatalf("exec --oidc twine upload: %s", r)
@@ -257,7 +263,7 @@ func TestTrustedPublishing(t *testing.T) {
 	// id_tokens: entry, passed as DEVPI_CREDD_ID_TOKEN.
 	gl := append(env, "ACTIONS_ID_TOKEN_REQUEST_URL=", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=", "GITHUB_ACTIONS=", "GITLAB_CI=true",
 		"DEVPI_CREDD_ID_TOKEN="+is.Sign(map[string]any{"aud": "devpi-e2e"}))
-	r = s.u.runEnv(t, gl, "", bed.bin, "env", "--oidc", "--url", bed.locked, "-i", s.release, "--format", "dotenv")
+	r = s.u.runEnv(t, gl, "", bed.bin, "env", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked, "-i", s.release, "--format", "dotenv")
 	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from $DEVPI_CREDD_ID_TOKEN") {
 		t.Fatalf("env --oidc: %s", r)
 	}

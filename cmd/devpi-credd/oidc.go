@@ -19,8 +19,8 @@ import (
 // job's token comes from.
 func (o jobOptions) checkOIDC() error {
 	switch {
-	case !o.oidc && (o.exchange != "" || o.idTokenFile != ""):
-		return usageErrorf("--exchange and --id-token-file go with --oidc")
+	case !o.oidc && (o.exchange != "" || o.audience != "" || o.idTokenFile != ""):
+		return usageErrorf("--exchange, --audience and --id-token-file go with --oidc")
 	case o.oidc && o.tokenFile != "":
 		return usageErrorf("give --oidc or --token-file, not both")
 	}
@@ -52,15 +52,20 @@ func (a *app) exchangeSpec(ctx context.Context, o jobOptions, srv config.Server)
 	if err != nil {
 		return job.Spec{}, err
 	}
+	aud, err := exchange.ResolveAudience(base, o.audience)
+	if err != nil {
+		return job.Spec{}, &exitError{exitUsage, fmt.Errorf("--oidc: %w", err)}
+	}
 	c := &exchange.Client{Base: base, HTTP: &http.Client{Timeout: 30 * time.Second}, Getenv: a.getenv}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	jwt, source, err := c.IDToken(ctx, o.idTokenFile)
-	if errors.Is(err, exchange.ErrNoIdentity) {
-		return job.Spec{}, &exitError{exitUsage, errors.New("--oidc: " + err.Error())}
-	} else if err != nil && o.idTokenFile != "" {
+	jwt, source, err := c.IDToken(ctx, exchange.IDTokenRequest{Audience: aud, File: o.idTokenFile})
+	switch {
+	case errors.Is(err, exchange.ErrNoIdentity) || errors.Is(err, exchange.ErrAudience):
+		return job.Spec{}, &exitError{exitUsage, fmt.Errorf("--oidc: %w", err)}
+	case errors.Is(err, exchange.ErrBadIDToken):
 		return job.Spec{}, &exitError{exitUsage, err}
-	} else if err != nil {
+	case err != nil:
 		return job.Spec{}, &exitError{exitUnreachable, err}
 	}
 	m, err := c.Exchange(ctx, jwt)
