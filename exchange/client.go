@@ -24,6 +24,35 @@ import (
 // entry named so, or copied into it); the job's child never sees it.
 const IDTokenEnv = "DEVPI_CREDD_ID_TOKEN"
 
+// AudienceEnv is the variable GitLab CI jobs conventionally name an
+// id_tokens: entry for aud (PyPI's docs, and the id and ambient-id
+// libraries, read PYPI_ID_TOKEN for "pypi"): aud with ASCII letters
+// upper-cased and every other character but A-Z and 0-9 made _, then
+// _ID_TOKEN. devpi.example.com reads DEVPI_EXAMPLE_COM_ID_TOKEN.
+func AudienceEnv(aud string) string {
+	b := make([]rune, 0, len(aud)+len("_ID_TOKEN"))
+	for _, r := range aud {
+		switch {
+		case 'a' <= r && r <= 'z':
+			r -= 'a' - 'A'
+		case 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		default:
+			r = '_'
+		}
+		b = append(b, r)
+	}
+	return string(b) + "_ID_TOKEN"
+}
+
+// IDTokenVars are the variables an identity token for aud is read from:
+// whichever held it, the job's child must not see them.
+func IDTokenVars(aud string) []string {
+	if v := AudienceEnv(aud); v != IDTokenEnv {
+		return []string{IDTokenEnv, v}
+	}
+	return []string{IDTokenEnv}
+}
+
 // ErrNoIdentity: this is not a CI job that gives its jobs an identity.
 var ErrNoIdentity = errors.New("no identity token")
 
@@ -149,7 +178,8 @@ func (c *Client) checkAudience(ctx context.Context, aud string) error {
 }
 
 // IDToken gets the job's identity token for r's audience, from the first
-// of: r.File; $DEVPI_CREDD_ID_TOKEN; GitHub Actions' token service
+// of: r.File; $DEVPI_CREDD_ID_TOKEN; AudienceEnv (GitLab's
+// convention); GitHub Actions' token service
 // ($ACTIONS_ID_TOKEN_REQUEST_URL with $ACTIONS_ID_TOKEN_REQUEST_TOKEN).
 // Before any token is asked for, the exchange must name the same audience.
 // Where it came from is said in source; ErrNoIdentity, before any request,
@@ -171,6 +201,8 @@ func (c *Client) IDToken(ctx context.Context, r IDTokenRequest) (jwt, source str
 		jwt, source = string(b), "file "+r.File
 	case c.Getenv(IDTokenEnv) != "":
 		jwt, source = c.Getenv(IDTokenEnv), "$"+IDTokenEnv
+	case c.Getenv(AudienceEnv(aud)) != "":
+		jwt, source = c.Getenv(AudienceEnv(aud)), "$"+AudienceEnv(aud)
 	case c.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL") != "" && c.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN") != "":
 		u, err := url.Parse(c.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL"))
 		if err != nil || u.Scheme != "https" {
@@ -178,8 +210,8 @@ func (c *Client) IDToken(ctx context.Context, r IDTokenRequest) (jwt, source str
 		}
 		ask, source = func(ctx context.Context) (string, error) { return c.github(ctx, u, aud) }, "GitHub Actions"
 	default:
-		return "", "", fmt.Errorf("%w: on GitHub Actions give the job 'permissions: id-token: write'; on GitLab CI an 'id_tokens:' entry %s with 'aud: %s'; elsewhere --id-token-file",
-			ErrNoIdentity, IDTokenEnv, aud)
+		return "", "", fmt.Errorf("%w: on GitHub Actions give the job 'permissions: id-token: write'; on GitLab CI an 'id_tokens:' entry %s (or %s) with 'aud: %s'; elsewhere --id-token-file",
+			ErrNoIdentity, AudienceEnv(aud), IDTokenEnv, aud)
 	}
 	if ask == nil {
 		if jwt, err = checkIDToken(jwt, source); err != nil {

@@ -122,3 +122,48 @@ func TestResolveAudience(t *testing.T) {
 		t.Errorf("%d requests for PyPI's audience", n)
 	}
 }
+
+// GitLab's convention: an id_tokens: entry named after the audience
+// (upper-cased, all but A-Z and 0-9 made _) is read, after
+// $DEVPI_CREDD_ID_TOKEN and before GitHub Actions' token service.
+func TestIDTokenFromTheAudienceVariable(t *testing.T) {
+	ts := newFakeTokenService(t)
+	var posted atomic.Int64
+	env := ts.env()
+	env["DEVPI_EXAMPLE_COM_ID_TOKEN"] = "GL.JWT.AUD"
+	env["OTHER_EXAMPLE_COM_ID_TOKEN"] = "GL.JWT.OTHER"
+	c := &Client{Base: fakeExchange(t, "devpi.example.com", &posted), HTTP: ts.Client(), Getenv: func(k string) string { return env[k] }}
+	ctx := context.Background()
+	req := IDTokenRequest{Audience: "devpi.example.com"}
+	if jwt, source, err := c.IDToken(ctx, req); err != nil || jwt != "GL.JWT.AUD" || source != "$DEVPI_EXAMPLE_COM_ID_TOKEN" {
+		t.Errorf("the audience's variable: %q %q %v", jwt, source, err)
+	}
+	env[IDTokenEnv] = "GL.JWT.OURS"
+	if jwt, source, err := c.IDToken(ctx, req); err != nil || jwt != "GL.JWT.OURS" || source != "$"+IDTokenEnv {
+		t.Errorf("$%s first: %q %q %v", IDTokenEnv, jwt, source, err)
+	}
+	if n := ts.calls.Load(); n != 0 {
+		t.Errorf("the token service was asked %d times with a token in hand", n)
+	}
+}
+
+func TestAudienceEnv(t *testing.T) {
+	for aud, want := range map[string]string{
+		"devpi.example.com":     "DEVPI_EXAMPLE_COM_ID_TOKEN",
+		"pypi":                  "PYPI_ID_TOKEN",
+		"https://x.example/a-b": "HTTPS___X_EXAMPLE_A_B_ID_TOKEN",
+		"Dev9":                  "DEV9_ID_TOKEN",
+		"ünı":                   "_N__ID_TOKEN", // no Unicode case mapping: ı is not I
+		"::1":                   "__1_ID_TOKEN",
+	} {
+		if got := AudienceEnv(aud); got != want {
+			t.Errorf("%q: %s, want %s", aud, got, want)
+		}
+	}
+	if got := IDTokenVars("devpi-credd"); len(got) != 1 || got[0] != IDTokenEnv {
+		t.Errorf("IDTokenVars(devpi-credd) = %v", got)
+	}
+	if got := IDTokenVars("devpi.example.com"); len(got) != 2 || got[1] != "DEVPI_EXAMPLE_COM_ID_TOKEN" {
+		t.Errorf("IDTokenVars = %v", got)
+	}
+}

@@ -88,5 +88,5 @@ func (a *app) exchangeSpec(ctx context.Context, o jobOptions, srv config.Server)
 		return job.Spec{}, errors.New("the exchange's token has expired already: are this machine's and the exchange's clocks right?")
 	}
 	a.infof("devpi-credd: traded the identity token from %s at %s for a token of %s, until %s", source, base, root.User(), time.Unix(m.Expires, 0).Local().Format(localTime))
-	return job.Spec{Server: srv, Root: root, TTL: ttl}, nil
+	return job.Spec{Server: srv, Root: root, TTL: ttl, SecretEnv: exchange.IDTokenVars(aud)}, nil
 }
