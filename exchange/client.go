@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/devpi-credd/devpi-credd/config"
@@ -79,6 +80,12 @@ type Client struct {
 	HTTP *http.Client
 	// Getenv reads the job's environment.
 	Getenv func(string) string
+	// For an identity token command: the environment it starts from
+	// (default os.Environ()), where its stderr goes (default os.Stderr),
+	// and how long it may take (default IDTokenCommandTimeout).
+	Environ        []string
+	Stderr         io.Writer
+	CommandTimeout time.Duration
 }
 
 // IDTokenRequest is the identity token a job asks for.
@@ -89,6 +96,10 @@ type IDTokenRequest struct {
 	Audience string
 	// File, when given, holds the token.
 	File string
+	// Command, when given, prints the token: a shell command line, such
+	// as a CI system's own tool, that finds the audience in
+	// $DEVPI_CREDD_AUDIENCE.
+	Command string
 }
 
 // DefaultAudience is the audience a job asks for at the exchange base:
@@ -178,7 +189,7 @@ func (c *Client) checkAudience(ctx context.Context, aud string) error {
 }
 
 // IDToken gets the job's identity token for r's audience, from the first
-// of: r.File; $DEVPI_CREDD_ID_TOKEN; AudienceEnv (GitLab's
+// of: r.File; r.Command; $DEVPI_CREDD_ID_TOKEN; AudienceEnv (GitLab's
 // convention); GitHub Actions' token service
 // ($ACTIONS_ID_TOKEN_REQUEST_URL with $ACTIONS_ID_TOKEN_REQUEST_TOKEN).
 // Before any token is asked for, the exchange must name the same audience.
@@ -199,6 +210,8 @@ func (c *Client) IDToken(ctx context.Context, r IDTokenRequest) (jwt, source str
 			return "", "", kinded{ErrBadIDToken, fmt.Errorf("reading the identity token: %w", err)}
 		}
 		jwt, source = string(b), "file "+r.File
+	case r.Command != "":
+		ask, source = func(ctx context.Context) (string, error) { return c.command(ctx, r.Command, aud) }, "--id-token-command"
 	case c.Getenv(IDTokenEnv) != "":
 		jwt, source = c.Getenv(IDTokenEnv), "$"+IDTokenEnv
 	case c.Getenv(AudienceEnv(aud)) != "":
@@ -226,6 +239,9 @@ func (c *Client) IDToken(ctx context.Context, r IDTokenRequest) (jwt, source str
 			return "", "", err
 		}
 		if jwt, err = checkIDToken(jwt, source); err != nil {
+			if r.Command != "" {
+				err = kinded{ErrIDTokenCommand, err}
+			}
 			return "", "", err
 		}
 	}

@@ -19,8 +19,10 @@ import (
 // job's token comes from.
 func (o jobOptions) checkOIDC() error {
 	switch {
-	case !o.oidc && (o.exchange != "" || o.audience != "" || o.idTokenFile != ""):
-		return usageErrorf("--exchange, --audience and --id-token-file go with --oidc")
+	case !o.oidc && (o.exchange != "" || o.audience != "" || o.idTokenFile != "" || o.idTokenCommand != ""):
+		return usageErrorf("--exchange, --audience, --id-token-file and --id-token-command go with --oidc")
+	case o.idTokenFile != "" && o.idTokenCommand != "":
+		return usageErrorf("give --id-token-file or --id-token-command, not both")
 	case o.oidc && o.tokenFile != "":
 		return usageErrorf("give --oidc or --token-file, not both")
 	}
@@ -56,15 +58,17 @@ func (a *app) exchangeSpec(ctx context.Context, o jobOptions, srv config.Server)
 	if err != nil {
 		return job.Spec{}, &exitError{exitUsage, fmt.Errorf("--oidc: %w", err)}
 	}
-	c := &exchange.Client{Base: base, HTTP: &http.Client{Timeout: 30 * time.Second}, Getenv: a.getenv}
+	c := &exchange.Client{Base: base, HTTP: &http.Client{Timeout: 30 * time.Second}, Getenv: a.getenv, Stderr: a.stderr}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	jwt, source, err := c.IDToken(ctx, exchange.IDTokenRequest{Audience: aud, File: o.idTokenFile})
+	jwt, source, err := c.IDToken(ctx, exchange.IDTokenRequest{Audience: aud, File: o.idTokenFile, Command: o.idTokenCommand})
 	switch {
 	case errors.Is(err, exchange.ErrNoIdentity) || errors.Is(err, exchange.ErrAudience):
 		return job.Spec{}, &exitError{exitUsage, fmt.Errorf("--oidc: %w", err)}
 	case errors.Is(err, exchange.ErrBadIDToken):
 		return job.Spec{}, &exitError{exitUsage, err}
+	case errors.Is(err, exchange.ErrIDTokenCommand):
+		return job.Spec{}, &exitError{exitFailed, err}
 	case err != nil:
 		return job.Spec{}, &exitError{exitUnreachable, err}
 	}

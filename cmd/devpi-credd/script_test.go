@@ -45,12 +45,13 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mktoken":     cmdMktoken,
-			"verifytoken": cmdVerifytoken,
-			"exits":       cmdExits,
-			"waitfile":    cmdWaitfile,
-			"jobdir":      cmdJobdir,
-			"mode":        cmdMode,
+			"mktoken":      cmdMktoken,
+			"verifytoken":  cmdVerifytoken,
+			"exits":        cmdExits,
+			"waitfile":     cmdWaitfile,
+			"jobdir":       cmdJobdir,
+			"mode":         cmdMode,
+			"fakeexchange": cmdFakeexchange,
 		},
 	})
 }
