@@ -223,7 +223,7 @@ func (c *Client) IDToken(ctx context.Context, r IDTokenRequest) (jwt, source str
 		}
 		ask, source = func(ctx context.Context) (string, error) { return c.github(ctx, u, aud) }, "GitHub Actions"
 	default:
-		return "", "", fmt.Errorf("%w: on GitHub Actions give the job 'permissions: id-token: write'; on GitLab CI an 'id_tokens:' entry %s (or %s) with 'aud: %s'; elsewhere --id-token-file",
+		return "", "", fmt.Errorf("%w: on GitHub Actions give the job 'permissions: id-token: write'; on GitLab CI an 'id_tokens:' entry %s (or %s) with 'aud: %s'; elsewhere --id-token-command or --id-token-file",
 			ErrNoIdentity, AudienceEnv(aud), IDTokenEnv, aud)
 	}
 	if ask == nil {
