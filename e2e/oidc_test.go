@@ -278,6 +278,25 @@ func TestTrustedPublishing(t *testing.T) {
 	envTok := parseToken(t, vars["TWINE_PASSWORD"])
 	mustUpload(t, s.u.twineUpload(t, s.release, envTok, s.u.wheel(t, "tp-pkg", "3.0")))
 
+	// exec --oidc in a GitLab job with the conventional variable, named
+	// after the audience: read, and gone from the child's environment.
+	glJWT := is.Sign(map[string]any{"aud": "devpi-e2e"})
+	gl = append(env, "ACTIONS_ID_TOKEN_REQUEST_URL=", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=", "GITHUB_ACTIONS=", "GITLAB_CI=true", "DEVPI_E2E_ID_TOKEN="+glJWT)
+	r = s.u.runEnv(t, gl, "", bed.bin, "exec", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked, "--", "env")
+	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from $DEVPI_E2E_ID_TOKEN") || strings.Contains(r.stdout, glJWT) {
+		t.Errorf("exec --oidc with $DEVPI_E2E_ID_TOKEN: %s", r)
+	}
+	// A Buildkite-shaped job: the agent's command prints a token for the
+	// audience it is told, and twine uploads with what it was traded for.
+	bkJWT := s.u.writeFile(t, "buildkite.jwt", is.Sign(map[string]any{"aud": "devpi-e2e"}))
+	bk := append(env, "ACTIONS_ID_TOKEN_REQUEST_URL=", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=", "GITHUB_ACTIONS=", "BUILDKITE=true")
+	r = s.u.runEnv(t, bk, "", bed.bin, "exec", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked,
+		"--id-token-command", `test "$DEVPI_CREDD_AUDIENCE" = devpi-e2e && cat `+bkJWT, "--",
+		"twine", "upload", "--non-interactive", "--disable-progress-bar", "--repository-url", bed.locked+s.release+"/", s.u.wheel(t, "tp-pkg", "4.0"))
+	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from --id-token-command") {
+		t.Errorf("exec --oidc --id-token-command: %s", r)
+	}
+
 	s.d.stop(t)
 	all := strings.Join(func() []string {
 		var out []string
