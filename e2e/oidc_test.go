@@ -233,8 +233,14 @@ func TestTrustedPublishing(t *testing.T) {
 		"GITHUB_ACTIONS=true", "ACTIONS_ID_TOKEN_REQUEST_URL=" + is.TokenURL(), "ACTIONS_ID_TOKEN_REQUEST_TOKEN=" + is.RequestToken,
 		"SSL_CERT_FILE=" + s.caFile,
 	}
+	// The exchange's audience is not its host name (127.0.0.1): the job
+	// asks for its host name unless told, and gets nothing.
+	r = s.u.runEnv(t, env, "", bed.bin, "exec", "--oidc", "--url", bed.locked, "--", "true")
+	if r.code != 2 || !strings.Contains(r.stderr, `names the audience "devpi-e2e", this job asks for "127.0.0.1"`) {
+		t.Errorf("exec --oidc without --audience: %s", r)
+	}
 	whl := s.u.wheel(t, "tp-pkg", "2.0")
-	r = s.u.runEnv(t, env, "", bed.bin, "exec", "--oidc", "--url", bed.locked, "--",
+	r = s.u.runEnv(t, env, "", bed.bin, "exec", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked, "--",
 		"sh", "-c", `env; twine upload --non-interactive --disable-progress-bar --repository-url "$1" "$2"`, "sh", bed.locked+s.release+"/", whl)
 	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from GitHub Actions") {
 		t.Fatalf("exec --oidc twine upload: %s", r)
@@ -258,7 +264,7 @@ func TestTrustedPublishing(t *testing.T) {
 	// id_tokens: entry, passed as DEVPI_CREDD_ID_TOKEN.
 	gl := append(env, "ACTIONS_ID_TOKEN_REQUEST_URL=", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=", "GITHUB_ACTIONS=", "GITLAB_CI=true",
 		"DEVPI_CREDD_ID_TOKEN="+is.Sign(map[string]any{"aud": "devpi-e2e"}))
-	r = s.u.runEnv(t, gl, "", bed.bin, "env", "--oidc", "--url", bed.locked, "-i", s.release, "--format", "dotenv")
+	r = s.u.runEnv(t, gl, "", bed.bin, "env", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked, "-i", s.release, "--format", "dotenv")
 	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from $DEVPI_CREDD_ID_TOKEN") {
 		t.Fatalf("env --oidc: %s", r)
 	}
@@ -272,6 +278,25 @@ func TestTrustedPublishing(t *testing.T) {
 	}
 	envTok := parseToken(t, vars["TWINE_PASSWORD"])
 	mustUpload(t, s.u.twineUpload(t, s.release, envTok, s.u.wheel(t, "tp-pkg", "3.0")))
+
+	// exec --oidc in a GitLab job with the conventional variable, named
+	// after the audience: read, and gone from the child's environment.
+	glJWT := is.Sign(map[string]any{"aud": "devpi-e2e"})
+	gl = append(env, "ACTIONS_ID_TOKEN_REQUEST_URL=", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=", "GITHUB_ACTIONS=", "GITLAB_CI=true", "DEVPI_E2E_ID_TOKEN="+glJWT)
+	r = s.u.runEnv(t, gl, "", bed.bin, "exec", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked, "--", "env")
+	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from $DEVPI_E2E_ID_TOKEN") || strings.Contains(r.stdout, glJWT) {
+		t.Errorf("exec --oidc with $DEVPI_E2E_ID_TOKEN: %s", r)
+	}
+	// A Buildkite-shaped job: the agent's command prints a token for the
+	// audience it is told, and twine uploads with what it was traded for.
+	bkJWT := s.u.writeFile(t, "buildkite.jwt", is.Sign(map[string]any{"aud": "devpi-e2e"}))
+	bk := append(env, "ACTIONS_ID_TOKEN_REQUEST_URL=", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=", "GITHUB_ACTIONS=", "BUILDKITE=true")
+	r = s.u.runEnv(t, bk, "", bed.bin, "exec", "--oidc", "--audience", "devpi-e2e", "--url", bed.locked,
+		"--id-token-command", `test "$DEVPI_CREDD_AUDIENCE" = devpi-e2e && cat `+bkJWT, "--",
+		"twine", "upload", "--non-interactive", "--disable-progress-bar", "--repository-url", bed.locked+s.release+"/", s.u.wheel(t, "tp-pkg", "4.0"))
+	if r.code != 0 || !strings.Contains(r.stderr, "traded the identity token from --id-token-command") {
+		t.Errorf("exec --oidc --id-token-command: %s", r)
+	}
 
 	s.d.stop(t)
 	all := strings.Join(func() []string {

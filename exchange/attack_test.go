@@ -196,7 +196,7 @@ func TestClientRefusesWhereTheTokenMustNotGo(t *testing.T) {
 	base, _ := url.Parse(evil.URL) // loopback http: allowed, but it names PyPI's audience
 	env := map[string]string{"ACTIONS_ID_TOKEN_REQUEST_URL": is.TokenURL(), "ACTIONS_ID_TOKEN_REQUEST_TOKEN": is.RequestToken}
 	c := &Client{Base: base, HTTP: is.Client(), Getenv: func(k string) string { return env[k] }}
-	if _, _, err := c.IDToken(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "PyPI's audience") {
+	if _, _, err := c.IDToken(context.Background(), IDTokenRequest{Audience: "devpi"}); err == nil || !strings.Contains(err.Error(), "PyPI's audience") {
 		t.Errorf("an exchange naming PyPI's audience: %v", err)
 	}
 	// An exchange that redirects the POST elsewhere: not followed.

@@ -12,18 +12,65 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
+	"unicode"
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
+	"github.com/devpi-credd/devpi-credd/internal/safeurl"
 )
 
-// IDTokenEnv carries a GitLab CI job's identity token (an id_tokens:
+// IDTokenEnv carries a CI job's identity token (a GitLab CI id_tokens:
 // entry named so, or copied into it); the job's child never sees it.
 const IDTokenEnv = "DEVPI_CREDD_ID_TOKEN"
 
+// AudienceEnv is the variable GitLab CI jobs conventionally name an
+// id_tokens: entry for aud (PyPI's docs, and the id and ambient-id
+// libraries, read PYPI_ID_TOKEN for "pypi"): aud with ASCII letters
+// upper-cased and every other character but A-Z and 0-9 made _, then
+// _ID_TOKEN. devpi.example.com reads DEVPI_EXAMPLE_COM_ID_TOKEN.
+func AudienceEnv(aud string) string {
+	b := make([]rune, 0, len(aud)+len("_ID_TOKEN"))
+	for _, r := range aud {
+		switch {
+		case 'a' <= r && r <= 'z':
+			r -= 'a' - 'A'
+		case 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		default:
+			r = '_'
+		}
+		b = append(b, r)
+	}
+	return string(b) + "_ID_TOKEN"
+}
+
+// IDTokenVars are the variables an identity token for aud is read from:
+// whichever held it, the job's child must not see them.
+func IDTokenVars(aud string) []string {
+	if v := AudienceEnv(aud); v != IDTokenEnv {
+		return []string{IDTokenEnv, v}
+	}
+	return []string{IDTokenEnv}
+}
+
 // ErrNoIdentity: this is not a CI job that gives its jobs an identity.
-var ErrNoIdentity = errors.New("no identity token: on GitHub Actions give the job 'permissions: id-token: write'; on GitLab CI an 'id_tokens:' entry with the exchange's audience, passed as $" + IDTokenEnv + "; elsewhere --id-token-file")
+var ErrNoIdentity = errors.New("no identity token")
+
+// ErrAudience: the audience is not one to get an identity token for, or
+// the exchange names another than the one this client chose.
+var ErrAudience = errors.New("audience refused")
+
+// ErrBadIDToken: the identity token the job handed over (a file, a
+// variable) cannot be read or is not one token.
+var ErrBadIDToken = errors.New("bad identity token")
+
+// kinded gives err a sentinel that callers tell it by, without changing
+// what it says.
+type kinded struct{ kind, err error }
+
+func (k kinded) Error() string   { return k.err.Error() }
+func (k kinded) Unwrap() []error { return []error{k.kind, k.err} }
 
 // Client is the CI side: it asks the job's CI system for an identity token
 // and trades it at the exchange.
@@ -33,6 +80,51 @@ type Client struct {
 	HTTP *http.Client
 	// Getenv reads the job's environment.
 	Getenv func(string) string
+	// For an identity token command: the environment it starts from
+	// (default os.Environ()), where its stderr goes (default os.Stderr),
+	// and how long it may take (default IDTokenCommandTimeout).
+	Environ        []string
+	Stderr         io.Writer
+	CommandTimeout time.Duration
+}
+
+// IDTokenRequest is the identity token a job asks for.
+type IDTokenRequest struct {
+	// Audience the token is issued for: the client's choice, never what
+	// the exchange names (it could name another service's, and collect a
+	// token that service takes). "" is DefaultAudience of the exchange.
+	Audience string
+	// File, when given, holds the token.
+	File string
+	// Command, when given, prints the token: a shell command line, such
+	// as a CI system's own tool, that finds the audience in
+	// $DEVPI_CREDD_AUDIENCE.
+	Command string
+}
+
+// DefaultAudience is the audience a job asks for at the exchange base:
+// its host name, lower-case, without port or trailing dot. An exchange
+// whose config sets that needs no --audience.
+func DefaultAudience(base *url.URL) string {
+	return strings.TrimSuffix(strings.ToLower(base.Hostname()), ".")
+}
+
+// ResolveAudience is the audience a job asks for at base: given, else
+// DefaultAudience; never PyPI's, nor one that cannot travel as text.
+func ResolveAudience(base *url.URL, given string) (string, error) {
+	aud := given
+	if aud == "" {
+		aud = DefaultAudience(base)
+	}
+	switch {
+	case aud == "":
+		return "", fmt.Errorf("%w: the exchange %s has no host name to take it from", ErrAudience, base.Redacted())
+	case aud != strings.TrimSpace(aud) || strings.ContainsFunc(aud, unicode.IsControl):
+		return "", fmt.Errorf("%w: %q has white space around it or a control character", ErrAudience, aud)
+	case slices.Contains(config.PyPIAudiences, strings.ToLower(aud)):
+		return "", fmt.Errorf("%w: %q is PyPI's: an identity token for it would be good at PyPI", ErrAudience, aud)
+	}
+	return aud, nil
 }
 
 // CheckBase refuses an exchange the identity token must not travel to:
@@ -60,7 +152,8 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Audience asks the exchange which audience identity tokens must name.
+// Audience asks the exchange which audience identity tokens must name:
+// only to check it against the client's own choice.
 func (c *Client) Audience(ctx context.Context) (string, error) {
 	if err := CheckBase(c.Base); err != nil {
 		return "", err
@@ -75,51 +168,117 @@ func (c *Client) Audience(ctx context.Context) (string, error) {
 	case out.Audience == "":
 		return "", fmt.Errorf("the exchange %s names no audience", c.Base)
 	case slices.Contains(config.PyPIAudiences, strings.ToLower(out.Audience)):
-		return "", fmt.Errorf("the exchange %s names PyPI's audience %q: refusing to get an identity token PyPI would take", c.Base, msg.OneLine(out.Audience))
+		return "", fmt.Errorf("%w: the exchange %s names PyPI's audience %q: refusing to get an identity token PyPI would take", ErrAudience, c.Base, msg.OneLine(out.Audience))
 	}
 	return out.Audience, nil
 }
 
-// IDToken gets the job's identity token: from file when given; else
-// $DEVPI_CREDD_ID_TOKEN (GitLab CI: an id_tokens: entry, issued for the
-// exchange's audience); else GitHub Actions' token service
-// ($ACTIONS_ID_TOKEN_REQUEST_URL with $ACTIONS_ID_TOKEN_REQUEST_TOKEN),
-// asked for the audience the exchange names. Where it came from is said in
-// source; ErrNoIdentity, before any request, when there is none.
-func (c *Client) IDToken(ctx context.Context, file string) (jwt, source string, err error) {
+// checkAudience refuses an exchange that names another audience than
+// aud: its tokens would be refused there, and a job must not get one for
+// whatever a server names.
+func (c *Client) checkAudience(ctx context.Context, aud string) error {
+	named, err := c.Audience(ctx)
+	if err != nil {
+		return err
+	}
+	if named != aud {
+		return fmt.Errorf("%w: the exchange %s names the audience %q, this job asks for %q (the exchange's host name, or --audience): no identity token was got for it",
+			ErrAudience, c.Base, safeurl.Cap(msg.OneLine(named), 120), aud)
+	}
+	return nil
+}
+
+// IDToken gets the job's identity token for r's audience, from the first
+// of: r.File; r.Command; $DEVPI_CREDD_ID_TOKEN; AudienceEnv (GitLab's
+// convention); GitHub Actions' token service
+// ($ACTIONS_ID_TOKEN_REQUEST_URL with $ACTIONS_ID_TOKEN_REQUEST_TOKEN).
+// Before any token is asked for, the exchange must name the same audience.
+// Where it came from is said in source; ErrNoIdentity, before any request,
+// when there is none.
+func (c *Client) IDToken(ctx context.Context, r IDTokenRequest) (jwt, source string, err error) {
+	aud, err := ResolveAudience(c.Base, r.Audience)
+	if err != nil {
+		return "", "", err
+	}
+	// A token in hand is read first (a bad file is the job's mistake, said
+	// before any request); one that must be asked for waits for the check.
+	var ask func(context.Context) (string, error)
 	switch {
-	case file != "":
-		b, _, err := safefile.Read(file, 64<<10)
+	case r.File != "":
+		b, _, err := safefile.Read(r.File, maxIDToken)
 		if err != nil {
-			return "", "", fmt.Errorf("reading the identity token: %w", err)
+			return "", "", kinded{ErrBadIDToken, fmt.Errorf("reading the identity token: %w", err)}
 		}
-		return strings.TrimSpace(string(b)), "file " + file, nil
+		jwt, source = string(b), "file "+r.File
+	case r.Command != "":
+		ask, source = func(ctx context.Context) (string, error) { return c.command(ctx, r.Command, aud) }, "--id-token-command"
 	case c.Getenv(IDTokenEnv) != "":
-		return strings.TrimSpace(c.Getenv(IDTokenEnv)), "$" + IDTokenEnv, nil
+		jwt, source = c.Getenv(IDTokenEnv), "$"+IDTokenEnv
+	case c.Getenv(AudienceEnv(aud)) != "":
+		jwt, source = c.Getenv(AudienceEnv(aud)), "$"+AudienceEnv(aud)
 	case c.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL") != "" && c.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN") != "":
 		u, err := url.Parse(c.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL"))
 		if err != nil || u.Scheme != "https" {
 			return "", "", errors.New("$ACTIONS_ID_TOKEN_REQUEST_URL is not an https URL")
 		}
-		audience, err := c.Audience(ctx)
-		if err != nil {
+		ask, source = func(ctx context.Context) (string, error) { return c.github(ctx, u, aud) }, "GitHub Actions"
+	default:
+		return "", "", fmt.Errorf("%w: on GitHub Actions give the job 'permissions: id-token: write'; on GitLab CI an 'id_tokens:' entry %s (or %s) with 'aud: %s'; elsewhere --id-token-command or --id-token-file",
+			ErrNoIdentity, AudienceEnv(aud), IDTokenEnv, aud)
+	}
+	if ask == nil {
+		if jwt, err = checkIDToken(jwt, source); err != nil {
+			return "", "", kinded{ErrBadIDToken, err}
+		}
+	}
+	if err := c.checkAudience(ctx, aud); err != nil {
+		return "", "", err
+	}
+	if ask != nil {
+		if jwt, err = ask(ctx); err != nil {
 			return "", "", err
 		}
-		q := u.Query()
-		q.Set("audience", audience)
-		u.RawQuery = q.Encode()
-		var out struct {
-			Value string `json:"value"`
+		if jwt, err = checkIDToken(jwt, source); err != nil {
+			if r.Command != "" {
+				err = kinded{ErrIDTokenCommand, err}
+			}
+			return "", "", err
 		}
-		if err := c.do(ctx, http.MethodGet, u.String(), nil, "bearer "+c.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN"), &out); err != nil {
-			return "", "", fmt.Errorf("asking GitHub Actions for the job's identity token: %w", err)
-		}
-		if out.Value == "" {
-			return "", "", errors.New("GitHub Actions gave no identity token")
-		}
-		return out.Value, "GitHub Actions", nil
 	}
-	return "", "", ErrNoIdentity
+	return jwt, source, nil
+}
+
+// checkIDToken trims what a source gave; nothing, or more than one word
+// (a tool that printed a warning beside the token), is not sent anywhere.
+func checkIDToken(jwt, source string) (string, error) {
+	jwt = strings.TrimSpace(jwt)
+	switch {
+	case jwt == "":
+		return "", fmt.Errorf("the identity token from %s is empty", source)
+	case strings.ContainsFunc(jwt, unicode.IsSpace):
+		return "", fmt.Errorf("the identity token from %s is more than one word", source)
+	}
+	return jwt, nil
+}
+
+// maxIDToken bounds an identity token read from a file or a command.
+const maxIDToken = 64 << 10
+
+// github asks GitHub Actions' token service for a token for aud.
+func (c *Client) github(ctx context.Context, u *url.URL, aud string) (string, error) {
+	q := u.Query()
+	q.Set("audience", aud)
+	u.RawQuery = q.Encode()
+	var out struct {
+		Value string `json:"value"`
+	}
+	if err := c.do(ctx, http.MethodGet, u.String(), nil, "bearer "+c.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN"), &out); err != nil {
+		return "", fmt.Errorf("asking GitHub Actions for the job's identity token: %w", err)
+	}
+	if out.Value == "" {
+		return "", errors.New("GitHub Actions gave no identity token")
+	}
+	return out.Value, nil
 }
 
 // Exchange trades jwt for a devpi token.

@@ -343,7 +343,10 @@ func TestClient(t *testing.T) {
 	if err != nil || aud != "devpi" {
 		t.Fatalf("audience: %q %v", aud, err)
 	}
-	jwt, source, err := c.IDToken(ctx, "")
+	if _, _, err := c.IDToken(ctx, IDTokenRequest{}); !errors.Is(err, ErrAudience) {
+		t.Fatalf("the exchange's audience is not its host name, and no --audience: %v", err)
+	}
+	jwt, source, err := c.IDToken(ctx, IDTokenRequest{Audience: "devpi"})
 	if err != nil || source != "GitHub Actions" {
 		t.Fatalf("IDToken: %q %v", source, err)
 	}
@@ -355,7 +358,7 @@ func TestClient(t *testing.T) {
 		t.Errorf("a replay through the client: %v", err)
 	}
 	c.Getenv = func(string) string { return "" }
-	if _, _, err := c.IDToken(ctx, ""); !errors.Is(err, ErrNoIdentity) {
+	if _, _, err := c.IDToken(ctx, IDTokenRequest{Audience: "devpi"}); !errors.Is(err, ErrNoIdentity) {
 		t.Errorf("outside CI: %v", err)
 	}
 }

@@ -40,6 +40,10 @@ type Spec struct {
 	Server config.Server
 	Root   *token.Token
 	TTL    time.Duration
+	// SecretEnv names more variables that held the job's secret (the
+	// identity token's, whose name follows the audience): the child
+	// never sees them either.
+	SecretEnv []string
 }
 
 // Options are what a job may touch of the outside world. Zero values get
@@ -214,7 +218,7 @@ func (j *Job) childEnv(ctx context.Context) ([]string, error) {
 	var env []string
 	for _, kv := range j.opts.Environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ours := set[k]; ours || slices.Contains(TokenEnv, k) {
+		if _, ours := set[k]; ours || slices.Contains(TokenEnv, k) || slices.Contains(j.spec.SecretEnv, k) {
 			continue
 		}
 		env = append(env, kv)

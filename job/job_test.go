@@ -221,3 +221,30 @@ func TestFormatVars(t *testing.T) {
 		t.Error("an unknown format was accepted")
 	}
 }
+
+// The variable an identity token came from (GitLab's <AUDIENCE>_ID_TOKEN,
+// named after the audience) is gone from the child's environment, as
+// TokenEnv's are; others of the kind stay.
+func TestSecretEnvHidden(t *testing.T) {
+	root, err := token.New(testKey, "alice", "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := devpi.ParseRoot("http://h/")
+	t.Setenv("TMPDIR", t.TempDir())
+	j, err := Start(context.Background(), Spec{Server: config.Server{Name: "job", URL: u}, Root: root, TTL: time.Minute, SecretEnv: []string{"DEVPI_EXAMPLE_COM_ID_TOKEN"}},
+		Options{ForChild: true, Environ: []string{"PATH=/usr/bin:/bin", "DEVPI_EXAMPLE_COM_ID_TOKEN=GL.JWT.AUD", "DEVPI_CREDD_ID_TOKEN=GL.JWT.OURS", "VAULT_ID_TOKEN=GL.JWT.VAULT"},
+			Getenv: func(k string) string { return map[string]string{"PATH": "/usr/bin:/bin"}[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for _, kv := range j.Env() {
+		if strings.Contains(kv, "GL.JWT.AUD") || strings.Contains(kv, "GL.JWT.OURS") {
+			t.Errorf("the child's environment holds %q", kv)
+		}
+	}
+	if env(j, "VAULT_ID_TOKEN") != "GL.JWT.VAULT" {
+		t.Error("a variable the job does not use is gone")
+	}
+}

@@ -18,7 +18,7 @@ import (
 func (a *app) newExecCmd() *cobra.Command {
 	var o jobOptions
 	cmd := &cobra.Command{
-		Use:   "exec [--server NAME | --url ROOT] [--token-file FILE | --oidc] [--ttl D] [-i INDEX] [-p PROJECT] [-a PERMS] -- COMMAND ARGS...",
+		Use:   "exec [--server NAME | --url ROOT] [--token-file FILE | --oidc [--audience AUD]] [--ttl D] [-i INDEX] [-p PROJECT] [-a PERMS] -- COMMAND ARGS...",
 		Short: "Run a command (a CI job) with short-lived tokens only, then forget them",
 		Long: `Run COMMAND with a private daemon of its own: pip, uv, twine and devpi-client
 in it get short-lived tokens scoped by -i/-p/-a that expire --ttl after the
@@ -27,12 +27,18 @@ standard input), $DEVPI_CREDD_TOKEN_FILE or $DEVPI_CREDD_TOKEN, stays in
 this process's memory and is removed from the child's environment.
 
 With --oidc there is no stored token at all (trusted publishing): exec gets
-the CI job's identity token (GitHub Actions' token service, given
-'permissions: id-token: write'; $DEVPI_CREDD_ID_TOKEN, such as a GitLab CI
-'id_tokens:' entry; or --id-token-file), trades it at the exchange
+the CI job's identity token for the audience --audience (default: the
+exchange's host name, lower-case, without port), trades it at the exchange
 (--exchange, default the server's scheme and host) for a token that lives
-minutes, and runs the job on that token as above. Outside a CI job with an
-identity, it says so and exits 2.
+minutes, and runs the job on that token as above. The identity token comes
+from the first of: --id-token-file; --id-token-command, a shell command
+line that prints it (a CI's own tool, told the audience in
+$DEVPI_CREDD_AUDIENCE); $DEVPI_CREDD_ID_TOKEN; $<AUDIENCE>_ID_TOKEN (GitLab
+CI's 'id_tokens:' convention: the audience upper-cased, all but A-Z and 0-9
+made _); GitHub Actions' token service, given 'permissions: id-token:
+write'. An exchange that names another audience is refused before any
+identity token is asked for. Outside a CI job with an identity, it says so
+and exits 2; a failing --id-token-command exits 1.
 
 The child gets DEVPI_CREDD_SOCKET, PIP_KEYRING_PROVIDER=subprocess,
 UV_KEYRING_PROVIDER=subprocess, a 'keyring' first on PATH, the keyring

@@ -30,9 +30,11 @@ type jobOptions struct {
 	auditLog  string
 	// Trusted publishing: the long-lived token is replaced by one the
 	// exchange mints for the job's identity token.
-	oidc        bool
-	exchange    string
-	idTokenFile string
+	oidc           bool
+	exchange       string
+	audience       string
+	idTokenFile    string
+	idTokenCommand string
 }
 
 func (o *jobOptions) register(fs *pflag.FlagSet) {
@@ -47,7 +49,9 @@ func (o *jobOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.auditLog, "audit-log", "", "append the job's audit lines (JSON, no secrets) to this file")
 	fs.BoolVar(&o.oidc, "oidc", false, "trusted publishing: no stored token; trade the CI job's identity token at the exchange for the job's token")
 	fs.StringVar(&o.exchange, "exchange", "", "with --oidc: the exchange's URL (default: the server's scheme and host, where a proxy routes /_/oidc/)")
-	fs.StringVar(&o.idTokenFile, "id-token-file", "", "with --oidc: read the identity token from this file (default $DEVPI_CREDD_ID_TOKEN, else GitHub Actions' token service)")
+	fs.StringVar(&o.audience, "audience", "", "with --oidc: the audience the identity token is got for, which the exchange's config must set (default: the exchange's host name, lower-case, without port)")
+	fs.StringVar(&o.idTokenFile, "id-token-file", "", "with --oidc: read the identity token from this file (default: $DEVPI_CREDD_ID_TOKEN, else $<AUDIENCE>_ID_TOKEN, else GitHub Actions' token service)")
+	fs.StringVar(&o.idTokenCommand, "id-token-command", "", "with --oidc: run this shell command line for the identity token, printed on its stdout; it finds the audience in $DEVPI_CREDD_AUDIENCE (Buildkite: 'buildkite-agent oidc request-token --audience \"$DEVPI_CREDD_AUDIENCE\"')")
 }
 
 // jobSpec is the job the flags ask for: the server (from the config, or

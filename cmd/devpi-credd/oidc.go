@@ -19,8 +19,10 @@ import (
 // job's token comes from.
 func (o jobOptions) checkOIDC() error {
 	switch {
-	case !o.oidc && (o.exchange != "" || o.idTokenFile != ""):
-		return usageErrorf("--exchange and --id-token-file go with --oidc")
+	case !o.oidc && (o.exchange != "" || o.audience != "" || o.idTokenFile != "" || o.idTokenCommand != ""):
+		return usageErrorf("--exchange, --audience, --id-token-file and --id-token-command go with --oidc")
+	case o.idTokenFile != "" && o.idTokenCommand != "":
+		return usageErrorf("give --id-token-file or --id-token-command, not both")
 	case o.oidc && o.tokenFile != "":
 		return usageErrorf("give --oidc or --token-file, not both")
 	}
@@ -52,15 +54,22 @@ func (a *app) exchangeSpec(ctx context.Context, o jobOptions, srv config.Server)
 	if err != nil {
 		return job.Spec{}, err
 	}
-	c := &exchange.Client{Base: base, HTTP: &http.Client{Timeout: 30 * time.Second}, Getenv: a.getenv}
+	aud, err := exchange.ResolveAudience(base, o.audience)
+	if err != nil {
+		return job.Spec{}, &exitError{exitUsage, fmt.Errorf("--oidc: %w", err)}
+	}
+	c := &exchange.Client{Base: base, HTTP: &http.Client{Timeout: 30 * time.Second}, Getenv: a.getenv, Stderr: a.stderr}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	jwt, source, err := c.IDToken(ctx, o.idTokenFile)
-	if errors.Is(err, exchange.ErrNoIdentity) {
-		return job.Spec{}, &exitError{exitUsage, errors.New("--oidc: " + err.Error())}
-	} else if err != nil && o.idTokenFile != "" {
+	jwt, source, err := c.IDToken(ctx, exchange.IDTokenRequest{Audience: aud, File: o.idTokenFile, Command: o.idTokenCommand})
+	switch {
+	case errors.Is(err, exchange.ErrNoIdentity) || errors.Is(err, exchange.ErrAudience):
+		return job.Spec{}, &exitError{exitUsage, fmt.Errorf("--oidc: %w", err)}
+	case errors.Is(err, exchange.ErrBadIDToken):
 		return job.Spec{}, &exitError{exitUsage, err}
-	} else if err != nil {
+	case errors.Is(err, exchange.ErrIDTokenCommand):
+		return job.Spec{}, &exitError{exitFailed, err}
+	case err != nil:
 		return job.Spec{}, &exitError{exitUnreachable, err}
 	}
 	m, err := c.Exchange(ctx, jwt)
@@ -83,5 +92,5 @@ func (a *app) exchangeSpec(ctx context.Context, o jobOptions, srv config.Server)
 		return job.Spec{}, errors.New("the exchange's token has expired already: are this machine's and the exchange's clocks right?")
 	}
 	a.infof("devpi-credd: traded the identity token from %s at %s for a token of %s, until %s", source, base, root.User(), time.Unix(m.Expires, 0).Local().Format(localTime))
-	return job.Spec{Server: srv, Root: root, TTL: ttl}, nil
+	return job.Spec{Server: srv, Root: root, TTL: ttl, SecretEnv: exchange.IDTokenVars(aud)}, nil
 }

@@ -52,14 +52,15 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mktoken":     cmdMktoken,
-			"verifytoken": cmdVerifytoken,
-			"exits":       cmdExits,
-			"waitfile":    cmdWaitfile,
-			"jobdir":      cmdJobdir,
-			"mode":        cmdMode,
-			"mkcert":      cmdMkcert,
-			"expand":      cmdExpand,
+			"mktoken":      cmdMktoken,
+			"verifytoken":  cmdVerifytoken,
+			"exits":        cmdExits,
+			"waitfile":     cmdWaitfile,
+			"jobdir":       cmdJobdir,
+			"mode":         cmdMode,
+			"mkcert":       cmdMkcert,
+			"expand":       cmdExpand,
+			"fakeexchange": cmdFakeexchange,
 		},
 	})
 }
