@@ -281,4 +281,3 @@ func FuzzExchangeClaims(f *testing.F) {
 		}
 	})
 }
-
