@@ -445,7 +445,8 @@ func FuzzMintTokenBody(f *testing.F) {
 
 	mintedFor := map[string]bool{}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		before, mintsBefore := len(events), minter.count
+		events = events[:0] // the run's events would grow without end
+		mintsBefore := minter.count
 		req := httptest.NewRequest(http.MethodPost, PathMintToken, bytes.NewReader(b))
 		req.RemoteAddr = "192.0.2.1:40000"
 		rec := httptest.NewRecorder()
@@ -485,13 +486,13 @@ func FuzzMintTokenBody(f *testing.F) {
 		case !strict:
 			t.Fatalf("%d (%v), not 400, for a body that is not {\"token\": ...}: %q", status, rf.Codes(), fzCap(b))
 		}
-		if len(events) != before+1 || (events[len(events)-1].Refused == nil) != (status == http.StatusOK) {
-			t.Fatalf("%d audit events for one request answered %d", len(events)-before, status)
+		if len(events) != 1 || (events[len(events)-1].Refused == nil) != (status == http.StatusOK) {
+			t.Fatalf("%d audit events for one request answered %d", len(events), status)
 		}
 		// The identity token is never echoed (a long one: a short one
 		// could be a word of any message).
 		if strict && len(tok) >= 40 && strings.Count(tok, ".") == 2 {
-			all, _ := json.Marshal(events[before:])
+			all, _ := json.Marshal(events)
 			if bytes.Contains(answer, []byte(tok)) || bytes.Contains(all, []byte(tok)) {
 				t.Fatalf("the identity token is echoed: %s / %s", answer, all)
 			}
