@@ -13,42 +13,33 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
 
-// fzDaemon answers every connection on a Unix socket with what answer
-// holds, after reading the request whole, as a daemon would.
+// fzDaemon answers each connection on a Unix socket with the next answer, after reading the request whole, as a daemon would, one at a
+// time and in the fuzz run's own time: done is sent before it waits for
+// the next connection, so that no coverage of one answer falls into the
+// next's (goroutines still running would make the coverage flaky, and
+// minimizing an input spin until its time is up).
 type fzDaemon struct {
-	mu     sync.Mutex
-	answer []byte
-}
-
-func (d *fzDaemon) set(b []byte) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.answer = b
+	answer chan []byte
+	done   chan struct{}
 }
 
 func (d *fzDaemon) serve(l net.Listener) {
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			return
+	conn, err := l.Accept()
+	for err == nil {
+		if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+			_, _ = io.Copy(io.Discard, req.Body)
 		}
-		go func() {
-			defer conn.Close()
-			if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
-				_, _ = io.Copy(io.Discard, req.Body)
-			}
-			d.mu.Lock()
-			answer := d.answer
-			d.mu.Unlock()
-			_, _ = conn.Write(answer)
-		}()
+		_, _ = conn.Write(<-d.answer)
+		conn.Close()
+		d.done <- struct{}{}
+		conn, err = l.Accept()
 	}
 }
 
@@ -94,7 +85,7 @@ func FuzzDaemonAnswer(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { l.Close() })
-	d := &fzDaemon{}
+	d := &fzDaemon{answer: make(chan []byte, 1), done: make(chan struct{})}
 	go d.serve(l)
 
 	creds := `{"username":"alice","password":"devpi-AgEJbG9jYWxob3N0AhhkZXZwaS1jcmVkZCB0b2tlbiBmb3IgdGVzdA","expires":1700000300,` +
@@ -128,9 +119,16 @@ func FuzzDaemonAnswer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, answer []byte, mode byte) {
 		args := modes[int(mode)%len(modes)]
-		d.set(answer)
+		d.answer <- answer
 		var out, errb bytes.Buffer
 		code := Keyring(context.Background(), args, &out, &errb, &Client{Socket: sock})
+		// The client reads up to the daemon's close: each lookup is one
+		// connection served whole.
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the lookup never reached the daemon")
+		}
 		stdout, stderr := out.String(), errb.String()
 		switch code {
 		case KeyringNotFound:
