@@ -104,6 +104,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceURL$$' -fuzztime $(FUZZTIME) ./daemon/
 	$(GO) test -run '^$$' -fuzz '^FuzzKeyringArgs$$' -fuzztime $(FUZZTIME) ./helper/
+	$(GO) test -run '^$$' -fuzz '^FuzzDaemonAnswer$$' -fuzztime $(FUZZTIME) ./helper/
+	$(GO) test -run '^$$' -fuzz '^FuzzExchangeConfig$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzExchangeClaims$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRaw$$' -fuzztime $(FUZZTIME) ./exchange/
+	$(GO) test -run '^$$' -fuzz '^FuzzWorkflowFile$$' -fuzztime $(FUZZTIME) ./exchange/
+	$(GO) test -run '^$$' -fuzz '^FuzzCIConfigFile$$' -fuzztime $(FUZZTIME) ./exchange/
+	$(GO) test -run '^$$' -fuzz '^FuzzClientAddr$$' -fuzztime $(FUZZTIME) ./exchange/
+	$(GO) test -run '^$$' -fuzz '^FuzzMintTokenBody$$' -fuzztime $(FUZZTIME) ./exchange/
 
 demo: build deps venv
 	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/devpi-credd/devpi-credd/internal/peercred"
 	"github.com/devpi-credd/devpi-credd/localapi"
@@ -191,7 +192,29 @@ func (c *Client) Credentials(ctx context.Context, req localapi.CredentialsReques
 	if err := c.call(ctx, "POST", localapi.PathCredentials, req, &out); err != nil {
 		return nil, err
 	}
+	if err := carriable(&out); err != nil {
+		return nil, err
+	}
 	return &out, nil
+}
+
+// ErrNoToken is wrapped when the daemon answers 200 with credentials that
+// are not a token.
+var ErrNoToken = errors.New("the daemon's answer holds no usable token")
+
+// carriable refuses credentials that the keyring protocol cannot carry:
+// no password (a daemon of another version that names the field
+// otherwise, or answers null), printed as an empty line with exit 0, would
+// stop pip and uv from looking elsewhere; a line break or other control
+// character would shift which line pip reads as the password.
+func carriable(c *localapi.Credentials) error {
+	switch {
+	case c.Password == "":
+		return fmt.Errorf("%w: it has no password", ErrNoToken)
+	case strings.ContainsFunc(c.Username+c.Password, unicode.IsControl):
+		return fmt.Errorf("%w: it holds a control character", ErrNoToken)
+	}
+	return nil
 }
 
 // Status asks for the daemon's state.
