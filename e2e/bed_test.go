@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/devpi-credd/devpi-credd/internal/testissuer"
 )
 
 // bed is the test bed shared by every test in the package: one
@@ -43,6 +45,11 @@ type testBed struct {
 	// locked is nginx in front of devpi-server with devpi-lockdown: every
 	// request needs credentials, and a read without them gets a 401.
 	locked string
+	// lockedTLS is the same nginx over https (uv asks for PyPI's
+	// trusted-publishing paths over https only); its CA's certificate is
+	// in nginxCA.
+	lockedTLS string
+	nginxCA   []byte
 	// exchangePort is where nginx sends /_/oidc/: a test's daemon runs
 	// its trusted-publishing exchange there.
 	exchangePort int
@@ -201,13 +208,23 @@ func (b *testBed) stopServer() {
 	}
 }
 
-func (b *testBed) startNginx() error {
+// nginxBin is nginx's path: on PATH, or in /usr/sbin, which a user's PATH
+// may lack.
+func nginxBin() (string, error) {
 	bin, err := exec.LookPath("nginx")
+	if err == nil {
+		return bin, nil
+	}
+	if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
+		return "", fmt.Errorf("nginx is not installed (make deps installs it)")
+	}
+	return "/usr/sbin/nginx", nil
+}
+
+func (b *testBed) startNginx() error {
+	bin, err := nginxBin()
 	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			return fmt.Errorf("nginx is not installed (make deps installs it)")
-		}
-		bin = "/usr/sbin/nginx"
+		return err
 	}
 	dir := filepath.Join(b.dir, "nginx")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -230,13 +247,41 @@ func (b *testBed) startNginx() error {
 	if b.exchangePort, err = freePort(); err != nil {
 		return err
 	}
+	tlsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	ca, err := testissuer.NewCA()
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := ca.Leaf()
+	if err != nil {
+		return err
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return err
+	}
+	b.nginxCA = ca.CertPEM
+	tokenUser, err := filepath.Abs(filepath.Join("..", "packaging", "nginx", "devpi-credd-token-user.conf"))
+	if err != nil {
+		return err
+	}
 	conf := strings.NewReplacer("@USER@", user, "@DIR@", dir, "@PORT@", fmt.Sprint(port),
-		"@UPSTREAM@", strings.TrimSuffix(b.url, "/"), "@EXCHANGE@", fmt.Sprintf("127.0.0.1:%d", b.exchangePort)).Replace(string(tmpl))
+		"@UPSTREAM@", strings.TrimSuffix(b.url, "/"), "@EXCHANGE@", fmt.Sprintf("127.0.0.1:%d", b.exchangePort),
+		"@TOKEN_USER@", tokenUser,
+		"@TLS@", fmt.Sprintf("listen 127.0.0.1:%d ssl; ssl_certificate %s; ssl_certificate_key %s;", tlsPort, certFile, keyFile),
+	).Replace(string(tmpl))
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return err
 	}
 	b.locked = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	b.lockedTLS = fmt.Sprintf("https://127.0.0.1:%d/", tlsPort)
 	b.nginx = exec.Command(bin, "-c", confPath, "-p", dir)
 	b.nginx.Stdout, b.nginx.Stderr = os.Stderr, os.Stderr
 	b.nginx.SysProcAttr = serverProcAttr()

@@ -65,7 +65,8 @@ nport=$(free_port)
 mkdir -m 700 "$work/nginx"
 user_line=""; [[ $(id -u) == 0 ]] && user_line="user root;"
 sed -e "s|@USER@|$user_line|" -e "s|@DIR@|$work/nginx|g" -e "s|@PORT@|$nport|" \
-  -e "s|@UPSTREAM@|http://127.0.0.1:$dport|g" -e "s|@EXCHANGE@|127.0.0.1:$(free_port)|" "$here/e2e/nginx.conf.in" >"$work/nginx/nginx.conf"
+  -e "s|@UPSTREAM@|http://127.0.0.1:$dport|g" -e "s|@EXCHANGE@|127.0.0.1:$(free_port)|" \
+  -e "s|@TOKEN_USER@|$here/packaging/nginx/devpi-credd-token-user.conf|" -e "s|@TLS@||" "$here/e2e/nginx.conf.in" >"$work/nginx/nginx.conf"
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 "$nginx" -c "$work/nginx/nginx.conf" -p "$work/nginx" >"$work/nginx.log" 2>&1 &
 pids+=($!)

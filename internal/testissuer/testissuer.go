@@ -12,16 +12,15 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +33,8 @@ import (
 type Issuer struct {
 	// URL is its issuer URL, https://127.0.0.1:PORT.
 	URL string
-	// CertPEM is its certificate: the CA file clients trust it by.
+	// CertPEM is the certificate of the CA that signed its certificate:
+	// the CA file clients trust it by.
 	CertPEM []byte
 	// RequestToken is what GitHub puts in ACTIONS_ID_TOKEN_REQUEST_TOKEN:
 	// the token endpoint answers only with it.
@@ -85,12 +85,17 @@ func Start(addr string) (*Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, pemBytes, err := selfSigned()
+	ca, err := NewCA()
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
-	is.URL, is.CertPEM = "https://"+l.Addr().String(), pemBytes
+	cert, err := ca.tlsLeaf()
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	is.URL, is.CertPEM = "https://"+l.Addr().String(), ca.CertPEM
 	is.Claims = map[string]any{
 		"repository": "org/repo", "repository_owner": "org", "repository_owner_id": "4242",
 		"workflow_ref":     "org/repo/.github/workflows/release.yml@refs/tags/v1.0",
@@ -121,7 +126,10 @@ func (is *Issuer) serve() error {
 	// GitHub Actions' token service: GET $ACTIONS_ID_TOKEN_REQUEST_URL
 	// &audience=AUD with "Authorization: bearer REQUEST_TOKEN".
 	mux.HandleFunc("GET /token", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "bearer "+is.RequestToken {
+		// The scheme is case-insensitive, as at GitHub: the toolkit sends
+		// "bearer", uv "Bearer".
+		scheme, value, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "bearer") || value != is.RequestToken {
 			http.Error(w, `{"message": "bad request token"}`, http.StatusUnauthorized)
 			return
 		}
@@ -265,26 +273,6 @@ func raw(header, claims map[string]any, sig []byte) string {
 	c, _ := json.Marshal(claims)
 	enc := func(b []byte) string { return base64URL(b) }
 	return enc(h) + "." + enc(c) + "." + enc(sig)
-}
-
-func selfSigned() (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "devpi-credd test issuer"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pemBytes, nil
 }
 
 // CertPool is a pool that trusts the issuer, for in-process clients.
