@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -202,6 +204,9 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("%s: %s", path, msg.OneLine(err.Error()))
 	}
+	if err := checkRawClaims(data); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, msg.OneLine(err.Error()))
+	}
 	// Environment overrides go through getenv, not viper's AutomaticEnv, so
 	// that the daemon and tests control what is read.
 	for _, k := range []string{"socket", "default_ttl", "max_ttl", "audit_log"} {
@@ -272,7 +277,10 @@ func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
 		}
 	}
 	seen := map[string]string{}
-	for name, fs := range fc.Servers {
+	// In the order of their names, as the claims: the same bad config
+	// gets the same error every time.
+	for _, name := range slices.Sorted(maps.Keys(fc.Servers)) {
+		fs := fc.Servers[name]
 		s, err := validateServer(name, fs, getenv)
 		if err != nil {
 			return nil, fmt.Errorf("servers.%s: %w", name, err)

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/devpi-credd/devpi-credd/token"
 )
@@ -241,7 +244,10 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 	case !p.AnyProject && p.Limits.Projects == nil:
 		return p, fmt.Errorf("%s: name its projects, or say any_project = true to let it upload any project to its indexes", where)
 	}
-	for k, v := range fp.Claims {
+	// In the order of their names: a config with two bad claims is
+	// refused with the same error every time.
+	for _, k := range slices.Sorted(maps.Keys(fp.Claims)) {
+		v := fp.Claims[k]
 		switch {
 		case strings.TrimSpace(strings.TrimSuffix(v, "*")) == "":
 			return p, fmt.Errorf("%s: claims.%s = %q matches anything: name the value", where, k, v)
@@ -262,6 +268,79 @@ func validatePublisher(i int, fp filePublisher, servers []Server) (Publisher, er
 		}
 	}
 	return p, nil
+}
+
+// checkRawClaims refuses the claims of [[exchange.publishers]] that viper
+// would not keep as written (data is the config file, which viper has
+// read): it lower-cases every key, so "Ref" would become "ref" and one of
+// "ref" and "Ref" would be dropped, and it turns any value into a string,
+// so ref_protected = true would become "1", which no token's "true"
+// equals. Only the claims tables: elsewhere the keys are ours, and a
+// value of the wrong type is refused or means the same.
+func checkRawClaims(data []byte) error {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return nil // viper has read it; what it says of it stands
+	}
+	for i, pub := range rawTables(rawKey(doc, "exchange"), "publishers") {
+		p, ok := pub.(map[string]any)
+		if !ok {
+			continue // mapstructure refuses it
+		}
+		name, _ := rawKey(p, "name").(string)
+		if name == "" {
+			name = fmt.Sprintf("publisher-%d", i+1)
+		}
+		claims, _ := rawKey(p, "claims").(map[string]any)
+		if err := checkClaimsAsWritten(claims); err != nil {
+			return fmt.Errorf("exchange.publishers %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func checkClaimsAsWritten(claims map[string]any) error {
+	names := slices.Sorted(maps.Keys(claims))
+	folded := map[string]string{}
+	for _, k := range names {
+		if other, twice := folded[strings.ToLower(k)]; twice {
+			return fmt.Errorf("claims.%s and claims.%s differ only by case: a token has one of them, lower-case; keep that one", other, k)
+		}
+		folded[strings.ToLower(k)] = k
+	}
+	for _, k := range names {
+		if k != strings.ToLower(k) {
+			return fmt.Errorf("claims.%s: claim names are lower-case (GitHub's and GitLab's are lower-case snake_case): write claims.%s", k, strings.ToLower(k))
+		}
+	}
+	for _, k := range names {
+		switch v := claims[k].(type) {
+		case string:
+		case bool, int64, float64:
+			return fmt.Errorf("claims.%s = %v is not a string: quote it, %s = \"%v\"", k, v, k, v)
+		default:
+			return fmt.Errorf("claims.%s is not a string: a claim's value is a string, such as %s = \"...\"", k, k)
+		}
+	}
+	return nil
+}
+
+// rawKey is m's value of key as viper finds it: keys in any case (viper
+// lower-cases them). nil if m is not a table or has no such key.
+func rawKey(m any, key string) any {
+	t, _ := m.(map[string]any)
+	for _, k := range slices.Sorted(maps.Keys(t)) {
+		if strings.ToLower(k) == key {
+			return t[k]
+		}
+	}
+	return nil
+}
+
+// rawTables is m's array of tables under key.
+func rawTables(m any, key string) []any {
+	list, _ := rawKey(m, key).([]any)
+	return list
 }
 
 // pins reports whether p names whose job it is (see pinningClaims). The

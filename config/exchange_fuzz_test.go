@@ -21,10 +21,6 @@ url = "http://127.0.0.1:3141"
 indexes = ["team/release", "team/dev"]
 `
 
-// fzIdentityClaims name whose job it is: never taken as a prefix.
-var fzIdentityClaims = []string{"repository", "repository_owner", "repository_owner_id", "repository_id", "workflow_file",
-	"project_path", "project_id", "namespace_path", "namespace_id", "ci_config_file"}
-
 // fzCheckExchange is what every loaded [exchange] holds.
 func fzCheckExchange(t *testing.T, c *Config) {
 	t.Helper()
@@ -89,32 +85,42 @@ func fzCheckPublisher(t *testing.T, c *Config, p Publisher) {
 	if p.Budget < 0 {
 		t.Fatalf("%s: budget %d", p.Name, p.Budget)
 	}
-	need := map[string][]string{"": nil, "github": {"repository", "repository_owner_id", "workflow_file"}, "gitlab": {"project_path", "ci_config_file"}}
-	preset, ok := need[p.Provider]
-	if !ok {
+	if _, ok := map[string]bool{"": true, ProviderGitHub: true, ProviderGitLab: true}[p.Provider]; !ok {
 		t.Fatalf("%s: provider %q taken", p.Name, p.Provider)
 	}
-	for _, k := range preset {
+	for _, k := range providerClaims[p.Provider] {
 		if _, ok := p.Claims[k]; !ok {
 			t.Fatalf("%s: a %s publisher without claims.%s", p.Name, p.Provider, k)
 		}
 	}
-	// Some exact claim: a token must say something to match, and
-	// nothing matches everything.
-	exact := 0
+	// The claims as written: viper would lower-case names and turn
+	// values into strings, which the raw check refuses first.
 	for k, v := range p.Claims {
 		prefix, isPrefix := strings.CutSuffix(v, "*")
 		switch {
+		case k != strings.ToLower(k):
+			t.Fatalf("%s: claims.%s: a name not in lower case", p.Name, k)
 		case strings.TrimSpace(prefix) == "":
 			t.Fatalf("%s: claims.%s = %q matches anything", p.Name, k, v)
-		case isPrefix && slices.Contains(fzIdentityClaims, k):
-			t.Fatalf("%s: claims.%s = %q: a prefix of whose job it is", p.Name, k, v)
-		case !isPrefix:
-			exact++
+		case isPrefix && exactClaims[k]:
+			t.Fatalf("%s: claims.%s = %q: a prefix of whose job, or which workflow, it is", p.Name, k, v)
 		}
 	}
-	if exact == 0 {
-		t.Fatalf("%s: no exact claim in %q", p.Name, p.Claims)
+	// Whose job it is, exactly: one of pinningClaims (exact, by the
+	// above), or an exact sub, which on GitHub begins with the
+	// repository.
+	pinned := false
+	for _, k := range pinningClaims {
+		if v, ok := p.Claims[k]; ok && !strings.HasSuffix(v, "*") {
+			pinned = true
+		}
+	}
+	github := p.Provider == ProviderGitHub || (p.Provider == "" && p.Issuer == GitHubIssuer)
+	if sub, ok := p.Claims["sub"]; ok && !strings.HasSuffix(sub, "*") && (!github || strings.HasPrefix(sub, "repo:")) {
+		pinned = true
+	}
+	if !pinned {
+		t.Fatalf("%s: nothing says whose job it is in %q", p.Name, p.Claims)
 	}
 }
 
@@ -174,6 +180,14 @@ claims = { sub = "repo:octo-org/octo-repo:environment:release", job_workflow_ref
 		"[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://gitlab.com\"\nprojects = [\"p\"]\nclaims = { ref_path = \"refs/tags/*\", environment = \"prod*\" }\n",
 		"[exchange]\n",
 		"exchange = 3\n",
+		// Two bad claims: the error is the first's by name, every time.
+		"[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://gitlab.com\"\nprojects = [\"p\"]\nclaims = { ref_path = \"*\", project_path = \"group*\", x = \"y\" }\n",
+		// What viper would lower-case or turn into a string.
+		"[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://gitlab.com\"\nprojects = [\"p\"]\nclaims = { project_path = \"org/repo\", ref = \"a\", Ref = \"b\" }\n",
+		"[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://gitlab.com\"\nprojects = [\"p\"]\n[exchange.publishers.Claims]\nProject_Path = \"org/repo\"\nref_protected = true\nproject_id = 20\n",
+		"[Exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n[[Exchange.Publishers]]\nserver = \"local\"\nissuer = \"https://gitlab.com\"\nprojects = [\"p\"]\nclaims = { project_path = \"org/repo\", ref_protected = 1979-05-27 }\n",
+		// sub pins a GitHub job only when it begins with the repository.
+		"[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://token.actions.githubusercontent.com\"\nprojects = [\"p\"]\nclaims = { sub = \"environment:release\" }\n",
 	} {
 		f.Add([]byte(table))
 	}
@@ -181,6 +195,10 @@ claims = { sub = "repo:octo-org/octo-repo:environment:release", job_workflow_ref
 	f.Fuzz(func(t *testing.T, table []byte) {
 		data := append([]byte(fzServers), table...)
 		c, err := Parse("c.toml", data, get)
+		again, errAgain := Parse("c.toml", data, get)
+		if fmt.Sprint(err) != fmt.Sprint(errAgain) {
+			t.Fatalf("loaded twice, two errors: %v, then %v", err, errAgain)
+		}
 		if err != nil {
 			if strings.ContainsAny(err.Error(), "\r\n") {
 				t.Fatalf("error spans lines: %q", err)
@@ -188,9 +206,8 @@ claims = { sub = "repo:octo-org/octo-repo:environment:release", job_workflow_ref
 			return
 		}
 		fzCheckExchange(t, c)
-		again, err := Parse("c.toml", data, get)
-		if err != nil || fmt.Sprintf("%+v", again.Exchange) != fmt.Sprintf("%+v", c.Exchange) {
-			t.Fatalf("loaded twice, two answers: %+v, then %+v (%v)", c.Exchange, again.Exchange, err)
+		if fmt.Sprintf("%+v", again.Exchange) != fmt.Sprintf("%+v", c.Exchange) {
+			t.Fatalf("loaded twice, two answers: %+v, then %+v", c.Exchange, again.Exchange)
 		}
 	})
 }
@@ -216,8 +233,7 @@ func tomlString(s string) string {
 
 // FuzzExchangeClaims: one publisher of any provider, issuer and claims
 // (NAME=VALUE lines). What loads holds fzCheckExchange and keeps every
-// claim as written (names in lower case; see the report of issue 15's
-// fuzzing for names in another case).
+// claim as written: a name viper would lower-case is refused.
 func FuzzExchangeClaims(f *testing.F) {
 	f.Add("github", "", "repository=octo-org/octo-repo\nrepository_owner_id=65\nworkflow_file=release.yml\nenvironment=release\nref=refs/tags/v*")
 	f.Add("gitlab", "https://gitlab.example.com", "project_path=group/project\nci_config_file=.gitlab-ci.yml\nref_path=refs/tags/*")
@@ -232,13 +248,16 @@ func FuzzExchangeClaims(f *testing.F) {
 	f.Add("", "https://token.actions.githubusercontent.com", "ref=refs/tags/*\nenvironment=rel*")
 	f.Add("", "https://token.actions.githubusercontent.com", "repository=acme*\nenvironment=release")
 	f.Add("", "https://gitlab.com", "namespace_path=acme*\nproject_id=20")
+	f.Add("", "https://gitlab.com", "project_path=org/repo\nref=a\nRef=b")
+	f.Add("github", "", "Repository=octo-org/octo-repo\nrepository_owner_id=65\nworkflow_file=release.yml")
+	f.Add("", "https://token.actions.githubusercontent.com", "sub=environment:release")
 	get := env(map[string]string{"HOME": "/h"})
 	f.Fuzz(func(t *testing.T, provider, issuer, claims string) {
 		if !utf8.ValidString(provider + issuer + claims) {
 			return // TOML is UTF-8
 		}
 		var text strings.Builder
-		text.WriteString(fzServers + "\n[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi.example.com\"\n[[exchange.publishers]]\nserver = \"local\"\nindexes = [\"team/release\"]\n")
+		text.WriteString(fzServers + "\n[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi.example.com\"\n[[exchange.publishers]]\nserver = \"local\"\nindexes = [\"team/release\"]\nany_project = true\n")
 		if provider != "" {
 			text.WriteString("provider = " + tomlString(provider) + "\n")
 		}
@@ -271,11 +290,6 @@ func FuzzExchangeClaims(f *testing.F) {
 			t.Fatalf("one publisher written, %+v loaded", c.Exchange)
 		}
 		got := c.Exchange.Publishers[0].Claims
-		for k := range written {
-			if k != strings.ToLower(k) {
-				return
-			}
-		}
 		if fmt.Sprint(got) != fmt.Sprint(written) {
 			t.Fatalf("claims %q written, %q loaded", written, got)
 		}

@@ -117,3 +117,62 @@ func TestExchangeRejects(t *testing.T) {
 		}
 	}
 }
+
+// A bad config is refused with the same error every time: the claims are
+// checked in the order of their names, not of a map's walk.
+func TestExchangeClaimErrorIsStable(t *testing.T) {
+	text := exchangeBase + "[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n" +
+		"[[exchange.publishers]]\nserver = \"local\"\nissuer = \"https://gitlab.com\"\nprojects = [\"p\"]\n" +
+		"claims = { ref_path = \"*\", project_path = \"group*\", x = \"y\" }\n"
+	_, first := Parse("c.toml", []byte(text), env(nil))
+	if first == nil || !strings.Contains(first.Error(), "claims.project_path") {
+		t.Fatalf("first error %v, want project_path's (the first name in order)", first)
+	}
+	for i := 0; i < 50; i++ {
+		if _, err := Parse("c.toml", []byte(text), env(nil)); err == nil || err.Error() != first.Error() {
+			t.Fatalf("loaded again: %v, first %v", err, first)
+		}
+	}
+}
+
+// Viper lower-cases keys and turns any value into the string a field
+// wants: a claim written Ref, two claims that differ by case, or a claim
+// value that is not a string would be matched as something else than
+// written (ref_protected = true becomes "1", the token's is "true"), so
+// they are refused, on one line that says what to write.
+func TestExchangeClaimsAsWritten(t *testing.T) {
+	const head = "[exchange]\nlisten = \"127.0.0.1:8181\"\naudience = \"devpi\"\n" +
+		"[[exchange.publishers]]\nname = \"rel\"\nserver = \"local\"\nissuer = \"https://gitlab.com\"\nprojects = [\"p\"]\n"
+	for _, tt := range []struct{ claims, want string }{
+		{`claims = { project_path = "org/repo", ref = "a", Ref = "b" }`, `claims.Ref and claims.ref differ only by case`},
+		{`claims = { project_path = "org/repo", Ref = "x" }`, `claims.Ref: claim names are lower-case`},
+		{`claims = { PROJECT_PATH = "org/repo" }`, `claims.PROJECT_PATH: claim names are lower-case`},
+		{`claims = { project_path = "org/repo", ref_protected = true }`, `claims.ref_protected = true is not a string: quote it, ref_protected = "true"`},
+		{`claims = { project_path = "org/repo", project_id = 20 }`, `claims.project_id = 20 is not a string: quote it, project_id = "20"`},
+		{`claims = { project_path = "org/repo", ref = ["a", "b"] }`, `claims.ref is not a string`},
+		{"[exchange.publishers.claims]\nproject_path = \"org/repo\"\nRef = \"x\"", `claims.Ref: claim names are lower-case`},
+		{"[exchange.publishers.Claims]\nproject_path = \"org/repo\"\nn = 1", `claims.n = 1 is not a string`},
+	} {
+		_, err := Parse("c.toml", []byte(exchangeBase+head+tt.claims+"\n"), env(nil))
+		if err == nil || !strings.Contains(err.Error(), "exchange.publishers rel: "+tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line with %q", tt.claims, err, tt.want)
+		}
+	}
+	c, err := Parse("c.toml", []byte(exchangeBase+head+`claims = { project_path = "org/repo", ref_protected = "true", "namespace.x" = "y" }`+"\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.Exchange.Publishers[0].Claims); got != "map[namespace.x:y project_path:org/repo ref_protected:true]" {
+		t.Errorf("claims %s", got)
+	}
+}
+
+// Two bad servers: the error names the first by name, every time.
+func TestServerErrorIsStable(t *testing.T) {
+	text := "[servers.b]\nurl = \"ftp://h/\"\n[servers.a]\nurl = \"ftp://h/\"\n[servers.c]\nurl = \"ftp://h/\"\n"
+	for i := 0; i < 50; i++ {
+		if _, err := Parse("c.toml", []byte(text), env(nil)); err == nil || !strings.HasPrefix(err.Error(), "c.toml: servers.a: ") {
+			t.Fatalf("%v, want servers.a's error", err)
+		}
+	}
+}
