@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -495,6 +496,80 @@ func FuzzMintTokenBody(f *testing.F) {
 			all, _ := json.Marshal(events)
 			if bytes.Contains(answer, []byte(tok)) || bytes.Contains(all, []byte(tok)) {
 				t.Fatalf("the identity token is echoed: %s / %s", answer, all)
+			}
+		}
+	})
+}
+
+// A number claim is taken as the integer its JSON text says, or not at
+// all: as a float64, 9007199254740993 was 9007199254740992 (another
+// owner's id), and 4242.4 was "4242".
+func TestStringClaimsNumbers(t *testing.T) {
+	claims, err := decodeClaims([]byte(`{"repository_owner_id": 9007199254740993, "repository_id": 65, "a": 4242.4, "b": -0.4, ` +
+		`"c": 1e3, "d": -17, "e": 4242.0, "f": "text", "g": true, "h": null, "i": [1], "j": {"k": 1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := stringClaims(claims)
+	want := map[string]string{"repository_owner_id": "9007199254740993", "repository_id": "65", "d": "-17", "f": "text", "g": "true"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("string claims %v, want %v", got, want)
+	}
+}
+
+// FuzzStringClaims: a token's payload as the claims publishers match. A
+// claim is taken as written: a string as itself, a boolean as "true" or
+// "false", a number only when its JSON text is an integer, as that text
+// (two ids never fold into one); nothing else is taken, and a derived
+// claim is only ever workflow_file or ci_config_file.
+func FuzzStringClaims(f *testing.F) {
+	f.Add(fzGitHubClaims)
+	f.Add(fzGitLabClaims)
+	f.Add(`{"repository_owner_id": 9007199254740993, "repository_id": 9007199254740992}`)
+	f.Add(`{"repository_owner_id": 4242.4, "project_id": -0.4, "namespace_id": 1e3, "x": -0, "y": 4242.0}`)
+	f.Add(`{"n": 123456789012345678901234567890, "m": -1E-400, "o": 1e400}`)
+	f.Add(`{"a": true, "b": null, "c": [1, "x"], "d": {"e": 1}, "f": ""}`)
+	f.Add(`{"exp": 1700000900.5, "nbf": "1700000000"} {"x": 1}`)
+	f.Fuzz(func(t *testing.T, payload string) {
+		claims, err := decodeClaims([]byte(payload))
+		if err != nil {
+			return
+		}
+		derived := map[string]bool{"workflow_file": true, "ci_config_file": true}
+		out := stringClaims(claims)
+		for k, got := range out {
+			if derived[k] {
+				continue
+			}
+			switch v := claims[k].(type) {
+			case string:
+				if got != v {
+					t.Fatalf("%s: %q taken as %q", k, v, got)
+				}
+			case bool:
+				if got != fmt.Sprint(v) {
+					t.Fatalf("%s: %v taken as %q", k, v, got)
+				}
+			case json.Number:
+				digits := strings.TrimPrefix(string(v), "-")
+				if got != string(v) || digits == "" || strings.Trim(digits, "0123456789") != "" {
+					t.Fatalf("%s: the number %s taken as %q", k, v, got)
+				}
+			default:
+				t.Fatalf("%s: %T %v taken as %q", k, v, v, got)
+			}
+		}
+		for k, v := range claims {
+			if _, taken := out[k]; taken || derived[k] {
+				continue
+			}
+			switch v := v.(type) {
+			case string, bool:
+				t.Fatalf("%s: %v left out", k, v)
+			case json.Number:
+				if integerText(v) {
+					t.Fatalf("%s: the integer %s left out", k, v)
+				}
 			}
 		}
 	})

@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -53,8 +54,8 @@ type Identity struct {
 	// Buildkite's), its issuer and the SHA-256 of what its signature
 	// covers (see replayKey).
 	ReplayKey string
-	// Claims are the token's claims that are strings (and numbers, as
-	// their decimal text), plus "workflow_file" (see stringClaims).
+	// Claims are the token's claims that are strings (and integers, as
+	// their JSON text), plus "workflow_file" (see stringClaims).
 	Claims map[string]string
 }
 
@@ -190,8 +191,12 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 		return nil, refusal(422, CodeInvalidSignature, "the signature does not verify: "+msg.OneLine(err.Error()))
 	}
 	var rs Refusal
+	var payload json.RawMessage
 	var claims map[string]any
-	if err := tok.Claims(&claims); err != nil {
+	if err = tok.Claims(&payload); err == nil {
+		claims, err = decodeClaims(payload)
+	}
+	if err != nil {
 		rs.add(422, CodeInvalidToken, "its claims are not JSON")
 	}
 	now := v.Now()
@@ -209,8 +214,8 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string, issuers map
 		rs.add(422, CodeExpired, fmt.Sprintf("expired at %s", tok.Expiry.UTC().Format(time.RFC3339)))
 	}
 	for _, name := range []string{"exp", "nbf", "iat"} {
-		if v, ok := claims[name]; ok {
-			if _, num := v.(float64); !num {
+		if _, ok := claims[name]; ok {
+			if _, num := numberClaim(claims, name); !num {
 				rs.add(422, CodeInvalidToken, fmt.Sprintf("its %s is not a number", name))
 			}
 		}
@@ -461,24 +466,61 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	return keys, nil
 }
 
+// decodeClaims is a token's payload as claims, numbers as their JSON text
+// (json.Number), so that an id past 2^53 is not rounded to another's.
+func decodeClaims(b []byte) (map[string]any, error) {
+	var claims map[string]any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&claims); err != nil {
+		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("more than one JSON value")
+	}
+	return claims, nil
+}
+
+// numberClaim is claims[name] when it is a number a float64 holds.
+func numberClaim(claims map[string]any, name string) (float64, bool) {
+	n, ok := claims[name].(json.Number)
+	if !ok {
+		return 0, false
+	}
+	f, err := n.Float64()
+	return f, err == nil
+}
+
 func timeClaim(claims map[string]any, name string) time.Time {
-	if f, ok := claims[name].(float64); ok {
+	if f, ok := numberClaim(claims, name); ok {
 		return time.Unix(int64(f), 0)
 	}
 	return time.Time{}
 }
 
-// stringClaims are the claims a publisher can match: strings, and numbers
-// as decimal text (repository_owner_id may come as either), plus the
-// derived "workflow_file".
+// integerText reports whether n is written as an integer: digits, and a
+// leading '-' (JSON has no leading zeros nor '+').
+func integerText(n json.Number) bool {
+	digits := strings.TrimPrefix(string(n), "-")
+	return digits != "" && strings.Trim(digits, "0123456789") == ""
+}
+
+// stringClaims are the claims a publisher can match: strings, booleans,
+// and integers as their JSON text (repository_owner_id may come as a
+// string or a number; claims are decoded with decodeClaims), plus the
+// derived "workflow_file" and "ci_config_file".
 func stringClaims(claims map[string]any) map[string]string {
 	out := map[string]string{}
 	for k, v := range claims {
 		switch v := v.(type) {
 		case string:
 			out[k] = v
-		case float64:
-			out[k] = fmt.Sprintf("%.0f", v)
+		case json.Number:
+			// An id, as written; any other number (4242.4, 1e3, -0.4)
+			// is no id, and is left out: it matches no publisher.
+			if integerText(v) {
+				out[k] = string(v)
+			}
 		case bool:
 			out[k] = fmt.Sprint(v)
 		}
