@@ -24,6 +24,12 @@ def entries(top):
     return base, out
 
 
+def mode(path):
+    """0755 or 0644, by the executable bit alone: the checkout's other bits
+    follow the umask of whoever cloned, which must not reach the archive."""
+    return 0o755 if os.stat(path).st_mode & 0o111 else 0o644
+
+
 def main(top, dest):
     top = os.path.abspath(top)
     epoch = max(int(os.environ.get("SOURCE_DATE_EPOCH", "315532800")), 315532800)
@@ -35,7 +41,7 @@ def main(top, dest):
                 if os.path.isdir(p):
                     continue
                 zi = zipfile.ZipInfo(name, date_time=time.gmtime(epoch)[:6])
-                zi.external_attr = (0o100000 | (os.stat(p).st_mode & 0o777)) << 16
+                zi.external_attr = (0o100000 | mode(p)) << 16
                 zi.create_system = 3
                 with open(p, "rb") as f:
                     zf.writestr(zi, f.read(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
@@ -47,7 +53,7 @@ def main(top, dest):
             ti.uid = ti.gid = 0
             ti.uname = ti.gname = "root"
             ti.mtime = epoch
-            ti.mode = 0o755 if ti.isdir() else (0o755 if os.stat(p).st_mode & 0o111 else 0o644)
+            ti.mode = 0o755 if ti.isdir() else mode(p)
             ti.pax_headers = {}
             if ti.isfile():
                 with open(p, "rb") as f:

@@ -7,7 +7,8 @@
 #     darwin amd64/arm64, windows amd64, in an archive each
 #   - a wheel per platform (the binaries as scripts, the keyring backend)
 #   - .deb and .rpm for amd64 and arm64 (nfpm)
-#   - the man pages and shell completions those carry
+#   - the man pages and shell completions those carry, and packaging/nginx's
+#     map for __token__ uploads (in every archive, and the packages' share)
 #   - an SBOM (CycloneDX), and SHA256SUMS of everything
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,6 +54,10 @@ for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64;
   dir=$work/$name
   build "$os" "$arch" "$dir"
   cp README.md LICENSE "$dir/"
+  # The nginx map runs on the proxy in front of devpi, whatever the
+  # machine this archive is for, so every archive carries it.
+  mkdir -p "$dir/nginx"
+  cp packaging/nginx/devpi-credd-token-user.conf "$dir/nginx/"
   if [[ $os == windows ]]; then
     $PYTHON packaging/archive.py "$dir" "$out/$name.zip"
   else
@@ -64,7 +69,7 @@ for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64;
     stage=$work/stage-$arch
     mkdir -p "$stage/doc"
     cp "$dir/devpi-credd" "$dir/devpi-credd-keyring" packaging/systemd/devpi-credd.service internal/svc/devpi-credd.socket \
-      packaging/nfpm/lintian-overrides "$stage/"
+      packaging/nfpm/lintian-overrides packaging/nginx/devpi-credd-token-user.conf "$stage/"
     cp -r "$work/man" "$work/completions" "$stage/"
     cp README.md LICENSE "$stage/doc/"
     packaging/nfpm/debian-docs.sh "$version" "$stage/doc"

@@ -8,9 +8,11 @@
 package disttest
 
 import (
+	"archive/tar"
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -234,6 +237,68 @@ var debFiles = []string{
 	"/usr/share/bash-completion/completions/devpi-credd", "/usr/share/zsh/vendor-completions/_devpi-credd",
 	"/usr/share/fish/vendor_completions.d/devpi-credd.fish",
 	"/usr/share/doc/devpi-credd/README.md", "/usr/share/doc/devpi-credd/copyright", "/usr/share/doc/devpi-credd/changelog.gz",
+	nginxSnippet,
+}
+
+// nginxSnippet is where the .deb and the .rpm put packaging/nginx's map: a
+// file for the admin to include (docs/trusted-publishing.md says how), not
+// a config in /etc/nginx that would change a running nginx on install.
+const nginxSnippet = "/usr/share/devpi-credd/nginx/devpi-credd-token-user.conf"
+
+// snippetSource is the snippet as the repository has it, which every
+// artifact must carry unchanged.
+func snippetSource(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(top, "packaging", "nginx", "devpi-credd-token-user.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sourceDateEpoch is the time every file of every artifact carries: the
+// last commit's, as dist.sh sets SOURCE_DATE_EPOCH.
+func sourceDateEpoch(t *testing.T) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(strings.TrimSpace(run(t, nil, "git", "-C", top, "log", "-1", "--format=%ct")), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkTarFile finds name in a tar stream and checks that it is a regular
+// file of mode 0644, owned by root, dated SOURCE_DATE_EPOCH, with the bytes
+// want.
+func checkTarFile(t *testing.T, what string, r io.Reader, name string, want []byte) {
+	t.Helper()
+	epoch := sourceDateEpoch(t)
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			t.Errorf("%s lacks %s", what, name)
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if h.Name != name {
+			continue
+		}
+		got, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if h.Typeflag != tar.TypeReg || h.Mode&0o7777 != 0o644 || h.Uid != 0 || h.Gid != 0 || h.ModTime.Unix() != epoch {
+			t.Errorf("%s: %s is type %c, mode %o, owner %d:%d, time %d; want a file, 644, 0:0, %d",
+				what, name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.ModTime.Unix(), epoch)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: %s differs from packaging/nginx's", what, name)
+		}
+		return
+	}
 }
 
 func TestDeb(t *testing.T) {
@@ -245,6 +310,12 @@ func TestDeb(t *testing.T) {
 			t.Errorf("the .deb lacks %s", f)
 		}
 	}
+	fsys := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
+	tarball, err := fsys.Output()
+	if err != nil {
+		t.Fatalf("dpkg-deb --fsys-tarfile: %v", err)
+	}
+	checkTarFile(t, filepath.Base(deb), bytes.NewReader(tarball), "."+nginxSnippet, snippetSource(t))
 	// No errors from lintian; the overrides (static Go binaries) carry
 	// their reason in the package.
 	if out, err := exec.Command("lintian", "--tag-display-limit", "0", deb).CombinedOutput(); err != nil || bytes.Contains(out, []byte("\nE: ")) || bytes.HasPrefix(out, []byte("E: ")) {
@@ -330,9 +401,68 @@ func TestRPMInstall(t *testing.T) {
 			t.Errorf("rpm -i did not install %s", f)
 		}
 	}
+	if b, err := os.ReadFile(filepath.Join(root, nginxSnippet)); err != nil || !bytes.Equal(b, snippetSource(t)) {
+		t.Errorf("rpm -i installed %s unlike packaging/nginx's: %v", nginxSnippet, err)
+	}
+	if st, err := os.Stat(filepath.Join(root, nginxSnippet)); err == nil && st.Mode() != 0o644 {
+		t.Errorf("rpm -i installed %s with mode %v, want 0644", nginxSnippet, st.Mode())
+	}
 	run(t, nil, "rpm", "--root", root, "-e", "devpi-credd")
 	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "devpi-credd")); err == nil {
 		t.Error("left after rpm -e: /usr/bin/devpi-credd")
+	}
+}
+
+// The archives: each holds, beside README.md and LICENSE, packaging/nginx's
+// map as nginx/devpi-credd-token-user.conf, mode 0644, dated
+// SOURCE_DATE_EPOCH as every other entry.
+func TestArchives(t *testing.T) {
+	v, src := version(t), snippetSource(t)
+	for _, platform := range []string{"linux-amd64", "linux-arm64", "darwin-amd64", "darwin-arm64", "windows-amd64"} {
+		name := fmt.Sprintf("devpi-credd-%s-%s", v, platform)
+		t.Run(platform, func(t *testing.T) {
+			entry := name + "/nginx/devpi-credd-token-user.conf"
+			if strings.HasPrefix(platform, "windows") {
+				zr, err := zip.OpenReader(filepath.Join(dist, name+".zip"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer zr.Close()
+				var readme *zip.File
+				for _, f := range zr.File {
+					if f.Name == name+"/README.md" {
+						readme = f
+					}
+				}
+				for _, f := range zr.File {
+					if f.Name != entry {
+						continue
+					}
+					if got := []byte(read(t, f)); !bytes.Equal(got, src) {
+						t.Errorf("%s differs from packaging/nginx's", entry)
+					}
+					if f.Mode() != 0o644 {
+						t.Errorf("%s has mode %v, want 0644", entry, f.Mode())
+					}
+					if readme == nil || !f.Modified.Equal(readme.Modified) {
+						t.Errorf("%s is dated %v, unlike README.md", entry, f.Modified)
+					}
+					return
+				}
+				t.Errorf("the .zip lacks %s", entry)
+				return
+			}
+			f, err := os.Open(filepath.Join(dist, name+".tar.gz"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			gz, err := gzip.NewReader(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTarFile(t, name+".tar.gz", gz, entry, src)
+		})
 	}
 }
 
