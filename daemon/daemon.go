@@ -153,7 +153,7 @@ func New(opts Options) (*Daemon, error) {
 	if opts.PollEvery == 0 {
 		opts.PollEvery = 30 * time.Second
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache()}
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache(), conns: newConnCounts()}
 	cfg := opts.Config
 	if cfg == nil {
 		// The stamp before the load: a change in between costs one more

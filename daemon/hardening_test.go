@@ -141,9 +141,7 @@ func TestStrangersCannotHoldConnections(t *testing.T) {
 	// The cap is free again. A stranger with a request is refused, and its
 	// connection closed after the answer, not kept alive.
 	waitFor(t, reloadWithin, "the held connections released", func() bool {
-		f.d.conns.mu.Lock()
-		defer f.d.conns.mu.Unlock()
-		return f.d.conns.others == 0
+		return f.d.conns.others.open() == 0
 	})
 	c, err := net.Dial("unix", f.socket)
 	if err != nil {
