@@ -270,14 +270,14 @@ type caller struct {
 }
 
 // callerOf: the uid of a local caller; the address of a remote one, an
-// IPv6 address's /64 (one host's, or one network's, share of addresses).
+// IPv6 address's /64 (addrKey, as the exchange's connection caps count).
 func callerOf(e auditEntry) caller {
 	if e.Remote == "" {
 		return caller{uid: e.Peer.UID}
 	}
-	if a, err := netip.ParseAddr(e.Remote); err == nil && a.Is6() && !a.Is4In6() {
-		if p, err := a.WithZone("").Prefix(64); err == nil {
-			return caller{uid: -1, remote: p.String()}
+	if a, err := netip.ParseAddr(e.Remote); err == nil {
+		if k := addrKey(a); k.Addr().Is6() {
+			return caller{uid: -1, remote: k.String()}
 		}
 	}
 	return caller{uid: -1, remote: e.Remote}

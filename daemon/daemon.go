@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/devpi"
@@ -68,6 +71,9 @@ type Daemon struct {
 	// peerOf asks the kernel who is calling (tests stand in for it to be
 	// another uid).
 	peerOf func(net.Conn) Peer
+	// nofile is the descriptor limit the exchange's cap is derived from
+	// (tests give a small one).
+	nofile func() (uint64, error)
 
 	state    atomic.Pointer[state]
 	cfgErr   atomic.Pointer[string]
@@ -101,6 +107,10 @@ type Daemon struct {
 	bases *basesCache
 	spent budgets
 	conns connCounts
+	// xconns counts the exchange's connections (see guardExchange);
+	// xcapWarn says, now and then, that it is full.
+	xconns   connCap[netip.Prefix]
+	xcapWarn rate.Sometimes
 }
 
 // state is one consistent view: a config and its servers' root tokens.
@@ -153,7 +163,7 @@ func New(opts Options) (*Daemon, error) {
 	if opts.PollEvery == 0 {
 		opts.PollEvery = 30 * time.Second
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache(), conns: newConnCounts()}
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache(), conns: newConnCounts(), nofile: softNoFile, xcapWarn: rate.Sometimes{Interval: time.Minute}}
 	cfg := opts.Config
 	if cfg == nil {
 		// The stamp before the load: a change in between costs one more

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
@@ -101,10 +102,22 @@ func (d *Daemon) listenExchange() error {
 	if cfg.Exchange == nil || d.exchangeL != nil {
 		return nil
 	}
+	nofile, err := d.nofile()
+	if err != nil {
+		return fmt.Errorf("the exchange: reading the descriptor limit: %w", err)
+	}
+	conns, err := exchangeConnCap(nofile)
+	if err != nil {
+		return fmt.Errorf("the exchange: %w", err)
+	}
 	l, err := net.Listen("tcp", cfg.Exchange.Listen)
 	if err != nil {
 		return fmt.Errorf("the exchange's listener: %w", err)
 	}
+	// Under TLS, so that a connection over the caps is closed before its
+	// handshake costs anything.
+	d.xconns = connCap[netip.Prefix]{total: conns, perKey: maxExchangeConnsPerAddr}
+	l = d.guardExchange(l)
 	if cfg.Exchange.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Exchange.TLSCert, cfg.Exchange.TLSKey)
 		if err != nil {
@@ -154,14 +167,14 @@ func (d *Daemon) serveExchange(ctx context.Context) error {
 	})
 	srv := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: exchangeHeaderTimeout,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       time.Minute,
+		IdleTimeout:       exchangeIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
-	d.log.Info("exchange serving", "listen", d.exchangeL.Addr().String(), "replay_dir", d.replayDir)
+	d.log.Info("exchange serving", "listen", d.exchangeL.Addr().String(), "replay_dir", d.replayDir, "max_conns", d.xconns.total, "max_conns_per_address", maxExchangeConnsPerAddr)
 	return serveUntil(ctx, srv, d.exchangeL)
 }
 
