@@ -90,8 +90,10 @@ type Daemon struct {
 	missed atomic.Int64
 	// dropped counts connections closed unanswered: over the caps.
 	dropped atomic.Int64
-	// exchanged counts tokens handed out by the exchange.
+	// exchanged counts tokens handed out by the exchange, xdropped its
+	// connections closed over its caps.
 	exchanged atomic.Int64
+	xdropped  atomic.Int64
 	// locked: no mints until unlocked (devpi-credd lock, e.g. when leaving
 	// the machine or after a suspected leak).
 	locked    atomic.Bool

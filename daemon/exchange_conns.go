@@ -90,7 +90,7 @@ func (l *exchangeListener) Accept() (net.Conn, error) {
 		key, keyed := l.d.exchangeKey(c)
 		release, ok := l.d.xconns.take(key, keyed)
 		if !ok {
-			l.d.dropped.Add(1)
+			l.d.xdropped.Add(1)
 			l.d.xcapWarn.Do(func() {
 				l.d.log.Warn("the exchange is at its connection cap: closing new connections unanswered", "open", l.d.xconns.open(), "cap", l.d.xconns.total, "per_address", maxExchangeConnsPerAddr, "remote", key.String())
 			})

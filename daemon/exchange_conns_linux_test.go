@@ -141,8 +141,8 @@ func TestExchangeConnectionCaps(t *testing.T) {
 	if over := dialFrom(t, addr, 9); !readsEOF(over, time.Second) {
 		t.Error("the trusted proxy's connection over the total was not closed at once")
 	}
-	if st := f.d.Status(); st.Dropped != 5+4+1 {
-		t.Errorf("dropped = %d, want %d", st.Dropped, 5+4+1)
+	if st := f.d.Status(); st.ExchangeDropped != 5+4+1 || st.Dropped != 0 {
+		t.Errorf("exchange dropped = %d, local %d; want %d and 0", st.ExchangeDropped, st.Dropped, 5+4+1)
 	}
 }
 
@@ -277,7 +277,7 @@ func TestExchangeFloodLeavesDescriptorsForTheOwner(t *testing.T) {
 	if n := f.d.xconns.open(); n > want {
 		t.Errorf("the exchange holds %d connections, over its cap of %d", n, want)
 	}
-	if f.d.Status().Dropped == 0 {
+	if f.d.Status().ExchangeDropped == 0 {
 		t.Error("no connection of the flood was closed: it did not reach the cap")
 	}
 	if strings.Contains(f.logs.String(), "too many open files") {
