@@ -104,6 +104,10 @@ func TestExchangeConnectionCaps(t *testing.T) {
 		three = append(three, dialFrom(t, addr, 3))
 	}
 	late := dialFrom(t, addr, 4)
+	dropped := func(n int64) {
+		waitFor(t, reloadWithin, fmt.Sprintf("%d connections dropped", n), func() bool { return f.d.Status().ExchangeDropped >= n })
+	}
+	dropped(5 + 3 + 1)
 	if !readsEOF(late, time.Second) {
 		t.Error("a connection over the total cap was not closed at once")
 	}
@@ -138,7 +142,9 @@ func TestExchangeConnectionCaps(t *testing.T) {
 			t.Errorf("the trusted proxy's connection %d: %v", i, err)
 		}
 	}
-	if over := dialFrom(t, addr, 9); !readsEOF(over, time.Second) {
+	over := dialFrom(t, addr, 9)
+	dropped(5 + 4 + 1)
+	if !readsEOF(over, time.Second) {
 		t.Error("the trusted proxy's connection over the total was not closed at once")
 	}
 	if st := f.d.Status(); st.ExchangeDropped != 5+4+1 || st.Dropped != 0 {
