@@ -252,10 +252,14 @@ const (
 // IPv6 host has a /64 of them; behind a trusted proxy, anyone on its
 // network names one in X-Forwarded-For), so per address alone would bound
 // nothing. What the shared budget holds back is counted under anyRemote.
+// Local uids and remote addresses are counted in tables of their own, so
+// that filling one (which starts it afresh) never refills the other's
+// buckets.
 type refusalLines struct {
 	mu     sync.Mutex
-	per    map[caller]*uidRefusals
-	remote *rate.Limiter
+	local  map[caller]*uidRefusals
+	remote map[caller]*uidRefusals
+	shared *rate.Limiter
 }
 
 // anyRemote counts the remote refusals held back by the shared budget:
@@ -270,14 +274,14 @@ type caller struct {
 }
 
 // callerOf: the uid of a local caller; the address of a remote one, an
-// IPv6 address's /64 (one host's, or one network's, share of addresses).
+// IPv6 address's /64 (addrKey, as the exchange's connection caps count).
 func callerOf(e auditEntry) caller {
 	if e.Remote == "" {
 		return caller{uid: e.Peer.UID}
 	}
-	if a, err := netip.ParseAddr(e.Remote); err == nil && a.Is6() && !a.Is4In6() {
-		if p, err := a.WithZone("").Prefix(64); err == nil {
-			return caller{uid: -1, remote: p.String()}
+	if a, err := netip.ParseAddr(e.Remote); err == nil {
+		if k := addrKey(a); k.Addr().Is6() {
+			return caller{uid: -1, remote: k.String()}
 		}
 	}
 	return caller{uid: -1, remote: e.Remote}
@@ -295,21 +299,25 @@ type uidRefusals struct {
 func (r *refusalLines) allow(c caller, reason string, now time.Time) (summaries []auditEntry, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.per == nil {
-		r.per = map[caller]*uidRefusals{}
-		r.remote = rate.NewLimiter(refusalRemoteRate, refusalRemoteBurst)
+	if r.shared == nil {
+		r.local, r.remote = map[caller]*uidRefusals{}, map[caller]*uidRefusals{}
+		r.shared = rate.NewLimiter(refusalRemoteRate, refusalRemoteBurst)
 	}
-	if len(r.per) >= maxCallers && r.per[c] == nil {
+	if t := r.table(c); len(t) >= maxCallers && t[c] == nil {
 		// The table starts afresh; what it held back is not lost.
-		summaries = r.flushLocked(now)
-		r.per = map[caller]*uidRefusals{}
+		summaries = r.flushTable(t, now)
+		if c.remote == "" {
+			r.local = map[caller]*uidRefusals{}
+		} else {
+			r.remote = map[caller]*uidRefusals{}
+		}
 	}
 	u := r.bucket(c)
 	if !u.lim.AllowN(now, 1) {
 		u.holdBack(reason, now)
 		return summaries, false
 	}
-	if c.remote != "" && !r.remote.AllowN(now, 1) {
+	if c.remote != "" && !r.shared.AllowN(now, 1) {
 		r.bucket(anyRemote).holdBack(reason, now)
 		return summaries, false
 	}
@@ -317,6 +325,14 @@ func (r *refusalLines) allow(c caller, reason string, now time.Time) (summaries 
 		summaries = append(summaries, *s)
 	}
 	return summaries, true
+}
+
+// table is where c is counted: the local uids' or the remote addresses'.
+func (r *refusalLines) table(c caller) map[caller]*uidRefusals {
+	if c.remote == "" {
+		return r.local
+	}
+	return r.remote
 }
 
 // summarize returns c's summary line, if it holds refusals back. A remote
@@ -327,7 +343,7 @@ func (r *refusalLines) summarize(c caller, u *uidRefusals, now time.Time) *audit
 	if u.suppressed == 0 {
 		return nil
 	}
-	if c.remote == "" || c == anyRemote || r.remote.AllowN(now, 1) {
+	if c.remote == "" || c == anyRemote || r.shared.AllowN(now, 1) {
 		return u.summary(c, now)
 	}
 	rest := r.bucket(anyRemote)
@@ -341,10 +357,11 @@ func (r *refusalLines) summarize(c caller, u *uidRefusals, now time.Time) *audit
 }
 
 func (r *refusalLines) bucket(c caller) *uidRefusals {
-	u := r.per[c]
+	t := r.table(c)
+	u := t[c]
 	if u == nil {
 		u = &uidRefusals{lim: rate.NewLimiter(refusalRate, refusalBurst)}
-		r.per[c] = u
+		t[c] = u
 	}
 	return u
 }
@@ -367,25 +384,29 @@ func (u *uidRefusals) summary(c caller, now time.Time) *auditEntry {
 	return s
 }
 
-// flush returns a summary line for every uid with refusals held back.
+// flush returns a summary line for every caller with refusals held back.
 func (r *refusalLines) flush(now time.Time) []auditEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.flushLocked(now)
+	return append(r.flushTable(r.remote, now), r.flushTable(r.local, now)...)
 }
 
-func (r *refusalLines) flushLocked(now time.Time) []auditEntry {
+// flushTable returns the summary lines of t's callers. Remote addresses
+// first: what the shared budget cannot give a line joins anyRemote's,
+// written last.
+func (r *refusalLines) flushTable(t map[caller]*uidRefusals, now time.Time) []auditEntry {
 	var out []auditEntry
-	// Remote addresses first: what the shared budget cannot give a line
-	// joins anyRemote's, written with the rest.
-	for _, remote := range []bool{true, false} {
-		for c, u := range r.per {
-			if (c.remote != "" && c != anyRemote) != remote {
-				continue
-			}
-			if s := r.summarize(c, u, now); s != nil {
-				out = append(out, *s)
-			}
+	for c, u := range t {
+		if c == anyRemote {
+			continue
+		}
+		if s := r.summarize(c, u, now); s != nil {
+			out = append(out, *s)
+		}
+	}
+	if u := t[anyRemote]; u != nil {
+		if s := r.summarize(anyRemote, u, now); s != nil {
+			out = append(out, *s)
 		}
 	}
 	return out

@@ -35,9 +35,11 @@ func checkExchange(e *config.Exchange) error {
 		return err
 	}
 	if e.ReplayDir != "" {
-		if err := (&exchange.DirReplay{Dir: e.ReplayDir}).Check(); err != nil {
+		r, err := exchange.OpenDirReplay(e.ReplayDir)
+		if err != nil {
 			return fmt.Errorf("the exchange: %w", err)
 		}
+		r.Close()
 	}
 	return nil
 }

@@ -19,42 +19,74 @@ const (
 	strangerLife = 2 * time.Second
 )
 
-// connCounts counts open connections by owner and by other uid.
+// connCounts counts open connections on the local sockets: the owner's
+// (and root's) together, and other uids' in total and per uid.
 type connCounts struct {
-	mu     sync.Mutex
-	owner  int
-	others int
-	perUID map[int]int
+	owner  connCap[struct{}]
+	others connCap[int]
+}
+
+func newConnCounts() connCounts {
+	return connCounts{owner: connCap[struct{}]{total: maxOwnerConns}, others: connCap[int]{total: maxOtherConns, perKey: maxUIDConns}}
 }
 
 // take reserves a place for a connection of p, or reports that none is
 // left; release gives it back.
 func (c *connCounts) take(p Peer, owner bool) (release func(), ok bool) {
+	if owner {
+		return c.owner.take(struct{}{}, false)
+	}
+	return c.others.take(p.UID, true)
+}
+
+// connCap counts open connections in total and per key (a uid, a remote
+// network), and refuses one over either cap: the one mechanism behind
+// the local sockets' caps and the exchange's.
+type connCap[K comparable] struct {
+	mu     sync.Mutex
+	total  int // 0: no cap
+	perKey int // 0: no cap per key
+	n      int
+	per    map[K]int
+}
+
+// take reserves a place for a connection of key k, counted against k's
+// own cap only when keyed; release gives it back (once, however often it
+// is called).
+func (c *connCap[K]) take(k K, keyed bool) (release func(), ok bool) {
+	keyed = keyed && c.perKey > 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if owner {
-		if c.owner >= maxOwnerConns {
-			return nil, false
-		}
-		c.owner++
-		return sync.OnceFunc(func() { c.mu.Lock(); c.owner--; c.mu.Unlock() }), true
-	}
-	if c.perUID == nil {
-		c.perUID = map[int]int{}
-	}
-	if c.others >= maxOtherConns || c.perUID[p.UID] >= maxUIDConns {
+	if c.total > 0 && c.n >= c.total {
 		return nil, false
 	}
-	c.others++
-	c.perUID[p.UID]++
+	if keyed {
+		if c.per == nil {
+			c.per = map[K]int{}
+		}
+		if c.per[k] >= c.perKey {
+			return nil, false
+		}
+		c.per[k]++
+	}
+	c.n++
 	return sync.OnceFunc(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.others--
-		if c.perUID[p.UID]--; c.perUID[p.UID] <= 0 {
-			delete(c.perUID, p.UID)
+		c.n--
+		if keyed {
+			if c.per[k]--; c.per[k] <= 0 {
+				delete(c.per, k)
+			}
 		}
 	}), true
+}
+
+// open is how many connections hold a place.
+func (c *connCap[K]) open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
 // guard wraps the daemon's listener: each connection's caller is read

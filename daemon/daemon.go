@@ -7,13 +7,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/exchange"
 	"github.com/devpi-credd/devpi-credd/store"
 	"github.com/devpi-credd/devpi-credd/token"
 )
@@ -64,10 +68,13 @@ type Daemon struct {
 	// publishing exchange's TCP listener (see Listen).
 	shared    net.Listener
 	exchangeL net.Listener
-	replayDir string // the exchange's, as it was when it opened
+	replayDir *exchange.DirReplay // the exchange's, opened and checked with its listener
 	// peerOf asks the kernel who is calling (tests stand in for it to be
 	// another uid).
 	peerOf func(net.Conn) Peer
+	// nofile is the descriptor limit the exchange's cap is derived from
+	// (tests give a small one).
+	nofile func() (uint64, error)
 
 	state    atomic.Pointer[state]
 	cfgErr   atomic.Pointer[string]
@@ -84,8 +91,10 @@ type Daemon struct {
 	missed atomic.Int64
 	// dropped counts connections closed unanswered: over the caps.
 	dropped atomic.Int64
-	// exchanged counts tokens handed out by the exchange.
+	// exchanged counts tokens handed out by the exchange, xdropped its
+	// connections closed over its caps.
 	exchanged atomic.Int64
+	xdropped  atomic.Int64
 	// locked: no mints until unlocked (devpi-credd lock, e.g. when leaving
 	// the machine or after a suspected leak).
 	locked    atomic.Bool
@@ -101,6 +110,10 @@ type Daemon struct {
 	bases *basesCache
 	spent budgets
 	conns connCounts
+	// xconns counts the exchange's connections (see guardExchange);
+	// xcapWarn says, now and then, that it is full.
+	xconns   connCap[netip.Prefix]
+	xcapWarn rate.Sometimes
 }
 
 // state is one consistent view: a config and its servers' root tokens.
@@ -153,7 +166,7 @@ func New(opts Options) (*Daemon, error) {
 	if opts.PollEvery == 0 {
 		opts.PollEvery = 30 * time.Second
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache()}
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache(), conns: newConnCounts(), nofile: softNoFile, xcapWarn: rate.Sometimes{Interval: time.Minute}}
 	cfg := opts.Config
 	if cfg == nil {
 		// The stamp before the load: a change in between costs one more

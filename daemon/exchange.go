@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -147,23 +148,37 @@ func (d *Daemon) listenExchange() error {
 	if cfg.Exchange == nil || d.exchangeL != nil {
 		return nil
 	}
+	nofile, err := d.nofile()
+	if err != nil {
+		return fmt.Errorf("the exchange: reading the descriptor limit: %w", err)
+	}
+	conns, err := exchangeConnCap(nofile)
+	if err != nil {
+		return fmt.Errorf("the exchange: %w", err)
+	}
 	l, err := net.Listen("tcp", cfg.Exchange.Listen)
 	if err != nil {
 		return fmt.Errorf("the exchange's listener: %w", err)
 	}
+	// Under TLS, so that a connection over the caps is closed before its
+	// handshake costs anything.
+	d.xconns = connCap[netip.Prefix]{total: conns, perKey: maxExchangeConnsPerAddr}
+	l = d.guardExchange(l)
 	if tc, err := exchangeTLS(cfg.Exchange); err != nil {
 		l.Close()
 		return err
 	} else if tc != nil {
 		l = tls.NewListener(l, tc)
 	}
+	// The directory checked is the one used: its handle is kept.
+	var replay *exchange.DirReplay
 	if dir := cfg.Exchange.ReplayDir; dir != "" {
-		if err := (&exchange.DirReplay{Dir: dir}).Check(); err != nil {
+		if replay, err = exchange.OpenDirReplay(dir); err != nil {
 			l.Close()
 			return fmt.Errorf("the exchange: %w", err)
 		}
 	}
-	d.exchangeL, d.replayDir = l, cfg.Exchange.ReplayDir
+	d.exchangeL, d.replayDir = l, replay
 	return nil
 }
 
@@ -183,8 +198,10 @@ func (d *Daemon) serveExchange(ctx context.Context) error {
 		issuerHTTP = &http.Client{Timeout: 10 * time.Second}
 	}
 	var replay exchange.Replay = &exchange.MemoryReplay{}
-	if d.replayDir != "" {
-		replay = &exchange.DirReplay{Dir: d.replayDir}
+	replayDir := ""
+	if d.replayDir != nil {
+		replay, replayDir = d.replayDir, d.replayDir.Dir
+		defer d.replayDir.Close()
 	}
 	s := exchange.NewServer(exchange.Options{
 		Verifier: &exchange.Verifier{HTTP: issuerHTTP, Now: d.opts.Now},
@@ -198,14 +215,14 @@ func (d *Daemon) serveExchange(ctx context.Context) error {
 	})
 	srv := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: exchangeHeaderTimeout,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       time.Minute,
+		IdleTimeout:       exchangeIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
-	d.log.Info("exchange serving", "listen", d.exchangeL.Addr().String(), "replay_dir", d.replayDir)
+	d.log.Info("exchange serving", "listen", d.exchangeL.Addr().String(), "replay_dir", replayDir, "max_conns", d.xconns.total, "max_conns_per_address", maxExchangeConnsPerAddr)
 	return serveUntil(ctx, srv, d.exchangeL)
 }
 

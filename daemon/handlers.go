@@ -176,7 +176,7 @@ func (d *Daemon) Status() localapi.Status {
 	if e := d.auditErr.Load(); e != nil {
 		st.AuditError = *e
 	}
-	st.Exchange, st.Exchanged = d.ExchangeAddr(), d.exchanged.Load()
+	st.Exchange, st.Exchanged, st.ExchangeDropped = d.ExchangeAddr(), d.exchanged.Load(), d.xdropped.Load()
 	roots := snap.roots
 	for _, s := range cfg.Servers {
 		ss := localapi.ServerStatus{Name: s.Name, URL: s.URL.String(), ReadScope: s.ReadScope}

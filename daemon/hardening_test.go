@@ -141,9 +141,7 @@ func TestStrangersCannotHoldConnections(t *testing.T) {
 	// The cap is free again. A stranger with a request is refused, and its
 	// connection closed after the answer, not kept alive.
 	waitFor(t, reloadWithin, "the held connections released", func() bool {
-		f.d.conns.mu.Lock()
-		defer f.d.conns.mu.Unlock()
-		return f.d.conns.others == 0
+		return f.d.conns.others.open() == 0
 	})
 	c, err := net.Dial("unix", f.socket)
 	if err != nil {
@@ -474,5 +472,74 @@ func TestRefusalSummariesShareTheRemoteBudget(t *testing.T) {
 	}
 	if counted != addrs*each || lines > refusalRemoteBurst+1 {
 		t.Errorf("%d refusals counted in %d lines, want %d in at most %d", counted, lines, addrs*each, refusalRemoteBurst+1)
+	}
+}
+
+// Issue 15, hole 7: refusals from more remote addresses than the table
+// holds do not give a local uid a fresh burst of lines, nor more local
+// uids a remote address.
+func TestRefusalBudgetsLocalAndRemoteApart(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	// Exhausted: every allow of c from now on is held back.
+	exhaust := func(r *refusalLines, c caller) {
+		for range refusalBurst {
+			r.allow(c, "flood", now)
+		}
+		if _, ok := r.allow(c, "flood", now); ok {
+			t.Fatalf("%+v: a line past its burst", c)
+		}
+	}
+	local, remote := caller{uid: 4242}, caller{uid: -1, remote: "198.51.100.7"}
+	var r refusalLines
+	exhaust(&r, local)
+	for i := range maxCallers + 1 {
+		r.allow(caller{uid: -1, remote: fmt.Sprintf("127.%d.%d.%d", i>>16&255, i>>8&255, i&255)}, "garbage", now)
+	}
+	if _, ok := r.allow(local, "flood", now); ok {
+		t.Error("remote addresses refilled a local uid's burst")
+	}
+	var s refusalLines
+	exhaust(&s, remote)
+	for i := range maxCallers + 1 {
+		s.allow(caller{uid: 10000 + i}, "stranger", now)
+	}
+	if _, ok := s.allow(remote, "garbage", now); ok {
+		t.Error("local uids refilled a remote address's burst")
+	}
+}
+
+// The same through the daemon: a uid's refusals get a burst of lines,
+// however many exchange refusals from rotating addresses come between.
+func TestExchangeRefusalsDoNotRefillLocalBursts(t *testing.T) {
+	clock := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	f := newFixtureWith(t, "http://h/", mintRoot(t, "abcd2345"), "", func(d *Daemon) {
+		d.opts.Now = func() time.Time { return clock }
+	})
+	h := f.d.Handler()
+	const rounds, each = 3, refusalBurst
+	for round := range rounds {
+		for range each {
+			if rec := asPeer(h, Peer{UID: 4242, PID: 9, Known: true}, "POST", localapi.PathCredentials, `{"url":"http://h/"}`); rec.Code != http.StatusForbidden {
+				t.Fatalf("stranger: %d", rec.Code)
+			}
+		}
+		for i := range maxCallers + 1 {
+			remote := fmt.Sprintf("127.%d.%d.%d", round, i>>8&255, i&255)
+			f.d.refuse(auditEntry{Time: clock, Event: "exchange", Remote: remote}, "exchange: invalid token")
+		}
+	}
+	f.stop()
+	lines := 0
+	for _, l := range readLines(t, f.audit) {
+		var e auditEntry
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		if e.Event == "refuse" && e.Remote == "" && e.Peer.UID == 4242 {
+			lines++
+		}
+	}
+	if lines != refusalBurst {
+		t.Errorf("%d refusal lines for uid 4242 in %d refusals, want its burst, %d", lines, rounds*each, refusalBurst)
 	}
 }

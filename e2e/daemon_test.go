@@ -435,6 +435,8 @@ func TestDaemonKill9(t *testing.T) {
 // devpi-credd.socket: systemd-socket-activate listens on the socket the
 // config names and starts devpi-credd serve on the first connection,
 // passing the listening socket (LISTEN_FDS); the first get is answered.
+// A socket others could connect to (SocketMode=0666) is refused, in one
+// line, and nothing is served on it.
 func TestSocketActivation(t *testing.T) {
 	sa, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
@@ -443,29 +445,54 @@ func TestSocketActivation(t *testing.T) {
 	u, root := setupDaemonUser(t)
 	sock := filepath.Join(u.runtimeDir(), "devpi-credd", "socket")
 	must(t, os.MkdirAll(filepath.Dir(sock), 0o700))
-	logs := &lockedBuffer{}
-	cmd := exec.Command(sa, "-l", sock, bed.bin, "serve", "--log-format", "json")
-	cmd.Env = u.env(u.daemonEnv()...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	must(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Error("the activated daemon ignored SIGTERM")
+	// activate listens on sock, gives it mode (systemd-socket-activate
+	// leaves it to the umask, where systemd applies SocketMode=), and
+	// returns the logs of the daemon it starts and its end.
+	activate := func(mode os.FileMode) (*lockedBuffer, func() error) {
+		_ = os.Remove(sock)
+		logs := &lockedBuffer{}
+		cmd := exec.Command(sa, "-l", sock, bed.bin, "serve", "--log-format", "json")
+		cmd.Env = u.env(u.daemonEnv()...)
+		cmd.Stdout, cmd.Stderr = logs, logs
+		must(t, cmd.Start())
+		exited := make(chan struct{})
+		var werr error
+		go func() { werr = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Error("the activated daemon ignored SIGTERM")
+			}
+		})
+		waitUntil(t, 30*time.Second, "systemd-socket-activate listening", func() bool {
+			st, err := os.Stat(sock)
+			return err == nil && st.Mode()&os.ModeSocket != 0
+		})
+		must(t, os.Chmod(sock, mode))
+		if strings.Contains(logs.String(), "serving") {
+			t.Fatalf("the daemon started before the first connection:\n%s", logs)
 		}
-	}()
-	waitUntil(t, 30*time.Second, "systemd-socket-activate listening", func() bool {
-		st, err := os.Stat(sock)
-		return err == nil && st.Mode()&os.ModeSocket != 0
-	})
-	if strings.Contains(logs.String(), "serving") {
-		t.Fatalf("the daemon started before the first connection:\n%s", logs)
+		return logs, func() error {
+			select {
+			case <-exited:
+				return werr
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the activated daemon did not end:\n%s", logs)
+				return nil
+			}
+		}
 	}
+
+	logs, wait := activate(0o666)
+	u.get(t, 1, "--json", bed.url)
+	if err := wait(); err == nil || !strings.Contains(logs.String(), "refusing the socket systemd passed") || !strings.Contains(logs.String(), "mode 0666") {
+		t.Errorf("a 0666 socket: %v\n%s", err, logs)
+	}
+
+	logs, _ = activate(0o600)
 	c, _ := credsOf(t, u.get(t, 0, "--json", bed.url))
 	if c.TokenID != root.ID() {
 		t.Errorf("the first get: %+v", c)

@@ -77,8 +77,8 @@ type Status struct {
 	// Missed counts lookups for services that are not ours (other hosts,
 	// poetry's and pdm's repository names): not refusals.
 	Missed int64 `json:"missed"`
-	// Dropped counts connections closed unanswered, over the caps on
-	// connections per uid.
+	// Dropped counts connections closed unanswered, over the local
+	// sockets' caps on connections per uid.
 	Dropped int64          `json:"dropped"`
 	Servers []ServerStatus `json:"servers"`
 	// ConfigError is the last reload's error; the previous config serves.
@@ -90,6 +90,9 @@ type Status struct {
 	// Exchanged how many tokens it handed out.
 	Exchange  string `json:"exchange,omitempty"`
 	Exchanged int64  `json:"exchanged,omitempty"`
+	// ExchangeDropped counts the exchange's connections closed
+	// unanswered, over its caps per address and in total.
+	ExchangeDropped int64 `json:"exchange_dropped,omitempty"`
 }
 
 // ServerStatus is one configured server and its root token.

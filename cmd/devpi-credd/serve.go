@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -129,7 +128,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 			}
 		}
 	}()
-	if err := a.serveOn(ctx, d, log, reload); err != nil {
+	if err := a.serveOn(ctx, d, reload); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("stopped")
@@ -137,25 +136,15 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 }
 
 // serveOn serves on the socket systemd passed (socket activation: the first
-// lookup starts the daemon), else on the configured one.
-func (a *app) serveOn(ctx context.Context, d *daemon.Daemon, log *slog.Logger, reload <-chan struct{}) error {
+// lookup starts the daemon), once the daemon has checked it, else on the
+// configured one.
+func (a *app) serveOn(ctx context.Context, d *daemon.Daemon, reload <-chan struct{}) error {
 	ls, err := activation.Listeners()
 	if err != nil {
 		return fmt.Errorf("the sockets systemd passed: %w", err)
 	}
-	switch len(ls) {
-	case 0:
+	if len(ls) == 0 {
 		return d.Run(ctx, reload)
-	case 1:
-	default:
-		return fmt.Errorf("systemd passed %d sockets; devpi-credd takes one (ListenStream= once)", len(ls))
 	}
-	if _, ok := ls[0].(*net.UnixListener); !ok {
-		return fmt.Errorf("systemd passed a %s socket; devpi-credd takes a Unix socket (ListenStream=PATH)", ls[0].Addr().Network())
-	}
-	if got, want := ls[0].Addr().String(), d.Config().Socket; got != want {
-		log.Warn("the socket systemd passed is not the config's: clients look where the config says", "socket", got, "config_socket", want)
-	}
-	log.Info("socket activation: serving on the socket systemd passed", "socket", ls[0].Addr().String())
-	return d.RunOn(ctx, ls[0], reload)
+	return d.RunActivated(ctx, ls, reload)
 }

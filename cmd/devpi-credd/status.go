@@ -131,6 +131,9 @@ func (a *app) printStatus(st *localapi.Status) {
 	}
 	if st.Exchange != "" {
 		fmt.Fprintf(w, "exchange\t%s (trusted publishing), %d tokens handed out\n", st.Exchange, st.Exchanged)
+		if st.ExchangeDropped > 0 {
+			fmt.Fprintf(w, "exchange connections\t%d dropped over the caps (a flood from the network?)\n", st.ExchangeDropped)
+		}
 	}
 	if st.AuditError != "" {
 		fmt.Fprintf(w, "audit log error\t%s: no tokens until it can be written\n", st.AuditError)
