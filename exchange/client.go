@@ -117,6 +117,12 @@ func ResolveAudience(base *url.URL, given string) (string, error) {
 		aud = DefaultAudience(base)
 	}
 	switch {
+	case given == "" && strings.ContainsFunc(base.Hostname(), func(r rune) bool { return r > unicode.MaxASCII }):
+		// The request goes to the name's IDNA (xn--) form, which lower
+		// case need not match: "İ" is "i" to strings.ToLower, "i̇" to
+		// IDNA, so https://DEVPİ.example would ask for devpi.example's
+		// audience and send the token to another host.
+		return "", fmt.Errorf("%w: the exchange's host name %q is not ASCII: give it in its xn-- form, or --audience", ErrAudience, base.Hostname())
 	case aud == "":
 		return "", fmt.Errorf("%w: the exchange %s has no host name to take it from", ErrAudience, base.Redacted())
 	case aud != strings.TrimSpace(aud) || strings.ContainsFunc(aud, unicode.IsControl):

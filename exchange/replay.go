@@ -159,10 +159,17 @@ func (d *DirReplay) open() (*os.Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay_dir %s: %w", d.Dir, err)
 	}
+	// The parents that exist are checked before anything is made, so
+	// that a refused check leaves nothing behind (run as root, it would
+	// leave a directory the daemon's user cannot use); and again after,
+	// for those MkdirAll made.
+	if err := checkParents(dir, true); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("replay_dir: %w", err)
 	}
-	if err := checkParents(dir); err != nil {
+	if err := checkParents(dir, false); err != nil {
 		return nil, err
 	}
 	named, err := os.Lstat(dir)
@@ -185,13 +192,17 @@ func (d *DirReplay) open() (*os.Root, error) {
 }
 
 // checkParents: each directory above dir is owned by this user or root,
-// and writable by others only with the sticky bit.
-func checkParents(dir string) error {
+// and writable by others only with the sticky bit; with missingOK, those
+// that do not exist yet are passed over.
+func checkParents(dir string, missingOK bool) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
 		st, err := os.Stat(p)
+		if missingOK && errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("replay_dir: %w", err)
 		}

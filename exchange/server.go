@@ -171,7 +171,9 @@ func (s *Server) burnToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, rf.Status, rf)
 		return
 	}
-	rec := &Record{User: tok.User(), TokenID: tok.ID()}
+	// Unverified, and as long as the caller likes (the body may be 64
+	// KiB): capped as any caller's text in an audit line.
+	rec := &Record{User: clip(tok.User()), TokenID: clip(tok.ID())}
 	until := "until it expires"
 	if exp := tok.Scope().Expires; exp != nil {
 		rec.Expires = exp.Unix()

@@ -128,6 +128,10 @@ type rawToken struct {
 	Alg, Kid, Iss string
 }
 
+// base64URLAlphabet is every character of a JWT's parts (no padding, no
+// line breaks, which Go's decoder would skip).
+const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
 func parseRaw(s string) (rawToken, error) {
 	parts := strings.Split(strings.TrimSpace(s), ".")
 	if len(parts) != 3 {
@@ -143,8 +147,17 @@ func parseRaw(s string) (rawToken, error) {
 	var payload struct {
 		Iss any `json:"iss"`
 	}
+	for _, part := range parts {
+		if strings.Trim(part, base64URLAlphabet) != "" {
+			return rawToken{}, errors.New("not a JWT (a part is not base64url)")
+		}
+	}
 	for i, into := range []any{&header, &payload} {
-		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		// Strict: the JWS libraries verify the signature over the parts
+		// decoded and encoded again, so a part whose last character has
+		// other spare bits verifies too; a token without jti, remembered
+		// by its parts as sent, would be another token each time.
+		b, err := base64.RawURLEncoding.Strict().DecodeString(parts[i])
 		if err != nil {
 			return rawToken{}, errors.New("not a JWT (a part is not base64url)")
 		}
