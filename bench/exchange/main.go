@@ -301,6 +301,9 @@ token_file = %q
 [exchange]
 listen = %q
 audience = "devpi-bench"
+# The clients all come from 127.0.0.1, as behind the proxy in front of a
+# real exchange: counted in the total only, not per address (32).
+trusted_proxies = ["127.0.0.1"]
 
 [[exchange.publishers]]
 server = "bench"
