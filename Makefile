@@ -112,6 +112,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCIConfigFile$$' -fuzztime $(FUZZTIME) ./exchange/
 	$(GO) test -run '^$$' -fuzz '^FuzzClientAddr$$' -fuzztime $(FUZZTIME) ./exchange/
 	$(GO) test -run '^$$' -fuzz '^FuzzMintTokenBody$$' -fuzztime $(FUZZTIME) ./exchange/
+	$(GO) test -run '^$$' -fuzz '^FuzzStringClaims$$' -fuzztime $(FUZZTIME) ./exchange/
 
 demo: build deps venv
 	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)
