@@ -68,25 +68,37 @@ func TestDirReplaySwappedDirectory(t *testing.T) {
 
 // Hole 3: a parent that others can write lets them swap names before the
 // directory is opened (and replicas open different ones): refused at
-// start, unless it has the sticky bit.
+// start. A sticky parent (as /tmp) is no better as replay_dir's own: in
+// it, another uid can make replay_dir's name first, and the daemon then
+// refuses to start ("belongs to uid ..."). Higher up, a sticky directory
+// is fine: another uid cannot rename a directory it does not own there.
 func TestDirReplayRefusesAnOpenParent(t *testing.T) {
 	base := t.TempDir()
-	open := filepath.Join(base, "open")
-	if err := os.Mkdir(open, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	err := (&DirReplay{Dir: filepath.Join(open, "replay")}).Check()
-	if err == nil || !strings.Contains(err.Error(), open) || !strings.Contains(err.Error(), "sticky") {
-		t.Errorf("a parent of mode 0777: %v", err)
-	}
-	if err := os.Chmod(open, 0o777|os.ModeSticky); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&DirReplay{Dir: filepath.Join(open, "replay2")}).Check(); err != nil {
-		t.Errorf("a sticky parent (as /tmp): %v", err)
+	for _, mode := range []os.FileMode{0o777, 0o777 | os.ModeSticky, 0o770, 0o730 | os.ModeSticky, 0o702} {
+		open := filepath.Join(base, fmt.Sprintf("open%o", mode))
+		if err := os.Mkdir(open, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(open, mode); err != nil {
+			t.Fatal(err)
+		}
+		err := (&DirReplay{Dir: filepath.Join(open, "replay")}).Check()
+		if err == nil || !strings.Contains(err.Error(), open) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("replay_dir directly in a parent of mode %v: %v", mode, err)
+		}
+		if _, err := os.Lstat(filepath.Join(open, "replay")); err == nil {
+			t.Errorf("the refused check made replay_dir in a parent of mode %v", mode)
+		}
+		// One level down, in a directory of this user's own, the sticky
+		// parent is a grandparent, and fine.
+		own := filepath.Join(open, "own")
+		if err := os.Mkdir(own, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		err = (&DirReplay{Dir: filepath.Join(own, "replay")}).Check()
+		if sticky := mode&os.ModeSticky != 0; sticky != (err == nil) {
+			t.Errorf("replay_dir under a grandparent of mode %v: %v", mode, err)
+		}
 	}
 }
 

@@ -128,9 +128,10 @@ const maxRecord = 128
 // Check opens the directory (making it 0700 if missing) and checks it,
 // once: a directory, not a link, owned by this user and writable by no
 // one else (anyone who can remove a record can replay its token), whose
-// parents only their owner (this user or root) can write, or are sticky
-// (as /tmp), so that no one else can swap its name for another before it
-// is opened; and that it holds nothing but records, since the sweep
+// own parent only its owner (this user or root) can write, so that no one
+// else can make its name first, and whose higher parents only their owner
+// can write or are sticky (as /tmp), so that no one else can swap its name
+// for another before it is opened; and that it holds nothing but records, since the sweep
 // removes records.
 func (d *DirReplay) Check() error {
 	_, err := d.open()
@@ -191,9 +192,10 @@ func (d *DirReplay) open() (*os.Root, error) {
 	return root, nil
 }
 
-// checkParents: each directory above dir is owned by this user or root,
-// and writable by others only with the sticky bit; with missingOK, those
-// that do not exist yet are passed over.
+// checkParents: each directory above dir is owned by this user or root;
+// dir's own parent is writable by no one else, and those higher up by
+// others only with the sticky bit (no one can rename there what is not
+// theirs); with missingOK, those that do not exist yet are passed over.
 func checkParents(dir string, missingOK bool) error {
 	if runtime.GOOS == "windows" {
 		return nil
@@ -208,6 +210,12 @@ func checkParents(dir string, missingOK bool) error {
 		}
 		if uid, ok := safefile.OwnerUID(st); ok && uid != 0 && uid != os.Getuid() {
 			return fmt.Errorf("replay_dir %s is in %s, which belongs to uid %d: its owner could swap replay_dir for another directory; use one whose parents are yours or root's", dir, p, uid)
+		}
+		if p == filepath.Dir(dir) && st.Mode().Perm()&0o022 != 0 {
+			// Sticky or not: in a directory others can write, another
+			// uid can make replay_dir's name before the daemon does, and
+			// the daemon then refuses to start.
+			return fmt.Errorf("replay_dir %s is in %s, which others can write (mode %04o; sticky or not): another user could make replay_dir's name first and keep the daemon from starting; put it in a directory only you (or root) can write", dir, p, st.Mode().Perm())
 		}
 		if st.Mode().Perm()&0o022 != 0 && st.Mode()&fs.ModeSticky == 0 {
 			return fmt.Errorf("replay_dir %s is in %s, which others can write (mode %04o) without the sticky bit: they could swap replay_dir for another directory; chmod go-w or +t it", dir, p, st.Mode().Perm())
