@@ -156,9 +156,37 @@ func (d *DirReplay) open() (*os.Root, error) {
 	if d.root != nil {
 		return d.root, nil
 	}
-	dir, err := filepath.Abs(d.Dir)
+	root, err := openChecked(d.Dir, true)
 	if err != nil {
-		return nil, fmt.Errorf("replay_dir %s: %w", d.Dir, err)
+		return nil, err
+	}
+	d.root = root
+	return root, nil
+}
+
+// CheckDirReplay makes DirReplay's checks of dir without making anything
+// (config check): exists is false, and err nil, when dir does not exist
+// yet but its parents pass (serve makes it, 0700).
+func CheckDirReplay(dir string) (exists bool, err error) {
+	root, err := openChecked(dir, false)
+	if errors.Is(err, errNotMade) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	return true, root.Close()
+}
+
+// errNotMade: openChecked was not to make the directory, and it is missing.
+var errNotMade = errors.New("replay_dir does not exist")
+
+// openChecked opens dir and checks it and its parents; with create, it
+// makes dir (0700) and its missing parents first.
+func openChecked(d string, create bool) (*os.Root, error) {
+	dir, err := filepath.Abs(d)
+	if err != nil {
+		return nil, fmt.Errorf("replay_dir %s: %w", d, err)
 	}
 	// The parents that exist are checked before anything is made, so
 	// that a refused check leaves nothing behind (run as root, it would
@@ -167,7 +195,11 @@ func (d *DirReplay) open() (*os.Root, error) {
 	if err := checkParents(dir, true); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if !create {
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			return nil, errNotMade
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("replay_dir: %w", err)
 	}
 	if err := checkParents(dir, false); err != nil {
@@ -188,7 +220,6 @@ func (d *DirReplay) open() (*os.Root, error) {
 		root.Close()
 		return nil, err
 	}
-	d.root = root
 	return root, nil
 }
 

@@ -27,3 +27,37 @@ func TestDirReplayRefusedParentMakesNothing(t *testing.T) {
 		t.Errorf("the refused check made %s (%v)", filepath.Join(base, "a"), err)
 	}
 }
+
+// config check checks replay_dir without making it: a missing one whose
+// parents pass is reported missing (serve makes it), and nothing is made;
+// one that exists is checked as serve checks it.
+func TestCheckDirReplayMakesNothing(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "a", "replay")
+	exists, err := CheckDirReplay(dir)
+	if err != nil || exists {
+		t.Fatalf("a missing replay_dir in good parents: exists %v, %v", exists, err)
+	}
+	if _, err := os.Lstat(filepath.Join(base, "a")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the check made %s (%v)", filepath.Join(base, "a"), err)
+	}
+	if err := os.Chmod(base, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckDirReplay(filepath.Join(base, "replay")); err == nil {
+		t.Error("a missing replay_dir in a parent anyone can write was passed")
+	}
+	if err := os.Chmod(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	held := t.TempDir()
+	if err := os.WriteFile(filepath.Join(held, "config.toml"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if exists, err := CheckDirReplay(held); err == nil || !exists {
+		t.Errorf("a replay_dir holding a config: exists %v, %v", exists, err)
+	}
+	if exists, err := CheckDirReplay(t.TempDir()); err != nil || !exists {
+		t.Errorf("a good replay_dir: exists %v, %v", exists, err)
+	}
+}
