@@ -40,6 +40,13 @@ type Replay interface {
 // ErrReplayFull: the replay store holds as many tokens as it may.
 var ErrReplayFull = errors.New("too many identity tokens to remember: try again when some have expired")
 
+// recordGrace is how long after its expiry a DirReplay record is
+// swept. Replicas sharing replay_dir sweep by their own clocks: a record
+// swept by a replica whose clock is ahead would let a replica whose clock
+// is behind take its token again. Replicas' clocks must agree within
+// recordGrace.
+const recordGrace = 10 * time.Minute
+
 // maxRemembered bounds the memory: past it, exchanges are refused (fails
 // closed) until tokens expire. Identity tokens live minutes.
 const maxRemembered = 1 << 20
@@ -431,8 +438,9 @@ func (d *DirReplay) Forget(key string) error {
 	return nil
 }
 
-// sweep removes expired records, now and then: only records (by name and
-// content), never anything else that came to be in the directory.
+// sweep removes records recordGrace past their expiry, now and then:
+// only records (by name and content), never anything else that came to be
+// in the directory.
 func (d *DirReplay) sweep(root *os.Root, now time.Time) {
 	d.mu.Lock()
 	if now.Before(d.next) {
@@ -449,7 +457,7 @@ func (d *DirReplay) sweep(root *os.Root, now time.Time) {
 		exp, whole, ok := readRecord(root, e.Name())
 		switch {
 		case !ok:
-		case whole && now.After(exp.Add(Leeway)):
+		case whole && now.After(exp.Add(recordGrace)):
 			_ = root.Remove(e.Name())
 		case !whole:
 			// A crash between create and write. It refused its token
