@@ -134,7 +134,8 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if rf == nil {
-		s.minted.add(minted.Token, *ev.Minted, s.opts.Now())
+		m := ev.Minted // what a reported_used line says: not the caveats
+		s.minted.add(minted.Token, Record{Server: m.Server, User: m.User, TokenID: m.TokenID, Expires: m.Expires}, s.opts.Now())
 	}
 	if rf != nil {
 		ev.Refused, ev.Minted = rf, nil
