@@ -15,33 +15,37 @@ import (
 // key (the key as private as a token file, and this user's), and its
 // replay directory. New runs it, so that serve refuses to start on what it
 // finds; 'devpi-credd config check' runs it too, without starting
-// anything. The sockets and the audit log are checked only when serve
-// opens them (that makes them).
-func Check(cfg *config.Config) error {
-	if err := checkExchange(cfg.Exchange); err != nil {
-		return fmt.Errorf("%s: %w", cfg.Path, err)
+// anything. It makes nothing: the sockets and the audit log are checked
+// only when serve opens them (that makes them), and a replay_dir that
+// does not exist yet, in parents that pass, is a note (serve makes it).
+func Check(cfg *config.Config) (notes []string, err error) {
+	notes, err = checkExchange(cfg.Exchange)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
-	return nil
+	return notes, nil
 }
 
-func checkExchange(e *config.Exchange) error {
+func checkExchange(e *config.Exchange) ([]string, error) {
 	if e == nil {
-		return nil
+		return nil, nil
 	}
 	if _, err := net.ResolveTCPAddr("tcp", e.Listen); err != nil {
-		return fmt.Errorf("exchange.listen = %q: %w", e.Listen, err)
+		return nil, fmt.Errorf("exchange.listen = %q: %w", e.Listen, err)
 	}
 	if _, err := exchangeTLS(e); err != nil {
-		return err
+		return nil, err
 	}
 	if e.ReplayDir != "" {
-		r, err := exchange.OpenDirReplay(e.ReplayDir)
+		exists, err := exchange.CheckDirReplay(e.ReplayDir)
 		if err != nil {
-			return fmt.Errorf("the exchange: %w", err)
+			return nil, fmt.Errorf("the exchange: %w", err)
 		}
-		r.Close()
+		if !exists {
+			return []string{fmt.Sprintf("replay_dir %s does not exist yet: serve makes it (0700)", e.ReplayDir)}, nil
+		}
 	}
-	return nil
+	return nil, nil
 }
 
 // maxPEM bounds a certificate chain or key file.

@@ -101,7 +101,7 @@ func TestCheck(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		err = Check(cfg)
+		_, err = Check(cfg)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", name, err)
@@ -113,6 +113,24 @@ func TestCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// Check (config check) makes nothing: a replay_dir that does not exist
+// yet is a note, not an error, and is not made; serve makes it.
+func TestCheckMakesNoReplayDir(t *testing.T) {
+	dir := t.TempDir()
+	replay := filepath.Join(t.TempDir(), "state", "replay")
+	cfg, err := checkConfig(t, dir, `listen = "127.0.0.1:0"`+"\nreplay_dir = \""+replay+"\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes, err := Check(cfg)
+	if err != nil || len(notes) != 1 || notes[0] != "replay_dir "+replay+" does not exist yet: serve makes it (0700)" {
+		t.Errorf("Check of a missing replay_dir: %q %v", notes, err)
+	}
+	if _, err := os.Lstat(filepath.Dir(replay)); err == nil {
+		t.Errorf("Check made %s", filepath.Dir(replay))
 	}
 }
 

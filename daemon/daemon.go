@@ -177,7 +177,7 @@ func New(opts Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	if err := Check(cfg); err != nil {
+	if _, err := Check(cfg); err != nil {
 		return nil, err
 	}
 	a, err := openAudit(cfg.AuditLog, d.log)

@@ -116,9 +116,10 @@ func (d *Daemon) auditExchange(ev exchange.Event) error {
 	host, via := safeurl.Cap(ev.Remote, maxAddr), safeurl.Cap(ev.Via, maxAddr)
 	e := auditEntry{Time: d.opts.Now().UTC(), Event: "exchange", Remote: host, Via: via, Issuer: ev.Issuer, Publisher: ev.Publisher, Claims: ev.Claims}
 	if r := ev.Reported; r != nil {
-		// burn-token: a client is done with a token (the exchange bounds
-		// how many of these it reports). Nothing is revoked.
-		e.Event, e.User, e.TokenID, e.Expires = "reported_used", r.User, r.TokenID, r.Expires
+		// burn-token: a client is done with a token this exchange minted
+		// (each is reported once; reports of any other are refusals).
+		// Nothing is revoked.
+		e.Event, e.Server, e.User, e.TokenID, e.Expires = "reported_used", r.Server, r.User, r.TokenID, r.Expires
 		return d.writeAudit(e)
 	}
 	if ev.Refused != nil {

@@ -251,6 +251,16 @@ func (c *Client) IDToken(ctx context.Context, r IDTokenRequest) (jwt, source str
 			return "", "", err
 		}
 	}
+	// GitHub's token service was asked for aud; a token from anywhere
+	// else is the job's word for it.
+	if r.Command != "" || ask == nil {
+		if err := checkTokenAudience(jwt, source, aud); err != nil {
+			if r.Command != "" {
+				return "", "", kinded{ErrIDTokenCommand, err}
+			}
+			return "", "", kinded{ErrBadIDToken, err}
+		}
+	}
 	return jwt, source, nil
 }
 
@@ -265,6 +275,30 @@ func checkIDToken(jwt, source string) (string, error) {
 		return "", fmt.Errorf("the identity token from %s is more than one word", source)
 	}
 	return jwt, nil
+}
+
+// checkTokenAudience refuses to send a token whose aud (read unverified:
+// the exchange verifies) is not exactly aud, one string, as the exchange
+// requires: a job handed a token for another audience (AWS's, PyPI's)
+// would give a credential good elsewhere to whoever runs this exchange.
+// The error names the token's audience, clipped, never the token.
+func checkTokenAudience(jwt, source, aud string) error {
+	raw, err := parseRaw(jwt)
+	if err != nil {
+		return fmt.Errorf("the identity token from %s is %v: not sent", source, err)
+	}
+	switch got := raw.Aud.(type) {
+	case string:
+		if got == aud {
+			return nil
+		}
+		return fmt.Errorf("the identity token from %s is for the audience %q, not %q (this exchange's): not sent", source, clip(got), aud)
+	case nil:
+		return fmt.Errorf("the identity token from %s names no audience, not %q (this exchange's): not sent", source, aud)
+	default:
+		b, _ := json.Marshal(got)
+		return fmt.Errorf("the identity token from %s names the audience %s, not exactly %q (this exchange's): not sent", source, clip(string(b)), aud)
+	}
 }
 
 // maxIDToken bounds an identity token read from a file or a command.

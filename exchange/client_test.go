@@ -130,16 +130,18 @@ func TestIDTokenFromTheAudienceVariable(t *testing.T) {
 	ts := newFakeTokenService(t)
 	var posted atomic.Int64
 	env := ts.env()
-	env["DEVPI_EXAMPLE_COM_ID_TOKEN"] = "GL.JWT.AUD"
-	env["OTHER_EXAMPLE_COM_ID_TOKEN"] = "GL.JWT.OTHER"
+	glAud := unsignedJWT(map[string]any{"aud": "devpi.example.com", "jti": "aud"})
+	glOurs := unsignedJWT(map[string]any{"aud": "devpi.example.com", "jti": "ours"})
+	env["DEVPI_EXAMPLE_COM_ID_TOKEN"] = glAud
+	env["OTHER_EXAMPLE_COM_ID_TOKEN"] = unsignedJWT(map[string]any{"aud": "other.example.com"})
 	c := &Client{Base: fakeExchange(t, "devpi.example.com", &posted), HTTP: ts.Client(), Getenv: func(k string) string { return env[k] }}
 	ctx := context.Background()
 	req := IDTokenRequest{Audience: "devpi.example.com"}
-	if jwt, source, err := c.IDToken(ctx, req); err != nil || jwt != "GL.JWT.AUD" || source != "$DEVPI_EXAMPLE_COM_ID_TOKEN" {
+	if jwt, source, err := c.IDToken(ctx, req); err != nil || jwt != glAud || source != "$DEVPI_EXAMPLE_COM_ID_TOKEN" {
 		t.Errorf("the audience's variable: %q %q %v", jwt, source, err)
 	}
-	env[IDTokenEnv] = "GL.JWT.OURS"
-	if jwt, source, err := c.IDToken(ctx, req); err != nil || jwt != "GL.JWT.OURS" || source != "$"+IDTokenEnv {
+	env[IDTokenEnv] = glOurs
+	if jwt, source, err := c.IDToken(ctx, req); err != nil || jwt != glOurs || source != "$"+IDTokenEnv {
 		t.Errorf("$%s first: %q %q %v", IDTokenEnv, jwt, source, err)
 	}
 	if n := ts.calls.Load(); n != 0 {

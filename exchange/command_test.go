@@ -32,9 +32,9 @@ func commandClient(t *testing.T) (*Client, *bytes.Buffer, *fakeTokenService) {
 // sees none of those that hold identity tokens.
 func TestIDTokenCommand(t *testing.T) {
 	c, stderr, ts := commandClient(t)
-	cmd := `test -z "${DEVPI_CREDD_ID_TOKEN-}${DEVPI_EXAMPLE_COM_ID_TOKEN-}" || exit 9; echo noise >&2; printf '  tok.%s.sig\n\n' "$DEVPI_CREDD_AUDIENCE"`
+	cmd := `test -z "${DEVPI_CREDD_ID_TOKEN-}${DEVPI_EXAMPLE_COM_ID_TOKEN-}" || exit 9; echo noise >&2; printf '  e30.%s.c2ln\n\n' "$(printf '{"aud":"%s"}' "$DEVPI_CREDD_AUDIENCE" | base64 | tr -d '\n=' | tr '+/' '-_')"`
 	jwt, source, err := c.IDToken(context.Background(), IDTokenRequest{Audience: "devpi.example.com", Command: cmd})
-	if err != nil || jwt != "tok.devpi.example.com.sig" || source != "--id-token-command" {
+	if err != nil || jwt != unsignedJWTOf(`{}`, `{"aud":"devpi.example.com"}`) || source != "--id-token-command" {
 		t.Fatalf("%q %q %v", jwt, source, err)
 	}
 	if stderr.String() != "noise\n" {

@@ -44,6 +44,9 @@ const (
 	CodeInvalidPublisher = "invalid-publisher"   // no publisher's claims match
 	CodeBudget           = "budget-exceeded"     // the publisher's exchanges a minute
 	CodeUnavailable      = "unavailable"         // cannot verify or mint now
+	// CodeUnknownToken is for the audit log only: burn-token of a devpi
+	// token this exchange did not mint (the caller gets 202 all the same).
+	CodeUnknownToken = "unknown-token"
 )
 
 // Problem is one failed check.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -67,25 +68,37 @@ func TestDirReplaySwappedDirectory(t *testing.T) {
 
 // Hole 3: a parent that others can write lets them swap names before the
 // directory is opened (and replicas open different ones): refused at
-// start, unless it has the sticky bit.
+// start. A sticky parent (as /tmp) is no better as replay_dir's own: in
+// it, another uid can make replay_dir's name first, and the daemon then
+// refuses to start ("belongs to uid ..."). Higher up, a sticky directory
+// is fine: another uid cannot rename a directory it does not own there.
 func TestDirReplayRefusesAnOpenParent(t *testing.T) {
 	base := t.TempDir()
-	open := filepath.Join(base, "open")
-	if err := os.Mkdir(open, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	err := (&DirReplay{Dir: filepath.Join(open, "replay")}).Check()
-	if err == nil || !strings.Contains(err.Error(), open) || !strings.Contains(err.Error(), "sticky") {
-		t.Errorf("a parent of mode 0777: %v", err)
-	}
-	if err := os.Chmod(open, 0o777|os.ModeSticky); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&DirReplay{Dir: filepath.Join(open, "replay2")}).Check(); err != nil {
-		t.Errorf("a sticky parent (as /tmp): %v", err)
+	for _, mode := range []os.FileMode{0o777, 0o777 | os.ModeSticky, 0o770, 0o730 | os.ModeSticky, 0o702} {
+		open := filepath.Join(base, fmt.Sprintf("open%o", mode))
+		if err := os.Mkdir(open, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(open, mode); err != nil {
+			t.Fatal(err)
+		}
+		err := (&DirReplay{Dir: filepath.Join(open, "replay")}).Check()
+		if err == nil || !strings.Contains(err.Error(), open) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("replay_dir directly in a parent of mode %v: %v", mode, err)
+		}
+		if _, err := os.Lstat(filepath.Join(open, "replay")); err == nil {
+			t.Errorf("the refused check made replay_dir in a parent of mode %v", mode)
+		}
+		// One level down, in a directory of this user's own, the sticky
+		// parent is a grandparent, and fine.
+		own := filepath.Join(open, "own")
+		if err := os.Mkdir(own, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		err = (&DirReplay{Dir: filepath.Join(own, "replay")}).Check()
+		if sticky := mode&os.ModeSticky != 0; sticky != (err == nil) {
+			t.Errorf("replay_dir under a grandparent of mode %v: %v", mode, err)
+		}
 	}
 }
 
@@ -404,51 +417,96 @@ func TestPyPIPaths(t *testing.T) {
 }
 
 // uv's burn-token after publishing: 202, and an audit event with the
-// token's user and id only; not a devpi token: 422 invalid-payload.
+// user and id of the token the exchange minted (never the token); not a
+// devpi token: 422 invalid-payload.
 func TestBurnToken(t *testing.T) {
 	f := newFixture(t, nil)
-	key := []byte("0123456789abcdef0123456789abcdef")
-	root, err := token.New(key, "alice", "abcd2345")
-	if err != nil {
-		t.Fatal(err)
+	status, m, codes := f.post(t, tokenBody(f.issuer.Sign(map[string]any{"aud": "devpi"})))
+	if status != 200 || m == nil {
+		t.Fatalf("mint: %d %v", status, codes)
 	}
-	derived, err := root.Derive(token.Expires(time.Now().Add(time.Minute)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	burn := func(body string) (int, []byte) {
-		resp, err := http.Post(f.url+"/_/oidc/burn-token", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	status, answer := burn(tokenBody(derived.Reveal()))
+	status, answer := f.burn(t, tokenBody(m.Token))
 	if status != 202 || strings.Contains(string(answer), "devpi-") || strings.Contains(strings.ToLower(string(answer)), "revoked") && !strings.Contains(string(answer), "not revoked") {
 		t.Errorf("burn-token: %d %s", status, answer)
 	}
-	f.mu.Lock()
-	var last Event
-	if len(f.events) > 0 {
-		last = f.events[len(f.events)-1]
+	reported := f.reported()
+	if len(reported) != 1 || reported[0].Reported.User != "alice" || reported[0].Reported.TokenID != "abcd2345" || reported[0].Refused != nil || reported[0].Minted != nil {
+		t.Errorf("the audit events: %+v", reported)
 	}
-	f.mu.Unlock()
-	if last.Reported == nil || last.Reported.User != "alice" || last.Reported.TokenID != "abcd2345" || last.Refused != nil || last.Minted != nil {
-		t.Errorf("the audit event: %+v", last)
-	}
-	all, _ := json.Marshal(last)
-	if strings.Contains(string(all), derived.Reveal()) || strings.Contains(string(all), strings.TrimPrefix(derived.Reveal(), "devpi-")) {
+	all, _ := json.Marshal(reported)
+	if strings.Contains(string(all), m.Token) {
 		t.Error("the audit event holds the token")
 	}
 	for _, body := range []string{tokenBody("pypi-AgEIcHlwaS5vcmc"), tokenBody("not a token"), "garbage", `{"token": ""}`} {
-		status, answer := burn(body)
+		status, answer := f.burn(t, body)
 		var rf Refusal
 		_ = json.Unmarshal(answer, &rf)
 		if status != 422 || len(rf.Errors) == 0 || rf.Errors[0].Code != CodeInvalidPayload {
 			t.Errorf("burn-token of %s: %d %s", body, status, answer)
 		}
+	}
+}
+
+// Anyone can post any devpi-token-shaped value to burn-token. A token
+// this exchange did not mint gets the same 202 (nothing is revealed, uv
+// does not warn) but no reported_used event: it is audited as a refusal,
+// within its address's budget of refusal lines, so that forged reports
+// can neither name any user nor crowd out a real one; a token reported
+// twice is reported once.
+func TestBurnTokenOnlyForMintedTokens(t *testing.T) {
+	f := newFixture(t, nil)
+	key := []byte("0123456789abcdef0123456789abcdef")
+	forged, err := token.New(key, "root", "abcd2345")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err = forged.Derive(token.Expires(time.Now().Add(time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if status, answer := f.burn(t, tokenBody(forged.Reveal())); status != 202 {
+			t.Fatalf("burn-token of a forged token: %d %s", status, answer)
+		}
+	}
+	if r := f.reported(); len(r) != 0 {
+		t.Fatalf("a forged token was reported used: %+v", r[0].Reported)
+	}
+	f.mu.Lock()
+	last := f.events[len(f.events)-1]
+	f.mu.Unlock()
+	if last.Refused == nil || !slices.Contains(last.Refused.Codes(), CodeUnknownToken) || !strings.Contains(last.Refused.Message, "did not mint") {
+		t.Errorf("a forged report's audit event: %+v", last)
+	}
+
+	status, m, codes := f.post(t, tokenBody(f.issuer.Sign(map[string]any{"aud": "devpi"})))
+	if status != 200 || m == nil {
+		t.Fatalf("mint: %d %v", status, codes)
+	}
+	for range 2 {
+		if status, answer := f.burn(t, tokenBody(m.Token)); status != 202 {
+			t.Fatalf("burn-token of a minted token: %d %s", status, answer)
+		}
+	}
+	if r := f.reported(); len(r) != 1 || r[0].Reported.TokenID != "abcd2345" {
+		t.Errorf("a minted token burnt twice after 100 forged reports: %d reported_used events, want 1", len(r))
+	}
+}
+
+// A replica's minted token is not this exchange's: reported as a refusal
+// only, as any other it did not mint.
+func TestBurnTokenOfAnotherReplica(t *testing.T) {
+	f := newFixture(t, nil)
+	g := newFixtureFor(t, f, nil)
+	_, m, _ := f.post(t, tokenBody(f.issuer.Sign(map[string]any{"aud": "devpi"})))
+	if m == nil {
+		t.Fatal("no token minted")
+	}
+	if status, _ := g.burn(t, tokenBody(m.Token)); status != 202 {
+		t.Errorf("burn-token at another replica: %d", status)
+	}
+	if r := g.reported(); len(r) != 0 {
+		t.Errorf("another replica's token was reported used: %+v", r[0].Reported)
 	}
 }
 

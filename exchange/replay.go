@@ -40,6 +40,13 @@ type Replay interface {
 // ErrReplayFull: the replay store holds as many tokens as it may.
 var ErrReplayFull = errors.New("too many identity tokens to remember: try again when some have expired")
 
+// recordGrace is how long after its expiry a DirReplay record is
+// swept. Replicas sharing replay_dir sweep by their own clocks: a record
+// swept by a replica whose clock is ahead would let a replica whose clock
+// is behind take its token again. Replicas' clocks must agree within
+// recordGrace.
+const recordGrace = 10 * time.Minute
+
 // maxRemembered bounds the memory: past it, exchanges are refused (fails
 // closed) until tokens expire. Identity tokens live minutes.
 const maxRemembered = 1 << 20
@@ -128,9 +135,10 @@ const maxRecord = 128
 // Check opens the directory (making it 0700 if missing) and checks it,
 // once: a directory, not a link, owned by this user and writable by no
 // one else (anyone who can remove a record can replay its token), whose
-// parents only their owner (this user or root) can write, or are sticky
-// (as /tmp), so that no one else can swap its name for another before it
-// is opened; and that it holds nothing but records, since the sweep
+// own parent only its owner (this user or root) can write, so that no one
+// else can make its name first, and whose higher parents only their owner
+// can write or are sticky (as /tmp), so that no one else can swap its name
+// for another before it is opened; and that it holds nothing but records, since the sweep
 // removes records.
 func (d *DirReplay) Check() error {
 	_, err := d.open()
@@ -155,9 +163,37 @@ func (d *DirReplay) open() (*os.Root, error) {
 	if d.root != nil {
 		return d.root, nil
 	}
-	dir, err := filepath.Abs(d.Dir)
+	root, err := openChecked(d.Dir, true)
 	if err != nil {
-		return nil, fmt.Errorf("replay_dir %s: %w", d.Dir, err)
+		return nil, err
+	}
+	d.root = root
+	return root, nil
+}
+
+// CheckDirReplay makes DirReplay's checks of dir without making anything
+// (config check): exists is false, and err nil, when dir does not exist
+// yet but its parents pass (serve makes it, 0700).
+func CheckDirReplay(dir string) (exists bool, err error) {
+	root, err := openChecked(dir, false)
+	if errors.Is(err, errNotMade) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	return true, root.Close()
+}
+
+// errNotMade: openChecked was not to make the directory, and it is missing.
+var errNotMade = errors.New("replay_dir does not exist")
+
+// openChecked opens dir and checks it and its parents; with create, it
+// makes dir (0700) and its missing parents first.
+func openChecked(d string, create bool) (*os.Root, error) {
+	dir, err := filepath.Abs(d)
+	if err != nil {
+		return nil, fmt.Errorf("replay_dir %s: %w", d, err)
 	}
 	// The parents that exist are checked before anything is made, so
 	// that a refused check leaves nothing behind (run as root, it would
@@ -166,7 +202,11 @@ func (d *DirReplay) open() (*os.Root, error) {
 	if err := checkParents(dir, true); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if !create {
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			return nil, errNotMade
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("replay_dir: %w", err)
 	}
 	if err := checkParents(dir, false); err != nil {
@@ -187,13 +227,13 @@ func (d *DirReplay) open() (*os.Root, error) {
 		root.Close()
 		return nil, err
 	}
-	d.root = root
 	return root, nil
 }
 
-// checkParents: each directory above dir is owned by this user or root,
-// and writable by others only with the sticky bit; with missingOK, those
-// that do not exist yet are passed over.
+// checkParents: each directory above dir is owned by this user or root;
+// dir's own parent is writable by no one else, and those higher up by
+// others only with the sticky bit (no one can rename there what is not
+// theirs); with missingOK, those that do not exist yet are passed over.
 func checkParents(dir string, missingOK bool) error {
 	if runtime.GOOS == "windows" {
 		return nil
@@ -208,6 +248,12 @@ func checkParents(dir string, missingOK bool) error {
 		}
 		if uid, ok := safefile.OwnerUID(st); ok && uid != 0 && uid != os.Getuid() {
 			return fmt.Errorf("replay_dir %s is in %s, which belongs to uid %d: its owner could swap replay_dir for another directory; use one whose parents are yours or root's", dir, p, uid)
+		}
+		if p == filepath.Dir(dir) && st.Mode().Perm()&0o022 != 0 {
+			// Sticky or not: in a directory others can write, another
+			// uid can make replay_dir's name before the daemon does, and
+			// the daemon then refuses to start.
+			return fmt.Errorf("replay_dir %s is in %s, which others can write (mode %04o; sticky or not): another user could make replay_dir's name first and keep the daemon from starting; put it in a directory only you (or root) can write", dir, p, st.Mode().Perm())
 		}
 		if st.Mode().Perm()&0o022 != 0 && st.Mode()&fs.ModeSticky == 0 {
 			return fmt.Errorf("replay_dir %s is in %s, which others can write (mode %04o) without the sticky bit: they could swap replay_dir for another directory; chmod go-w or +t it", dir, p, st.Mode().Perm())
@@ -392,8 +438,9 @@ func (d *DirReplay) Forget(key string) error {
 	return nil
 }
 
-// sweep removes expired records, now and then: only records (by name and
-// content), never anything else that came to be in the directory.
+// sweep removes records recordGrace past their expiry, now and then:
+// only records (by name and content), never anything else that came to be
+// in the directory.
 func (d *DirReplay) sweep(root *os.Root, now time.Time) {
 	d.mu.Lock()
 	if now.Before(d.next) {
@@ -410,7 +457,7 @@ func (d *DirReplay) sweep(root *os.Root, now time.Time) {
 		exp, whole, ok := readRecord(root, e.Name())
 		switch {
 		case !ok:
-		case whole && now.After(exp.Add(Leeway)):
+		case whole && now.After(exp.Add(recordGrace)):
 			_ = root.Remove(e.Name())
 		case !whole:
 			// A crash between create and write. It refused its token

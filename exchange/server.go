@@ -3,6 +3,7 @@ package exchange
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,21 +82,15 @@ type Server struct {
 
 	mu      sync.Mutex
 	budgets map[string]*rate.Limiter
-	// reports bounds the audit events of burn-token, which anyone can
-	// call with any devpi token (it cannot be verified here).
-	reports *rate.Limiter
+	// minted remembers the tokens this exchange handed out, so that
+	// burn-token reports only those: anyone can post any devpi token
+	// there, and one it did not mint says only what its caller wrote.
+	minted mintedTokens
 }
-
-// Audit events of burn-token: a burst, then one a second; the rest are
-// answered, not recorded.
-const (
-	reportBurst = 20
-	reportRate  = rate.Limit(1)
-)
 
 // NewServer makes a Server.
 func NewServer(opts Options) *Server {
-	return &Server{opts: opts, budgets: map[string]*rate.Limiter{}, reports: rate.NewLimiter(reportRate, reportBurst)}
+	return &Server{opts: opts, budgets: map[string]*rate.Limiter{}}
 }
 
 // Handler serves PyPI's paths: GET /_/oidc/audience, POST
@@ -138,6 +133,10 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 			rf = refusal(http.StatusServiceUnavailable, CodeUnavailable, "no token handed out: the exchange cannot record it in its audit log")
 		}
 	}
+	if rf == nil {
+		m := ev.Minted // what a reported_used line says: not the caveats
+		s.minted.add(minted.Token, Record{Server: m.Server, User: m.User, TokenID: m.TokenID, Expires: m.Expires}, s.opts.Now())
+	}
 	if rf != nil {
 		ev.Refused, ev.Minted = rf, nil
 		if ev.Reason == "" {
@@ -153,12 +152,23 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 // burnToken answers uv's report, after publishing, that it is done with
 // a token. A devpi token cannot be revoked alone (deleting it on the
 // server deletes the long-lived token it was derived from), so nothing is
-// revoked: the audit log records that the token was reported used, by its
-// user and id, and the answer says it lives until it expires. uv reads
+// revoked: the audit log records that a token this exchange minted was
+// reported used, by the user and id it was minted with, once; and the
+// answer says it lives until it expires. Any other devpi token (made by
+// anyone, or minted by another replica) gets the same answer but is
+// audited as a refusal, within its caller's budget of refusal lines, so
+// that forged reports name no one and cannot crowd out real ones. uv reads
 // any answer but 202 as a failure to revoke, and warns.
 func (s *Server) burnToken(w http.ResponseWriter, r *http.Request) {
 	ev := s.event(r)
 	raw, ok := readToken(r)
+	now := s.opts.Now()
+	if rec, mine := s.minted.take(raw, now); ok && mine {
+		ev.Reported = &rec
+		_ = s.opts.Audit(ev)
+		writeBurnt(w, time.Unix(rec.Expires, 0))
+		return
+	}
 	var tok *token.Token
 	var err error
 	if ok {
@@ -171,21 +181,76 @@ func (s *Server) burnToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, rf.Status, rf)
 		return
 	}
-	// Unverified, and as long as the caller likes (the body may be 64
-	// KiB): capped as any caller's text in an audit line.
-	rec := &Record{User: clip(tok.User()), TokenID: clip(tok.ID())}
-	until := "until it expires"
-	if exp := tok.Scope().Expires; exp != nil {
-		rec.Expires = exp.Unix()
-		until = "until " + exp.UTC().Format(time.RFC3339)
+	ev.Refused = errNotMinted
+	_ = s.opts.Audit(ev)
+	var exp time.Time
+	if e := tok.Scope().Expires; e != nil {
+		exp = *e
 	}
-	if s.reports.AllowN(s.opts.Now(), 1) {
-		ev.Reported = rec
-		_ = s.opts.Audit(ev)
+	writeBurnt(w, exp)
+}
+
+// errNotMinted is the audit log's record of a burn-token report of a
+// token this exchange did not mint; the caller is answered 202 as for
+// one it did.
+var errNotMinted = &Refusal{
+	Status:  http.StatusAccepted,
+	Message: "burn-token for a token this exchange did not mint",
+	Errors:  []Problem{{Code: CodeUnknownToken, Description: "not a token this exchange minted (or minted and reported before)"}},
+}
+
+// writeBurnt is burn-token's answer, alike for every devpi token.
+func writeBurnt(w http.ResponseWriter, exp time.Time) {
+	until := "until it expires"
+	if !exp.IsZero() {
+		until = "until " + exp.UTC().Format(time.RFC3339)
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{
 		"message": "reported used, not revoked: a devpi token cannot be revoked alone; this one is good " + until,
 	})
+}
+
+// mintedTokens remembers the tokens handed out, by their SHA-256 (never
+// the token), each until it expires: what burn-token may report. Bounded
+// as MemoryReplay is; a token minted while it is full is not remembered,
+// and a report of it is audited as one of a token not minted here.
+type mintedTokens struct {
+	mu   sync.Mutex
+	m    map[[sha256.Size]byte]Record
+	next time.Time // when to sweep
+}
+
+func (t *mintedTokens) add(tok string, rec Record, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[[sha256.Size]byte]Record{}
+	}
+	if !now.Before(t.next) || len(t.m) >= maxRemembered {
+		for k, r := range t.m {
+			if now.After(time.Unix(r.Expires, 0)) {
+				delete(t.m, k)
+			}
+		}
+		t.next = now.Add(time.Minute)
+	}
+	if len(t.m) < maxRemembered {
+		t.m[sha256.Sum256([]byte(tok))] = rec
+	}
+}
+
+// take forgets tok and returns its record, if it was minted here and has
+// not expired: each is reported once.
+func (t *mintedTokens) take(tok string, now time.Time) (Record, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := sha256.Sum256([]byte(tok))
+	rec, ok := t.m[k]
+	if !ok {
+		return Record{}, false
+	}
+	delete(t.m, k)
+	return rec, !now.After(time.Unix(rec.Expires, 0))
 }
 
 // event is the audit event of r, naming its caller.

@@ -126,6 +126,9 @@ type issuer struct {
 // the issuer's keys and to say why a token is refused.
 type rawToken struct {
 	Alg, Kid, Iss string
+	// Aud is the payload's aud as it is (a string, a list, anything):
+	// unverified, for the client's check before it sends a token.
+	Aud any
 }
 
 // base64URLAlphabet is every character of a JWT's parts (no padding, no
@@ -146,6 +149,7 @@ func parseRaw(s string) (rawToken, error) {
 	// the signature is verified.
 	var payload struct {
 		Iss any `json:"iss"`
+		Aud any `json:"aud"`
 	}
 	for _, part := range parts {
 		if strings.Trim(part, base64URLAlphabet) != "" {
@@ -166,7 +170,7 @@ func parseRaw(s string) (rawToken, error) {
 		}
 	}
 	iss, _ := payload.Iss.(string)
-	return rawToken{Alg: header.Alg, Kid: header.Kid, Iss: iss}, nil
+	return rawToken{Alg: header.Alg, Kid: header.Kid, Iss: iss, Aud: payload.Aud}, nil
 }
 
 // Verify checks raw, a token for audience of an issuer the caller trusts

@@ -38,7 +38,8 @@ func (a *app) newConfigCheckCmd() *cobra.Command {
 		Long: `Load the config as 'serve' does, with every check serve makes before it
 listens: the config itself, and the exchange's listen address, its
 tls_cert and tls_key (the key private to this user, as token files are)
-and its replay_dir. Nothing is started, and no socket is opened. It prints
+and its replay_dir. Nothing is started or made, and no socket is opened
+(a replay_dir that does not exist yet is a note: serve makes it). It prints
 the servers, the local socket and the exchange, with each publisher's
 scope, and exits 0; or it prints the reason on one line and exits 2, the
 same error 'serve' refuses to start with (as 'nginx -t' does).`,
@@ -59,6 +60,7 @@ type checkedConfig struct {
 	AuditLog     string           `json:"audit_log"`
 	Servers      []checkedServer  `json:"servers"`
 	Exchange     *checkedExchange `json:"exchange,omitempty"`
+	Notes        []string         `json:"notes,omitempty"`
 }
 
 type checkedServer struct {
@@ -92,15 +94,16 @@ type checkedPublisher struct {
 
 // loadChecked loads the config at path and makes serve's start checks:
 // config.Load and daemon.Check, what daemon.New runs, with serve's errors.
-func (a *app) loadChecked(path string) (*config.Config, error) {
-	cfg, err := config.Load(path, a.getenv)
+// notes are what serve would do that is worth saying (make replay_dir).
+func (a *app) loadChecked(path string) (cfg *config.Config, notes []string, err error) {
+	cfg, err = config.Load(path, a.getenv)
 	if err == nil {
-		err = daemon.Check(cfg)
+		notes, err = daemon.Check(cfg)
 	}
 	if err != nil {
-		return nil, startError(path, err)
+		return nil, nil, startError(path, err)
 	}
-	return cfg, nil
+	return cfg, notes, nil
 }
 
 // startError is the error of a config that serve cannot start with (and
@@ -114,11 +117,12 @@ func startError(path string, err error) error {
 }
 
 func (a *app) runConfigCheck(o configCheckOptions) error {
-	cfg, err := a.loadChecked(a.configPath(o.config))
+	cfg, notes, err := a.loadChecked(a.configPath(o.config))
 	if err != nil {
 		return err
 	}
 	out := describeConfig(cfg)
+	out.Notes = notes
 	if o.asJSON {
 		return printJSON(a, out)
 	}
@@ -195,6 +199,9 @@ func printChecked(w io.Writer, c checkedConfig) error {
 			}
 			fmt.Fprintf(&b, "; server %s%s, %s\n", p.Server, limitsText(p.Limits, p.AnyProject), budget)
 		}
+	}
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
