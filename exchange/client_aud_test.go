@@ -4,8 +4,6 @@ package exchange
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -14,22 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 )
-
-// unsignedJWT is a JWT-shaped token whose payload is claims (the client
-// reads it unverified; only the exchange verifies).
-func unsignedJWT(claims map[string]any) string {
-	enc := func(v any) string {
-		b, _ := json.Marshal(v)
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	return enc(map[string]string{"alg": "RS256"}) + "." + enc(claims) + ".c2ln"
-}
-
-// unsignedJWTOf is the JWT-shaped token of a header and payload as they
-// are spelled (a shell's printf makes them so).
-func unsignedJWTOf(header, payload string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2ln"
-}
 
 // A token taken from a file, a variable or a command is not sent unless
 // its aud (read unverified) is exactly the audience the job chose: a
