@@ -31,8 +31,16 @@ type publisherSetup struct {
 }
 
 // newPublisher sets up the exchange: listen is its address, extra more
-// config for the [exchange] table.
+// config for the [exchange] table; its publisher may upload to the
+// release index, any project.
 func newPublisher(t *testing.T, listen, extra string) *publisherSetup {
+	return setupPublisher(t, listen, "devpi-e2e", extra, "any_project = true")
+}
+
+// setupPublisher: a user with a release and an other index, a test
+// issuer, and an [exchange] for audience whose one publisher trusts the
+// issuer's org/repo tags for the release index, scoped further by scope.
+func setupPublisher(t *testing.T, listen, audience, extra, scope string) *publisherSetup {
 	t.Helper()
 	u, root := setupDaemonUser(t)
 	s := &publisherSetup{u: u, root: root, release: u.newIndex(t, "release"), other: u.newIndex(t, "other"), listen: listen}
@@ -46,7 +54,7 @@ func newPublisher(t *testing.T, listen, extra string) *publisherSetup {
 	s.appendConfig(t, fmt.Sprintf(`
 [exchange]
 listen = %q
-audience = "devpi-e2e"
+audience = %q
 %s
 
 [[exchange.publishers]]
@@ -54,9 +62,9 @@ name = "release"
 server = "local"
 issuer = %q
 indexes = [%q]
-any_project = true
+%s
 claims = { repository = "org/repo", repository_owner_id = "4242", ref = "refs/tags/v*" }
-`, listen, extra, is.URL, s.release))
+`, listen, audience, extra, is.URL, s.release, scope))
 	return s
 }
 

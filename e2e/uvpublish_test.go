@@ -8,38 +8,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/devpi-credd/devpi-credd/internal/testissuer"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
-// newProjectPublisher is newPublisher on the test bed's exchange port
-// (behind nginx), with a publisher scoped to one project as well as the
+// newProjectPublisher sets up the exchange on the test bed's exchange
+// port (behind nginx), its publisher scoped to one project as well as the
 // index, as PyPI's always are, and the audience by the documented
 // convention: the host name the tools reach the exchange at.
 func newProjectPublisher(t *testing.T, project string) *publisherSetup {
-	t.Helper()
-	u, root := setupDaemonUser(t)
-	s := &publisherSetup{u: u, root: root, release: u.newIndex(t, "release"), listen: fmt.Sprintf("127.0.0.1:%d", bed.exchangePort)}
-	is, err := testissuer.Start("127.0.0.1:0")
-	must(t, err)
-	t.Cleanup(is.Stop)
-	s.issuer = is
-	s.caFile = u.writeFile(t, "issuer-ca.pem", string(is.CertPEM))
-	s.appendConfig(t, fmt.Sprintf(`
-[exchange]
-listen = %q
-audience = "127.0.0.1"
-trusted_proxies = ["127.0.0.1"]
-
-[[exchange.publishers]]
-name = "release"
-server = "local"
-issuer = %q
-indexes = [%q]
-projects = [%q]
-claims = { repository = "org/repo", repository_owner_id = "4242", ref = "refs/tags/v*" }
-`, s.listen, is.URL, s.release, project))
-	return s
+	return setupPublisher(t, fmt.Sprintf("127.0.0.1:%d", bed.exchangePort), "127.0.0.1", `trusted_proxies = ["127.0.0.1"]`, fmt.Sprintf("projects = [%q]", project))
 }
 
 // twineAs uploads wheel to url as user with password, both from the
