@@ -55,8 +55,8 @@ type Config struct {
 	AllowUIDs    []int
 	SharedSocket string
 	// AllowGrant lists the owner's powers that AllowUIDs get too:
-	// GrantSession (session tokens, which carry only an expiry) and
-	// GrantLock (lock and unlock).
+	// GrantSession (session tokens, which carry only an expiry),
+	// GrantLock (lock and unlock) and GrantApproval.
 	AllowGrant []string
 	// MintBudget bounds the tokens one caller (uid, executable and parent
 	// executable) may get a minute; 0 is no limit.
@@ -71,6 +71,10 @@ type Config struct {
 const (
 	GrantSession = "session"
 	GrantLock    = "lock"
+	// GrantApproval lets allow_uids enrol an authenticator and turn
+	// approval off (both with codes): the person a system-mode daemon
+	// serves.
+	GrantApproval = "approval"
 )
 
 // Grants reports whether the config grants power to the allow_uids.
@@ -269,8 +273,8 @@ func validate(fc fileConfig, getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("shared_socket %q must be in another directory than socket %q (that one is private)", c.SharedSocket, c.Socket)
 	}
 	for _, g := range fc.AllowGrant {
-		if g != GrantSession && g != GrantLock {
-			return nil, fmt.Errorf("allow_uids_grant: %q is not %q or %q", g, GrantSession, GrantLock)
+		if g != GrantSession && g != GrantLock && g != GrantApproval {
+			return nil, fmt.Errorf("allow_uids_grant: %q is not %q, %q or %q", g, GrantSession, GrantLock, GrantApproval)
 		}
 		if !c.Grants(g) {
 			c.AllowGrant = append(c.AllowGrant, g)
