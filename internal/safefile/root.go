@@ -1,10 +1,12 @@
 package safefile
 
 import (
-	"crypto/rand"
+	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // WriteIn is Write for root, writing a file of another user's directory
@@ -14,10 +16,21 @@ import (
 // name's place, so that no path is ever followed to change an owner. The
 // directory of name must exist.
 func WriteIn(root *os.Root, name string, data []byte, perm fs.FileMode, uid, gid int) error {
-	tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".tmp-"+rand.Text())
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
+	// O_EXCL makes the name ours; math/rand only keeps two writers from
+	// meeting (crypto/rand would weigh on every keyring lookup, which
+	// links this package).
+	var f *os.File
+	var tmp string
+	for tries := 0; ; tries++ {
+		tmp = filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
+		var err error
+		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || tries == 9 {
+			return err
+		}
 	}
 	ok := false
 	defer func() {
