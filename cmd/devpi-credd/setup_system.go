@@ -35,7 +35,11 @@ type setupSystemOptions struct {
 // systemUnit is the packages' system unit (packaging/systemd).
 const systemUnit = "devpi-credd-system"
 
-func (a *app) newSetupSystemCmd() *cobra.Command {
+func (a *app) newSetupSystemCmd() *cobra.Command { return a.setupSystemCmd(a.runSetupSystem) }
+
+// setupSystemCmd parses setup-system's flags for run: tests give one that
+// sets the seams.
+func (a *app) setupSystemCmd(run func(context.Context, setupSystemOptions) error) *cobra.Command {
 	o := setupSystemOptions{euid: os.Geteuid, lookup: user.Lookup}
 	cmd := &cobra.Command{
 		Use:   setupSystemUse,
@@ -56,7 +60,7 @@ directory, the daemon user's, mode 0600; and makes the approval record,
 one-time code, and none is minted until NAME enrols an authenticator with
 'devpi-credd approval setup'. Run again, it changes nothing.`,
 		Args: args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runSetupSystem(cmd.Context(), o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.user, "user", "", "the user the daemon serves (allow_uids)")

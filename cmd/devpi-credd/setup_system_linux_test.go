@@ -63,39 +63,29 @@ func newSetupSystemBed(t *testing.T) *setupSystemBed {
 	return b
 }
 
-func (b *setupSystemBed) options(euid int, args ...string) setupSystemOptions {
-	o := setupSystemOptions{root: b.root, euid: func() int { return euid }, lookup: func(name string) (*user.User, error) {
-		if u, ok := b.users[name]; ok {
-			return u, nil
-		}
-		return nil, user.UnknownUserError(name)
-	}}
-	for i := 0; i+1 < len(args); i += 2 {
-		v := args[i+1]
-		switch args[i] {
-		case "--user":
-			o.user = v
-		case "--url":
-			o.url = v
-		case "--token-file":
-			o.tokenFile = v
-		case "--name":
-			o.name = v
-		case "--json":
-			o.json = v == "true"
-		}
-	}
-	return o
-}
-
-// run runs setup-system with stdin and returns its exit code.
-func (b *setupSystemBed) run(o setupSystemOptions, stdin string) int {
+// run runs setup-system with args (and --root), as uid euid, with stdin,
+// and returns its exit code.
+func (b *setupSystemBed) run(euid int, stdin string, args ...string) int {
 	b.stdout.Reset()
 	b.stderr.Reset()
 	a := &app{stdin: strings.NewReader(stdin), stdout: &b.stdout, stderr: &b.stderr, getenv: func(string) string { return "" },
 		now: time.Now, interactive: func() bool { return false }, http: b.server.Client()}
 	a.stdinLines = bufio.NewReader(a.stdin)
-	err := a.runSetupSystem(context.Background(), o)
+	cmd := a.setupSystemCmd(func(ctx context.Context, o setupSystemOptions) error {
+		o.euid = func() int { return euid }
+		o.lookup = func(name string) (*user.User, error) {
+			if u, ok := b.users[name]; ok {
+				return u, nil
+			}
+			return nil, user.UnknownUserError(name)
+		}
+		return a.runSetupSystem(ctx, o)
+	})
+	cmd.SetArgs(append([]string{"--root", b.root}, args...))
+	cmd.SetOut(&b.stdout)
+	cmd.SetErr(&b.stderr)
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	err := cmd.ExecuteContext(context.Background())
 	if err == nil {
 		return exitOK
 	}
@@ -122,8 +112,8 @@ func (b *setupSystemBed) nothingWritten() {
 func TestSetupSystem(t *testing.T) {
 	b := newSetupSystemBed(t)
 	file := b.tokenFile(b.token.Reveal() + "\n")
-	o := b.options(0, "--user", "alice", "--url", b.server.URL, "--token-file", file)
-	if code := b.run(o, ""); code != 0 {
+	args := []string{"--user", "alice", "--url", b.server.URL, "--token-file", file}
+	if code := b.run(0, "", args...); code != 0 {
 		t.Fatalf("exit %d: %s", code, b.stderr.String())
 	}
 	out := b.stdout.String()
@@ -143,8 +133,7 @@ func TestSetupSystem(t *testing.T) {
 	}
 
 	// Again, with --json: nothing changes, and every file says so.
-	o.json = true
-	if code := b.run(o, ""); code != 0 {
+	if code := b.run(0, "", append(args, "--json")...); code != 0 {
 		t.Fatalf("exit %d: %s", code, b.stderr.String())
 	}
 	var res struct {
@@ -165,8 +154,7 @@ func TestSetupSystem(t *testing.T) {
 		}
 	}
 	// The token from standard input, by the server's name.
-	o = b.options(0, "--user", "alice", "--name", res.Server, "--token-file", "-")
-	if code := b.run(o, b.token.Reveal()+"\n"); code != 0 || !strings.HasPrefix(b.stdout.String(), "nothing to change: the system daemon serves alice (uid 1000)\n") ||
+	if code := b.run(0, b.token.Reveal()+"\n", "--user", "alice", "--name", res.Server, "--token-file", "-"); code != 0 || !strings.HasPrefix(b.stdout.String(), "nothing to change: the system daemon serves alice (uid 1000)\n") ||
 		strings.Contains(b.stdout.String(), "rm ") {
 		t.Errorf("exit %d: %s%s", code, b.stdout.String(), b.stderr.String())
 	}
@@ -200,13 +188,13 @@ func TestSetupSystemRefuses(t *testing.T) {
 		{"not a token", 0, []string{"--user", "alice", "--url", b.server.URL, "--token-file", b.tokenFile("hello")}, 2, "token file"},
 		{"unknown server name", 0, []string{"--user", "alice", "--name", "nope", "--token-file", good}, 1, `has no server "nope"`},
 	} {
-		if code := b.run(b.options(c.euid, c.args...), ""); code != c.code || !strings.Contains(b.stderr.String(), c.want) {
+		if code := b.run(c.euid, "", c.args...); code != c.code || !strings.Contains(b.stderr.String(), c.want) {
 			t.Errorf("%s: exit %d, %q; want %d, %q", c.name, code, b.stderr.String(), c.code, c.want)
 		}
 		b.nothingWritten()
 	}
 	delete(b.users, "devpi-credd")
-	if code := b.run(b.options(0, "--user", "alice"), ""); code != 1 || !strings.Contains(b.stderr.String(), "there is no user devpi-credd, which the system daemon runs as: install the .deb or .rpm") {
+	if code := b.run(0, "", "--user", "alice"); code != 1 || !strings.Contains(b.stderr.String(), "there is no user devpi-credd, which the system daemon runs as: install the .deb or .rpm") {
 		t.Errorf("no devpi-credd user: exit %d, %q", code, b.stderr.String())
 	}
 	b.nothingWritten()

@@ -39,19 +39,10 @@ func WriteIn(root *os.Root, name string, data []byte, perm fs.FileMode, uid, gid
 			_ = root.Remove(tmp)
 		}
 	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
 	if err := f.Chown(uid, gid); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := fill(f, data, perm); err != nil {
 		return err
 	}
 	if err := root.Rename(tmp, name); err != nil {
