@@ -59,8 +59,14 @@ func (j *Job) Run(ctx context.Context, argv []string, stdio Stdio, sigs <-chan o
 		}
 		return 0, &ExitError{code, fmt.Errorf("starting %s: %w", argv[0], err)}
 	}
+	j.child.Store(int64(c.Process.Pid))
 	done := make(chan error, 1)
-	go func() { done <- c.Wait() }()
+	go func() {
+		err := c.Wait()
+		// Reaped: the pid may be another process's from now on.
+		j.child.Store(0)
+		done <- err
+	}()
 	for {
 		select {
 		case s := <-sigs:

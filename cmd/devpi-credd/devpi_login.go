@@ -46,11 +46,13 @@ long as an approved upload token at most (2 minutes by default).`,
 	cmd.Flags().BoolVar(&o.approve, "approve", false, "with approval on: ask for a one-time code on the terminal, for a session that can upload")
 	o.in.registerCode(cmd)
 	o.daemon.register(cmd)
-	cmd.MarkFlagsMutuallyExclusive("approve", "code-stdin")
 	return cmd
 }
 
 func (a *app) runDevpiLogin(ctx context.Context, o devpiLoginOptions) error {
+	if o.approve && o.in.codeStdin {
+		return usageErrorf("give --approve (the code from the terminal) or --code-stdin, not both")
+	}
 	client := a.client(o.daemon)
 	st, err := client.Status(ctx)
 	if err != nil {
