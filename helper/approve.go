@@ -1,7 +1,6 @@
 package helper
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -143,7 +142,7 @@ func readCode(ctx context.Context, tty io.ReadWriteCloser, prompt string, wait t
 	}
 	got := make(chan answer, 1)
 	go func() {
-		line, err := bufio.NewReader(io.LimitReader(tty, maxCodeLine)).ReadString('\n')
+		line, err := readLine(tty, maxCodeLine)
 		got <- answer{line, err}
 	}()
 	timer := time.NewTimer(wait)
@@ -175,4 +174,25 @@ func CleanCode(line string) string {
 		}
 		return r
 	}, line)
+}
+
+// readLine reads up to a line end, at most max bytes, one at a time: a
+// terminal hands over a line per read anyway, and nothing after the line
+// is taken from whoever reads next (a second prompt, the job's command).
+func readLine(r io.Reader, max int) (string, error) {
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < max {
+		n, err := r.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+		}
+		if err != nil {
+			return string(line), err
+		}
+	}
+	return string(line), nil
 }

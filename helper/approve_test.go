@@ -223,6 +223,13 @@ func TestAskCode(t *testing.T) {
 	if err != nil || code != "123456" || tty.written() != "code? " || !tty.closed {
 		t.Fatalf("%q %v, wrote %q", code, err, tty.written())
 	}
+	// Nothing past the line is taken: the next prompt reads the next line.
+	tty = &fakeTTY{in: strings.NewReader("111111\n222222\n")}
+	for _, want := range []string{"111111", "222222"} {
+		if code, err := tty.approver().AskCode(context.Background(), "code? "); code != want || err != nil {
+			t.Errorf("%q %v, want %s", code, err, want)
+		}
+	}
 	if _, err := noTerminal.AskCode(context.Background(), "code? "); !errors.Is(err, ErrNoTerminal) {
 		t.Errorf("no terminal: %v", err)
 	}

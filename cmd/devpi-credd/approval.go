@@ -63,11 +63,26 @@ func (a *app) oneTimeCode(ctx context.Context, in secretInput, prompt string) (s
 	code, err := a.approver().AskCode(ctx, prompt)
 	switch {
 	case errors.Is(err, helper.ErrNoTerminal):
-		return "", usageErrorf("a one-time code is needed and there is no terminal to ask on: pass --code-stdin and write the code on standard input")
+		return "", errNoCodeTerminal
 	case err != nil:
 		return "", &exitError{exitFailed, err}
 	}
 	return code, nil
+}
+
+var errNoCodeTerminal = usageErrorf("a one-time code is needed and there is no terminal to ask on: pass --code-stdin and write the code on standard input")
+
+// checkCodeTerminal fails at once, before the daemon is asked to change
+// anything, when codes are to be asked on a terminal and there is none.
+func (a *app) checkCodeTerminal(in secretInput) error {
+	if in.codeStdin {
+		return nil
+	}
+	tty, err := a.openTTY()
+	if err != nil {
+		return errNoCodeTerminal
+	}
+	return tty.Close()
 }
 
 // passphrase is the sealed store's passphrase: the next line of standard
@@ -179,6 +194,10 @@ func (a *app) runApprovalSetup(ctx context.Context, o approvalOptions) error {
 	}
 	pass, err := a.sealedPassphrase(st, o.in)
 	if err != nil {
+		return err
+	}
+	// The URI holds the secret: never shown when nobody can confirm it.
+	if err := a.checkCodeTerminal(o.in); err != nil {
 		return err
 	}
 	begin := localapi.ApprovalBegin{Account: o.account}
