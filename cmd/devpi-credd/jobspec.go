@@ -17,9 +17,9 @@ import (
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/job"
 	"github.com/devpi-credd/devpi-credd/localapi"
-	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 

@@ -59,8 +59,8 @@ type app struct {
 	// --code-stdin and --passphrase-stdin say when it holds them.
 	openTTY    helper.Terminal
 	readSecret func(prompt string) (string, error)
-	http         *http.Client
-	stdinLines   *bufio.Reader
+	http       *http.Client
+	stdinLines *bufio.Reader
 }
 
 func realApp() *app {
