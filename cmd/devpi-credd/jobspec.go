@@ -156,14 +156,18 @@ func (a *app) checkApprove(o jobOptions) error {
 // itself, without approval, as it always did.
 func (a *app) daemonJobSpec(ctx context.Context, o jobOptions, srv config.Server) (job.Spec, error) {
 	req := localapi.CredentialsRequest{URL: srv.URL.String(), Session: true, TTL: o.ttl.String()}
+	c := a.daemonClient("", o.config)
 	if o.approve {
+		// Nobody types a code for a daemon that is not there.
+		if _, err := c.Status(ctx); err != nil {
+			return job.Spec{}, daemonError(err)
+		}
 		code, err := a.oneTimeCode(ctx, o.code, "devpi-credd: approve the job's uploads to "+srv.URL.String()+": one-time code: ")
 		if err != nil {
 			return job.Spec{}, err
 		}
 		req.Code = code
 	}
-	c := a.daemonClient("", o.config)
 	creds, err := c.Credentials(ctx, req)
 	switch {
 	case errors.Is(err, helper.ErrNotRunning) && !o.approve:
