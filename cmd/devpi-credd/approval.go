@@ -216,7 +216,7 @@ func (a *app) runApprovalSetup(ctx context.Context, o approvalOptions) error {
 		}
 	} else {
 		fmt.Fprintln(a.stdout, e.URI)
-		if err := writeQR(a.stdout, e.URI); err != nil {
+		if err := approval.WriteQR(a.stdout, e.URI); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "Scan the QR code (or enter the URI above) in your authenticator app before %s, then enter the code it shows.\n",

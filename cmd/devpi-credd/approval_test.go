@@ -144,8 +144,12 @@ func TestApprovalSetupOnTheTerminal(t *testing.T) {
 	s := newSession(t, &fakeDaemon{}).typing(codeNew + "\n")
 	r := s.run("", "approval", "setup", "--account", "alice@laptop")
 	r.want(t, 0, "approval on: every token that can upload needs a one-time code from alice@laptop and lives 2m0s at most\n", "")
-	if first, _, _ := strings.Cut(r.stdout, "\n"); first != fakeURI {
+	first, rest, _ := strings.Cut(r.stdout, "\n")
+	if first != fakeURI {
 		t.Errorf("the first line is %q, not the URI", first)
+	}
+	if qr, _, _ := strings.Cut(rest, "Scan the QR code"); !strings.Contains(qr, "█") || strings.Count(qr, "\n") < 10 {
+		t.Errorf("no QR code after the URI: %q", qr)
 	}
 	if r.tty.String() != "one-time code: " {
 		t.Errorf("the terminal shows %q", r.tty)
@@ -162,7 +166,7 @@ func TestApprovalSetupAgainFromStdin(t *testing.T) {
 	r := s.run(fakePassphrase+"\n"+codeNow+"\n"+codeNew+"\n", "approval", "setup", "--passphrase-stdin", "--code-stdin", "--json")
 	r.want(t, 0, `"id": "e1"`, "approval on: ")
 	var e localapi.ApprovalEnrollment
-	if err := json.Unmarshal([]byte(r.stdout), &e); err != nil || e.ID != "e1" || e.URI != fakeURI || e.Expires == 0 {
+	if err := json.Unmarshal([]byte(r.stdout), &e); err != nil || e.ID != "e1" || e.URI != fakeURI || e.Expires == 0 || strings.Contains(r.stdout, "█") {
 		t.Errorf("stdout is not the enrollment alone: %q (%v)", r.stdout, err)
 	}
 	if r.tty != nil || len(r.secretPrompts) != 0 {
