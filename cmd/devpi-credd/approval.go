@@ -70,7 +70,8 @@ func (a *app) oneTimeCode(ctx context.Context, in secretInput, prompt string) (s
 	return code, nil
 }
 
-var errNoCodeTerminal = usageErrorf("a one-time code is needed and there is no terminal to ask on: pass --code-stdin and write the code on standard input")
+// Without a terminal a command refuses, as confirm does: exit 1.
+var errNoCodeTerminal = &exitError{exitFailed, errors.New("a one-time code is needed and there is no terminal to ask on: pass --code-stdin and write the code on standard input")}
 
 // checkCodeTerminal fails at once, before the daemon is asked to change
 // anything, when codes are to be asked on a terminal and there is none.
@@ -99,7 +100,7 @@ func (a *app) passphrase(in secretInput, prompt string, confirm bool) (string, e
 	p, err := a.readSecret(prompt)
 	switch {
 	case errors.Is(err, helper.ErrNoTerminal):
-		return "", usageErrorf("the sealed store's passphrase is needed and there is no terminal to ask on: pass --passphrase-stdin and write it on standard input")
+		return "", &exitError{exitFailed, errors.New("the sealed store's passphrase is needed and there is no terminal to ask on: pass --passphrase-stdin and write it on standard input")}
 	case err != nil:
 		return "", &exitError{exitFailed, fmt.Errorf("reading the passphrase: %w", err)}
 	case p == "":

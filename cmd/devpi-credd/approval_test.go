@@ -196,7 +196,7 @@ func TestApprovalSetupRefusals(t *testing.T) {
 	t.Run("no terminal", func(t *testing.T) {
 		s := newSession(t, &fakeDaemon{})
 		r := s.run("", "approval", "setup")
-		r.want(t, 2, "", "devpi-credd: a one-time code is needed and there is no terminal to ask on: pass --code-stdin and write the code on standard input\n")
+		r.want(t, 1, "", "devpi-credd: a one-time code is needed and there is no terminal to ask on: pass --code-stdin and write the code on standard input\n")
 		if strings.Contains(r.stdout, "otpauth") {
 			t.Error("the secret was shown, though nobody could confirm it")
 		}
@@ -273,7 +273,7 @@ func TestUnlockAndLock(t *testing.T) {
 
 	// No terminal, no --passphrase-stdin: one line saying what to do.
 	s = newSession(t, &fakeDaemon{sealed: true})
-	s.run("", "unlock").want(t, 2, "", "devpi-credd: the sealed store's passphrase is needed and there is no terminal to ask on: pass --passphrase-stdin and write it on standard input\n")
+	s.run("", "unlock").want(t, 1, "", "devpi-credd: the sealed store's passphrase is needed and there is no terminal to ask on: pass --passphrase-stdin and write it on standard input\n")
 	s.wantRequests()
 
 	// A daemon without a sealed store: the body it always took, nothing asked.
