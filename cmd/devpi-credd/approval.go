@@ -29,9 +29,15 @@ func (in *secretInput) registerPassphrase(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&in.passphraseStdin, "passphrase-stdin", false, "read the sealed store's passphrase from the first line of standard input instead of the terminal")
 }
 
-func (in *secretInput) registerCode(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&in.codeStdin, "code-stdin", false, "read one-time codes from standard input, one line each (after the passphrase's line), instead of the terminal")
+func (in *secretInput) registerCode(cmd *cobra.Command, usage string) {
+	cmd.Flags().BoolVar(&in.codeStdin, "code-stdin", false, usage)
 }
+
+// Usages of --code-stdin.
+const (
+	codeStdinOne   = "read the one-time code from the first line of standard input instead of the terminal"
+	codeStdinLines = "read one-time codes from standard input, a line each as needed (after the passphrase's line, with --passphrase-stdin), instead of the terminal"
+)
 
 // approver asks for one-time codes on the terminal (see helper.Approver).
 func (a *app) approver() helper.Approver { return helper.Approver{Terminal: a.openTTY} }
@@ -181,7 +187,7 @@ has read the URI.`,
 	}
 	o.daemon.register(cmd)
 	o.in.registerPassphrase(cmd)
-	o.in.registerCode(cmd)
+	o.in.registerCode(cmd, codeStdinLines)
 	cmd.Flags().StringVar(&o.account, "account", "", "the name the authenticator app shows for it (default: user@host)")
 	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the enrollment as JSON instead of the URI and the QR code")
 	return cmd
@@ -271,7 +277,7 @@ with --code-stdin), and a personal daemon's sealed store's passphrase
 	}
 	o.daemon.register(cmd)
 	o.in.registerPassphrase(cmd)
-	o.in.registerCode(cmd)
+	o.in.registerCode(cmd, codeStdinLines)
 	return cmd
 }
 

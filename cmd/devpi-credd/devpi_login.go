@@ -44,7 +44,7 @@ long as an approved upload token at most (2 minutes by default).`,
 	cmd.Flags().StringVar(&o.server, "server", "", "the daemon's server name (default: devpi-client's current server, or the only one)")
 	cmd.Flags().StringVar(&o.ttl, "ttl", "10h", "lifetime of the session token (at most the daemon's max_session_ttl)")
 	cmd.Flags().BoolVar(&o.approve, "approve", false, "with approval on: ask for a one-time code on the terminal, for a session that can upload")
-	o.in.registerCode(cmd)
+	o.in.registerCode(cmd, codeStdinOne)
 	o.daemon.register(cmd)
 	return cmd
 }

@@ -52,7 +52,7 @@ type jobOptions struct {
 // registerApprove adds exec's --approve and --code-stdin.
 func (o *jobOptions) registerApprove(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.approve, "approve", false, "with approval on: ask for a one-time code once, for a job token that can upload (from the running daemon; its daemon then answers the job's processes only; Linux)")
-	o.code.registerCode(cmd)
+	o.code.registerCode(cmd, "with --approve: read the one-time code from the first line of standard input instead of the terminal; the command gets the rest")
 }
 
 func (o *jobOptions) register(fs *pflag.FlagSet) {

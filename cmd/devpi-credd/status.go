@@ -99,7 +99,7 @@ not asked for again.`,
 		},
 	}
 	df.register(cmd)
-	in.registerCode(cmd)
+	in.registerCode(cmd, codeStdinOne)
 	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime such as 2m (default: the daemon's default_ttl; at most its max_ttl)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
