@@ -72,7 +72,7 @@ type enrollment struct {
 }
 
 func newApprovals(stateDir string, now func() time.Time, workFactor int) *approvals {
-	return &approvals{stateDir: stateDir, gate: approval.NewGate(now), unlocks: approval.NewThrottle(now), workFactor: workFactor}
+	return &approvals{stateDir: stateDir, gate: approval.NewGate(now), unlocks: approval.NewThrottle(now, "passphrases"), workFactor: workFactor}
 }
 
 func (a *approvals) sealedStore() store.Sealed {
@@ -378,8 +378,8 @@ func (a *approvals) open(passphrase string) (*store.Vault, *apiError) {
 	v, err := a.sealedStore().Open(pass)
 	switch {
 	case errors.Is(err, store.ErrWrongPassphrase):
-		a.unlocks.Fail()
-		return nil, &apiError{status: http.StatusForbidden, code: localapi.CodeRefused, msg: "wrong passphrase for the sealed store"}
+		ferr := a.unlocks.Fail(errors.New("wrong passphrase for the sealed store"))
+		return nil, &apiError{status: http.StatusForbidden, code: localapi.CodeRefused, msg: ferr.Error()}
 	case err != nil:
 		return nil, &apiError{status: http.StatusInternalServerError, code: localapi.CodeUnavailable, msg: err.Error()}
 	}

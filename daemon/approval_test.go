@@ -219,7 +219,7 @@ func TestApprovalSystemMode(t *testing.T) {
 	b.clock.add(30 * time.Second)
 
 	// Reads need no code.
-	if _, status, e := b.mint(b.person, localapi.CredentialsRequest{URL: approvalServer + "alice/dev/+simple/pkg/"}); status != http.StatusOK {
+	if _, status, e := b.mint(b.person, localapi.CredentialsRequest{URL: approvalServer + "+api"}); status != http.StatusOK {
 		t.Fatalf("read: %d %+v", status, e)
 	}
 	// Uploads: none without a code, none with a wrong one.
@@ -333,7 +333,7 @@ func TestApprovalSealed(t *testing.T) {
 	if !st.Sealed || st.Opened {
 		t.Fatalf("a new daemon on a sealed store: sealed %v opened %v", st.Sealed, st.Opened)
 	}
-	if _, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: approvalServer + "alice/dev/+simple/pkg/"}); status == http.StatusOK || !strings.Contains(e.Error, "unlock") {
+	if _, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: approvalServer + "+api"}); status == http.StatusOK || !strings.Contains(e.Error, "unlock") {
 		t.Fatalf("a read from a sealed daemon: %d %+v", status, e)
 	}
 	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{}, nil); status != http.StatusBadRequest || e.Code != localapi.CodeSealed {

@@ -93,12 +93,12 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest, peer
 	}
 	u, err := safeurl.ParseService(req.URL)
 	if err != nil {
-		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error(), true}
+		return nil, entry, &apiError{status: http.StatusBadRequest, code: localapi.CodeBadRequest, msg: err.Error(), miss: true}
 	}
 	entry.URL = safeurl.Cap(u.String(), safeurl.MaxLogged)
 	srv, ok := cfg.Match(u)
 	if !ok {
-		return nil, entry, &apiError{http.StatusNotFound, localapi.CodeNotFound, "no configured server matches " + entry.URL, true}
+		return nil, entry, &apiError{status: http.StatusNotFound, code: localapi.CodeNotFound, msg: "no configured server matches " + entry.URL, miss: true}
 	}
 	entry.Server = srv.Name
 	if u.Scheme == "" {
