@@ -3,8 +3,8 @@ module github.com/devpi-credd/devpi-credd
 go 1.26.8
 
 require (
-	github.com/boombuler/barcode v1.0.1-0.20190219062509-6c824513bacc
 	filippo.io/age v1.3.2
+	github.com/boombuler/barcode v1.0.1-0.20190219062509-6c824513bacc
 	github.com/coreos/go-oidc/v3 v3.21.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/fsnotify/fsnotify v1.10.1

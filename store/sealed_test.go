@@ -57,6 +57,19 @@ func testSealed(t *testing.T) Sealed {
 	return Sealed{Path: SealedPath(t.TempDir()), WorkFactor: testWorkFactor}
 }
 
+// sealBytes seals v into s and returns the file.
+func sealBytes(t *testing.T, s Sealed, v *Vault) []byte {
+	t.Helper()
+	if err := s.Seal(testPass, v); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(s.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func sameVault(t *testing.T, got, want *Vault) {
 	t.Helper()
 	if len(got.Tokens) != len(want.Tokens) {
@@ -114,13 +127,7 @@ func TestSealedRoundTrip(t *testing.T) {
 // both ways: Seal does not write it, Open does not run it.
 func TestSealedWorkFactor(t *testing.T) {
 	s := testSealed(t)
-	if err := s.Seal(testPass, testVault(t)); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(s.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := sealBytes(t, s, testVault(t))
 	line := scryptLine(t, b)
 	if !strings.HasSuffix(line, " 10") {
 		t.Fatalf("stanza %q, want work factor 10", line)
@@ -189,13 +196,7 @@ func TestSealedWrongPassphrase(t *testing.T) {
 func TestSealedTampered(t *testing.T) {
 	s := testSealed(t)
 	s.WorkFactor = 1
-	if err := s.Seal(testPass, testVault(t)); err != nil {
-		t.Fatal(err)
-	}
-	orig, err := os.ReadFile(s.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	orig := sealBytes(t, s, testVault(t))
 	for i := range orig {
 		b := bytes.Clone(orig)
 		b[i] ^= 0x01
@@ -351,13 +352,7 @@ func TestSealRefusesBadVault(t *testing.T) {
 func TestSealedHoldsNoPlaintext(t *testing.T) {
 	s := testSealed(t)
 	v := testVault(t)
-	if err := s.Seal(testPass, v); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(s.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := sealBytes(t, s, v)
 	secret := v.Approval.Secret
 	needles := []string{
 		string(secret),
