@@ -711,7 +711,7 @@ func BenchmarkMint(b *testing.B) {
 	req := localapi.CredentialsRequest{URL: "http://h/alice/dev/"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := d.mint(context.Background(), req); err != nil {
+		if _, _, err := d.mint(context.Background(), req, Peer{}); err != nil {
 			b.Fatal(err)
 		}
 	}
