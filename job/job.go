@@ -181,10 +181,7 @@ func (j *Job) startDaemon() error {
 		Backend:  func(config.Server) store.Backend { return store.Memory{Token: root} },
 	}
 	if j.opts.ChildOnly {
-		// TODO(issue 16): dopts.AdmitPeer = j.admitPeer once
-		// daemon.Options has AdmitPeer (the lead's daemon change); until
-		// then ChildOnly is not enforced.
-		_ = j.admitPeer
+		dopts.AdmitPeer = j.admitPeer
 	}
 	d, err := daemon.New(dopts)
 	if err != nil {
@@ -310,14 +307,12 @@ func (j *Job) UploadURL() (string, error) {
 // caller's ancestry.
 var ErrChildOnly = errors.New("a job whose daemon answers only its own processes needs Linux, which tells a caller's parents in /proc")
 
-// admitPeer lets a caller of the job's daemon in when it is this process
-// (the job's own mints) or the child Run started or one of its
-// descendants: with ChildOnly, another process of the user that found the
-// socket gets nothing from a job whose tokens can upload.
+// admitPeer lets a caller of the job's daemon's socket in when it is the
+// child Run started or one of its descendants: with ChildOnly, another
+// process of the user that found the socket gets nothing from a job whose
+// tokens can upload. (The job's own mints, Mint, do not come through the
+// socket.)
 func (j *Job) admitPeer(p daemon.Peer) error {
-	if p.Known && p.PID == os.Getpid() {
-		return nil
-	}
 	child := int(j.child.Load())
 	switch {
 	case child == 0:

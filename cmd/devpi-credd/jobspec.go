@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +18,7 @@ import (
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/job"
 	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/store"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -171,7 +170,7 @@ func (a *app) daemonJobSpec(ctx context.Context, o jobOptions, srv config.Server
 	creds, err := c.Credentials(ctx, req)
 	switch {
 	case errors.Is(err, helper.ErrNotRunning) && !o.approve:
-		sealed, serr := sealedStoreExists(a.getenv)
+		sealed, serr := sealedStore(a.getenv).Exists()
 		if serr != nil {
 			return job.Spec{}, serr
 		}
@@ -262,17 +261,7 @@ func (a *app) jobOpts(o jobOptions, forChild bool) job.Options {
 		Logger: slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 }
 
-// sealedStoreExists reports whether this user's tokens are in a sealed
-// store (token login --seal), which only the daemon opens.
-func sealedStoreExists(getenv func(string) string) (bool, error) {
-	// TODO(issue 16): store.Sealed{Path: store.SealedPath(...)}.Exists()
-	// once package store's sealed store is merged.
-	_, err := os.Lstat(filepath.Join(xdg.StateDir(getenv), "sealed.age"))
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	}
-	return false, err
+// sealedStore is this user's sealed store (personal mode).
+func sealedStore(getenv func(string) string) store.Sealed {
+	return store.Sealed{Path: store.SealedPath(xdg.StateDir(getenv))}
 }
