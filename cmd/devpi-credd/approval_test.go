@@ -85,7 +85,8 @@ func (s *session) run(stdin string, args ...string) testRun {
 	a := &app{
 		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
 		getenv: func(k string) string { return s.env[k] }, now: time.Now,
-		interactive:  func() bool { return false },
+		interactive:    func() bool { return false },
+		sealWorkFactor: 10,
 		readPassword: func(string) (string, error) { return "", errors.New("no stdin terminal in tests") },
 		openTTY: func() (io.ReadWriteCloser, error) {
 			if s.tty == nil {

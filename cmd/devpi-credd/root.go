@@ -59,6 +59,9 @@ type app struct {
 	// --code-stdin and --passphrase-stdin say when it holds them.
 	openTTY    helper.Terminal
 	readSecret func(prompt string) (string, error)
+	// sealWorkFactor is the sealed store's scrypt work factor for
+	// token login --seal (0: age's default; tests make it small).
+	sealWorkFactor int
 	http       *http.Client
 	stdinLines *bufio.Reader
 }
