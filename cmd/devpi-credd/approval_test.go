@@ -87,7 +87,7 @@ func (s *session) run(stdin string, args ...string) testRun {
 		getenv: func(k string) string { return s.env[k] }, now: time.Now,
 		interactive:    func() bool { return false },
 		sealWorkFactor: 10,
-		readPassword: func(string) (string, error) { return "", errors.New("no stdin terminal in tests") },
+		readPassword:   func(string) (string, error) { return "", errors.New("no stdin terminal in tests") },
 		openTTY: func() (io.ReadWriteCloser, error) {
 			if s.tty == nil {
 				return nil, errors.New("open /dev/tty: no such device or address")

@@ -62,8 +62,8 @@ type app struct {
 	// sealWorkFactor is the sealed store's scrypt work factor for
 	// token login --seal (0: age's default; tests make it small).
 	sealWorkFactor int
-	http       *http.Client
-	stdinLines *bufio.Reader
+	http           *http.Client
+	stdinLines     *bufio.Reader
 }
 
 func realApp() *app {
