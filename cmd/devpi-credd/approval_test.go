@@ -80,10 +80,21 @@ func (s *session) typing(text string) *session { s.tty = &text; return s }
 
 func (s *session) run(stdin string, args ...string) testRun {
 	s.t.Helper()
+	return s.runWith(strings.NewReader(stdin), nil, args...)
+}
+
+// runWith runs with stdin, and stdout copied to also, when given (a
+// co-process that answers what it reads).
+func (s *session) runWith(stdin io.Reader, also io.Writer, args ...string) testRun {
+	s.t.Helper()
 	var out, errb bytes.Buffer
+	var stdout io.Writer = &out
+	if also != nil {
+		stdout = io.MultiWriter(&out, also)
+	}
 	r := testRun{}
 	a := &app{
-		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
+		stdin: stdin, stdout: stdout, stderr: &errb,
 		getenv: func(k string) string { return s.env[k] }, now: time.Now,
 		interactive:    func() bool { return false },
 		sealWorkFactor: 10,
