@@ -317,7 +317,7 @@ func (j *Job) admitPeer(p daemon.Peer) error {
 	switch {
 	case child == 0:
 		return errors.New("this job's daemon answers only the job's command, which is not running")
-	case !p.Known || !descendsFrom("/proc", p.PID, child):
+	case !p.Known || !descendsFrom(p.PID, child):
 		return fmt.Errorf("this job's daemon answers only the job's command and its processes, not pid %d", p.PID)
 	}
 	return nil

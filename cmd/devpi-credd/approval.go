@@ -185,21 +185,14 @@ has read the URI.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runApprovalSetup(cmd.Context(), o) },
 	}
-	o.daemon.register(cmd)
-	o.in.registerPassphrase(cmd)
-	o.in.registerCode(cmd, codeStdinLines)
+	o.register(cmd)
 	cmd.Flags().StringVar(&o.account, "account", "", "the name the authenticator app shows for it (default: user@host)")
 	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the enrollment as JSON instead of the URI and the QR code")
 	return cmd
 }
 
 func (a *app) runApprovalSetup(ctx context.Context, o approvalOptions) error {
-	c := a.client(o.daemon)
-	st, err := c.Status(ctx)
-	if err != nil {
-		return daemonError(err)
-	}
-	pass, err := a.sealedPassphrase(st, o.in)
+	c, st, pass, err := a.approvalStart(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -245,21 +238,33 @@ func (a *app) runApprovalSetup(ctx context.Context, o approvalOptions) error {
 	return nil
 }
 
-// sealedPassphrase asks for the sealed store's passphrase when the daemon
-// keeps the approval policy in one (personal mode): approval's changes
-// re-seal it. The store must be open: the policy is unknown until then.
-// st.Approval is never nil after it.
-func (a *app) sealedPassphrase(st *localapi.Status, in secretInput) (string, error) {
+// approvalStart is how setup and off begin: the daemon's client and
+// status (whose Approval is never nil), and the sealed store's passphrase
+// when the daemon keeps the approval policy in one (personal mode), since
+// their change re-seals it. The store must be open: the policy is unknown
+// until then.
+func (a *app) approvalStart(ctx context.Context, o approvalOptions) (c *helper.Client, st *localapi.Status, pass string, err error) {
+	c = a.client(o.daemon)
+	if st, err = c.Status(ctx); err != nil {
+		return nil, nil, "", daemonError(err)
+	}
 	if st.Sealed && !st.Opened {
-		return "", &exitError{exitFailed, errors.New("the daemon's sealed store is not open: run 'devpi-credd unlock' first")}
+		return nil, nil, "", &exitError{exitFailed, errors.New("the daemon's sealed store is not open: run 'devpi-credd unlock' first")}
 	}
 	if st.Approval == nil {
 		st.Approval = &localapi.ApprovalStatus{}
 	}
-	if !st.Sealed {
-		return "", nil
+	if st.Sealed {
+		pass, err = a.passphrase(o.in, "passphrase of the sealed store: ", false)
 	}
-	return a.passphrase(in, "passphrase of the sealed store: ", false)
+	return c, st, pass, err
+}
+
+// register adds the flags setup and off share.
+func (o *approvalOptions) register(cmd *cobra.Command) {
+	o.daemon.register(cmd)
+	o.in.registerPassphrase(cmd)
+	o.in.registerCode(cmd, codeStdinLines)
 }
 
 func (a *app) newApprovalOffCmd() *cobra.Command {
@@ -275,19 +280,12 @@ with --code-stdin), and a personal daemon's sealed store's passphrase
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runApprovalOff(cmd.Context(), o) },
 	}
-	o.daemon.register(cmd)
-	o.in.registerPassphrase(cmd)
-	o.in.registerCode(cmd, codeStdinLines)
+	o.register(cmd)
 	return cmd
 }
 
 func (a *app) runApprovalOff(ctx context.Context, o approvalOptions) error {
-	c := a.client(o.daemon)
-	st, err := c.Status(ctx)
-	if err != nil {
-		return daemonError(err)
-	}
-	pass, err := a.sealedPassphrase(st, o.in)
+	c, st, pass, err := a.approvalStart(ctx, o)
 	if err != nil {
 		return err
 	}
