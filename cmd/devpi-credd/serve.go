@@ -107,7 +107,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	}
 	// The daemon's memory holds the root tokens (and, opened, the sealed
 	// store): out of reach of the user's other processes, no core file.
-	hardening := harden.Process()
+	hardening := append(harden.Process(), harden.Memory()...)
 	for _, h := range hardening {
 		log.Warn("memory not fully protected", "reason", h)
 	}

@@ -42,6 +42,7 @@ const (
 	modeHardened = "target-hardened"
 	modeProbe    = "probe"
 	modeLock     = "lock"
+	modeMemory   = "memory"
 )
 
 // What a probe saw.
@@ -60,6 +61,8 @@ func TestMain(m *testing.M) {
 		os.Exit(probe())
 	case modeLock:
 		os.Exit(locker())
+	case modeMemory:
+		os.Exit(memory())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
 		os.Exit(2)
@@ -407,4 +410,54 @@ func lockedKiB(t *testing.T) int {
 	}
 	t.Fatal("no VmLck in /proc/self/status")
 	return 0
+}
+
+// memory runs Memory under the RLIMIT_MEMLOCK its parent gave and says
+// what it said and how much is locked, as JSON.
+func memory() int {
+	res := map[string]any{"failed": Memory()}
+	b, _ := os.ReadFile("/proc/self/status")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmLck:"); ok {
+			res["vmlck"] = strings.TrimSpace(rest)
+		}
+	}
+	return map[bool]int{true: 0, false: 1}[json.NewEncoder(os.Stdout).Encode(res) == nil]
+}
+
+// Memory locks the whole process where that cannot fail later (root
+// here), and only says so under a finite limit (uid 65534).
+func TestMemory(t *testing.T) {
+	bin := nobodyBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	run := func(cmd *exec.Cmd) (failed []string, vmlck string) {
+		t.Helper()
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("memory: %v (%s)", err, out)
+		}
+		var res struct {
+			Failed []string
+			Vmlck  string
+		}
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("memory said %q: %v", out, err)
+		}
+		return res.Failed, res.Vmlck
+	}
+	nobody := nobodyCommand(ctx, bin, modeMemory)
+	nobody.SysProcAttr.Setpgid = true
+	if failed, vmlck := run(nobody); len(failed) != 1 || !strings.Contains(failed[0], "RLIMIT_MEMLOCK") || vmlck != "0 kB" {
+		// A finite limit for uid 65534 unless this machine's is unlimited.
+		var l unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &l) == nil && l.Cur != unix.RLIM_INFINITY {
+			t.Errorf("under a finite limit: said %q, locked %s", failed, vmlck)
+		}
+	}
+	root := nobodyCommand(ctx, bin, modeMemory)
+	root.SysProcAttr.Credential = nil
+	if failed, vmlck := run(root); len(failed) != 0 || vmlck == "0 kB" || vmlck == "" {
+		t.Errorf("as root: said %q, locked %s", failed, vmlck)
+	}
 }

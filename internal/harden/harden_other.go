@@ -24,3 +24,8 @@ func Lock(b []byte) error {
 
 // Unlock undoes Lock: nothing here.
 func Unlock([]byte) error { return nil }
+
+// Memory is not available here.
+func Memory() []string {
+	return []string{fmt.Sprintf("secrets may reach swap: no memory locking on %s", runtime.GOOS)}
+}
