@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ type setupSystemOptions struct {
 	tokenFile string
 	name      string
 	json      bool
+	reset     bool
 	root      string
 	// Seams for tests: the effective uid, and the user database.
 	euid   func() int
@@ -58,7 +60,9 @@ the session, lock and approval grants; stores the token of --token-file
 directory, the daemon user's, mode 0600; and makes the approval record,
 ` + sysmode.ApprovalPath() + `, when there is none: uploads then need a
 one-time code, and none is minted until NAME enrols an authenticator with
-'devpi-credd approval setup'. Run again, it changes nothing.`,
+'devpi-credd approval setup'. Run again, it changes nothing. An approval
+record that is there is NAME's and kept, unless --reset-approval starts
+over (someone else enrolled first, or the authenticator is lost).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), o) },
 	}
@@ -67,6 +71,7 @@ one-time code, and none is minted until NAME enrols an authenticator with
 	f.StringVar(&o.url, "url", "", "the devpi-server root URL whose token --token-file is")
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the server's root token; - reads standard input")
 	f.StringVar(&o.name, "name", "", "name of the server in the config (default: from the URL's host and port; without --url, the config's server of that name)")
+	f.BoolVar(&o.reset, "reset-approval", false, "start approval over: replace an enrolled authenticator and its policy with the first record, so that NAME enrols again")
 	f.BoolVar(&o.json, "json", false, "say what was done as JSON")
 	f.StringVar(&o.root, "root", "", "prefix every path with DIR (tests)")
 	_ = f.MarkHidden("root")
@@ -125,7 +130,7 @@ func (a *app) runSetupSystem(ctx context.Context, o setupSystemOptions) error {
 		}
 		srv = &sysmode.Server{Name: o.name, URL: root, Token: t}
 	}
-	res, err := sysmode.Setup(sysmode.Options{Root: o.root, Daemon: daemon, Serve: served.UID, Server: srv,
+	res, err := sysmode.Setup(sysmode.Options{Root: o.root, Daemon: daemon, Serve: served.UID, Server: srv, ResetApproval: o.reset,
 		Check: func(root *url.URL, t *token.Token) error {
 			_, err := a.tokenClient(ctx, root, t)
 			return err
@@ -158,15 +163,15 @@ func (a *app) runSetupSystem(ctx context.Context, o setupSystemOptions) error {
 // runs them.
 func setupSystemNext(o setupSystemOptions, res *sysmode.Result) []string {
 	var next []string
-	for _, c := range res.Files {
-		if c.Path == sysmode.ConfigPath() && c.Action != sysmode.Unchanged {
-			next = append(next, "systemctl try-restart "+systemUnit+"    # as root: if it runs, so that it opens the sockets of the new config")
-		}
+	if slices.ContainsFunc(res.Files, func(c sysmode.Change) bool {
+		return (c.Path == sysmode.ConfigPath() || c.Path == sysmode.ApprovalPath()) && c.Action != sysmode.Unchanged
+	}) {
+		next = append(next, "systemctl try-restart "+systemUnit+"    # as root: a daemon that runs reads its sockets and approval record at start")
 	}
 	next = append(next, "systemctl enable --now "+systemUnit+"    # as root")
-	next = append(next, "devpi-credd approval setup    # as "+o.user+": enrol an authenticator; nothing uploads until then")
+	next = append(next, "devpi-credd approval setup    # as "+o.user+", at once: the first to enrol holds the authenticator; nothing uploads until then")
 	if o.tokenFile != "" && o.tokenFile != "-" {
-		next = append(next, "rm "+o.tokenFile+"    # the daemon has its own copy now")
+		next = append(next, "shred -u "+o.tokenFile+"    # the daemon has its own copy")
 	}
 	return next
 }

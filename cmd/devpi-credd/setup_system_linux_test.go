@@ -119,7 +119,7 @@ func TestSetupSystem(t *testing.T) {
 	out := b.stdout.String()
 	for _, want := range []string{"created /etc/devpi-credd/config.toml\n", "created /var/lib/devpi-credd/approval.json\n",
 		"next:\n  systemctl try-restart devpi-credd-system", "\n  systemctl enable --now devpi-credd-system    # as root\n",
-		"\n  devpi-credd approval setup    # as alice: ", "\n  rm " + file + "    # the daemon has its own copy now\n"} {
+		"\n  devpi-credd approval setup    # as alice, at once: ", "\n  shred -u " + file + "    # the daemon has its own copy\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -155,8 +155,33 @@ func TestSetupSystem(t *testing.T) {
 	}
 	// The token from standard input, by the server's name.
 	if code := b.run(0, b.token.Reveal()+"\n", "--user", "alice", "--name", res.Server, "--token-file", "-"); code != 0 || !strings.HasPrefix(b.stdout.String(), "nothing to change: the system daemon serves alice (uid 1000)\n") ||
-		strings.Contains(b.stdout.String(), "rm ") {
+		strings.Contains(b.stdout.String(), "shred") || strings.Contains(b.stdout.String(), "try-restart") {
 		t.Errorf("exit %d: %s%s", code, b.stdout.String(), b.stderr.String())
+	}
+}
+
+// --reset-approval starts over, and says to restart a daemon that runs.
+func TestSetupSystemResetApproval(t *testing.T) {
+	b := newSetupSystemBed(t)
+	if code := b.run(0, "", "--user", "alice"); code != 0 {
+		t.Fatalf("exit %d: %s", code, b.stderr.String())
+	}
+	appr := filepath.Join(b.root, "var/lib/devpi-credd/approval.json")
+	first, _ := os.ReadFile(appr)
+	if err := os.WriteFile(appr, []byte(`{"secret":"c2VjcmV0","policy":{"uploads":true}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 { // the daemon's user's, as the bed has it
+		if err := os.Chown(appr, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code := b.run(0, "", "--user", "alice", "--reset-approval"); code != 0 || !strings.Contains(b.stdout.String(), "updated /var/lib/devpi-credd/approval.json\n") ||
+		!strings.Contains(b.stdout.String(), "\n  systemctl try-restart devpi-credd-system") {
+		t.Errorf("exit %d: %s%s", code, b.stdout.String(), b.stderr.String())
+	}
+	if got, _ := os.ReadFile(appr); string(got) != string(first) {
+		t.Errorf("after --reset-approval: %s, want %s", got, first)
 	}
 }
 

@@ -26,9 +26,8 @@ func ConfigPath() string { return xdg.ConfigFile(xdg.SystemGetenv) }
 
 func StateDir() string { return xdg.StateDir(xdg.SystemGetenv) }
 
-// TODO(lead): store.ApprovalPath(StateDir()) once the sealed helper's
-// branch is merged: the daemon's approval record is that file.
-func ApprovalPath() string { return filepath.Join(StateDir(), "approval.json") }
+// ApprovalPath is the daemon's approval record (store.ApprovalFile).
+func ApprovalPath() string { return store.ApprovalPath(StateDir()) }
 
 // Account is a user's uid and primary gid.
 type Account struct{ UID, GID int }
@@ -56,6 +55,10 @@ type Options struct {
 	// Check, when set, checks the token against its server; it runs
 	// before anything is written.
 	Check func(root *url.URL, t *token.Token) error
+	// ResetApproval replaces an approval record that is there with the
+	// first one: whoever enrolled (a program of the user's that was
+	// first?) no longer approves anything, and the person enrols again.
+	ResetApproval bool
 }
 
 // Action is what Setup did to a file or directory.
@@ -256,25 +259,29 @@ func (s *setup) token(root *os.Root, rel string) error {
 // approval makes the daemon's approval record when there is none: uploads
 // need a code, and no authenticator is enrolled yet, so none is minted
 // until the person enrols (fail closed). One that is there is the
-// person's: its content is left alone.
+// person's: its content is left alone, unless ResetApproval says to start
+// over.
 func (s *setup) approval(root *os.Root) error {
 	path := ApprovalPath()
 	rel, _ := filepath.Rel(StateDir(), path)
-	if _, err := root.Lstat(rel); err == nil {
-		return s.own(root, rel, 0o600, s.o.Daemon)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	// TODO(lead): store.ApprovalFile's encoding, if it ever differs from
-	// approval.Record's JSON.
-	b, err := json.Marshal(approval.Record{Policy: approval.Policy{Uploads: true}})
+	// As store.ApprovalFile saves it, which writes as the user it runs as:
+	// this file is the daemon user's.
+	first, err := json.Marshal(approval.Record{Policy: approval.Policy{Uploads: true}})
 	if err != nil {
 		return err
 	}
-	if err := safefile.WriteIn(root, rel, append(b, '\n'), 0o600, s.o.Daemon.UID, s.o.Daemon.GID); err != nil {
+	old, err := readIn(root, rel)
+	switch {
+	case err == nil && (!s.o.ResetApproval || bytes.Equal(old, first)):
+		return s.own(root, rel, 0o600, s.o.Daemon)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	existed := err == nil
+	if err := safefile.WriteIn(root, rel, first, 0o600, s.o.Daemon.UID, s.o.Daemon.GID); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	s.did(path, Created)
+	s.did(path, map[bool]Action{false: Created, true: Updated}[existed])
 	return nil
 }
 
@@ -350,10 +357,13 @@ func (s *setup) own(root *os.Root, name string, mode fs.FileMode, a Account) err
 	return nil
 }
 
-// readIn reads a regular file in root without blocking on anything else
-// its owner could put there.
+// readIn reads a regular file in root, not through a link, and without
+// blocking on anything else its owner could put there.
 func readIn(root *os.Root, rel string) ([]byte, error) {
-	f, err := root.OpenFile(rel, os.O_RDONLY|safefile.NonBlock, 0)
+	if st, err := root.Lstat(rel); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("%s is a symbolic link, not a regular file", rel)
+	}
+	f, err := root.OpenFile(rel, os.O_RDONLY|safefile.NonBlock|safefile.NoFollow, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
+	"github.com/devpi-credd/devpi-credd/store"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -139,6 +140,12 @@ func TestSetup(t *testing.T) {
 	if err := json.Unmarshal([]byte(f.file(apprPath, 0o600, d.UID)), &rec); err != nil || rec.Enrolled() || !rec.Policy.Uploads {
 		t.Errorf("approval record: %+v, %v: want uploads to need a code and no authenticator", rec, err)
 	}
+	// The daemon reads it as its user: here, when that is the test's.
+	if d.UID == os.Getuid() {
+		if rec, err := (store.ApprovalFile{Path: f.path(apprPath)}).Load(); err != nil || rec.Enrolled() || !rec.Policy.Uploads {
+			t.Errorf("store.ApprovalFile.Load: %+v, %v", rec, err)
+		}
+	}
 	c, err := config.Parse(confPath, []byte(text), xdg.SystemGetenv)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, text)
@@ -225,6 +232,34 @@ func TestSetupKeeps(t *testing.T) {
 	}
 	if got := f.file(apprPath, 0o600, daemonAccount().UID); got != enrolled {
 		t.Errorf("the approval record was changed: %s", got)
+	}
+}
+
+// ResetApproval starts over: the record that is there (someone enrolled)
+// gives way to the first one; once it is that, nothing changes.
+func TestSetupResetApproval(t *testing.T) {
+	f := newFixture(t)
+	f.mustSetup(1000, nil)
+	first := f.file(apprPath, 0o600, daemonAccount().UID)
+	enrolled := `{"secret":"c2VjcmV0","account":"worm","policy":{"uploads":true}}`
+	if err := os.WriteFile(f.path(apprPath), []byte(enrolled), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(f.mustSetup(1000, nil))[apprPath]; got != Unchanged || f.file(apprPath, 0o600, daemonAccount().UID) != enrolled {
+		t.Fatalf("without ResetApproval: %s", got)
+	}
+	reset := func() *Result {
+		r, err := Setup(Options{Root: f.root, Daemon: daemonAccount(), Serve: 1000, ResetApproval: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if got := actions(reset())[apprPath]; got != Updated || f.file(apprPath, 0o600, daemonAccount().UID) != first {
+		t.Errorf("reset: %s, %s", got, f.file(apprPath, 0o600, daemonAccount().UID))
+	}
+	if r := reset(); r.Changed() {
+		t.Errorf("reset again: %v", r.Files)
 	}
 }
 

@@ -81,6 +81,11 @@ func TestUnitAgreesWithTheLayout(t *testing.T) {
 	if one("RuntimeDirectoryMode") != "0700" || one("UMask") != "0077" || one("LimitCORE") != "0" || one("NoNewPrivileges") != "yes" {
 		t.Errorf("RuntimeDirectoryMode=%s UMask=%s LimitCORE=%s NoNewPrivileges=%s", one("RuntimeDirectoryMode"), one("UMask"), one("LimitCORE"), one("NoNewPrivileges"))
 	}
+	// harden.Memory locks the daemon's memory only where the limit
+	// cannot bite later.
+	if one("LimitMEMLOCK") != "infinity" {
+		t.Errorf("LimitMEMLOCK=%s, want infinity", one("LimitMEMLOCK"))
+	}
 	// What would break the peer check or the daemon's listening.
 	for _, k := range []string{"PrivateUsers", "ProcSubset", "DynamicUser", "PrivateNetwork"} {
 		if len(s[k]) != 0 {

@@ -149,8 +149,19 @@ func systemModeSmoke(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	if out, err := as("65534"); err != nil || !strings.Contains(out, `"shared_socket": "/run/devpi-credd-shared/socket"`) {
-		t.Errorf("status as nobody, with no config: %v\n%s\n%s", err, out, log.String())
+	// The daemon has read setup-system's approval record: uploads need a
+	// code, and nobody has enrolled yet.
+	out, err := as("65534")
+	var st struct {
+		SharedSocket string `json:"shared_socket"`
+		Approval     struct {
+			Enrolled, Uploads bool
+			Store             string
+		}
+	}
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.SharedSocket != shared ||
+		st.Approval.Enrolled || !st.Approval.Uploads || st.Approval.Store != filepath.Join(root, "var/lib/devpi-credd/approval.json") {
+		t.Errorf("status as nobody, with no config: %v %+v\n%s\n%s", err, st, out, log.String())
 	}
 	// Trusting the daemon's uid does not help: the directory is closed.
 	if out, err := as("65534", "DEVPI_CREDD_SOCKET=/run/devpi-credd/socket", "DEVPI_CREDD_DAEMON_UID="+f[2]); err == nil || !strings.Contains(out, "no permission to use the daemon's socket") {
