@@ -239,21 +239,7 @@ func (s *setup) token(root *os.Root, rel string) error {
 			}
 		}
 	}
-	path := filepath.Join(StateDir(), rel)
-	text := []byte(s.o.Server.Token.Reveal() + "\n")
-	old, err := readIn(root, rel)
-	switch {
-	case err == nil && bytes.Equal(old, text):
-		return s.own(root, rel, 0o600, s.o.Daemon)
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	existed := err == nil
-	if err := safefile.WriteIn(root, rel, text, 0o600, s.o.Daemon.UID, s.o.Daemon.GID); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	s.did(path, map[bool]Action{false: Created, true: Updated}[existed])
-	return nil
+	return s.daemonFile(root, rel, []byte(s.o.Server.Token.Reveal()+"\n"), true)
 }
 
 // approval makes the daemon's approval record when there is none: uploads
@@ -262,23 +248,31 @@ func (s *setup) token(root *os.Root, rel string) error {
 // person's: its content is left alone, unless ResetApproval says to start
 // over.
 func (s *setup) approval(root *os.Root) error {
-	path := ApprovalPath()
-	rel, _ := filepath.Rel(StateDir(), path)
+	rel, _ := filepath.Rel(StateDir(), ApprovalPath())
 	// As store.ApprovalFile saves it, which writes as the user it runs as:
 	// this file is the daemon user's.
 	first, err := json.Marshal(approval.Record{Policy: approval.Policy{Uploads: true}})
 	if err != nil {
 		return err
 	}
+	return s.daemonFile(root, rel, first, s.o.ResetApproval)
+}
+
+// daemonFile makes rel, in the state directory root, a file of the
+// daemon's user's, mode 0600, that holds data: written when it is missing,
+// or holds something else and replace says so; else only its owner and
+// mode are set right.
+func (s *setup) daemonFile(root *os.Root, rel string, data []byte, replace bool) error {
+	path := filepath.Join(StateDir(), rel)
 	old, err := readIn(root, rel)
 	switch {
-	case err == nil && (!s.o.ResetApproval || bytes.Equal(old, first)):
+	case err == nil && (!replace || bytes.Equal(old, data)):
 		return s.own(root, rel, 0o600, s.o.Daemon)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
 	existed := err == nil
-	if err := safefile.WriteIn(root, rel, first, 0o600, s.o.Daemon.UID, s.o.Daemon.GID); err != nil {
+	if err := safefile.WriteIn(root, rel, data, 0o600, s.o.Daemon.UID, s.o.Daemon.GID); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	s.did(path, map[bool]Action{false: Created, true: Updated}[existed])
