@@ -57,6 +57,12 @@ type approvals struct {
 	// workFactor is the sealed store's scrypt work factor when re-sealing
 	// (0: age's default; tests make it small).
 	workFactor int
+	// gen counts the vaults put in force (swapVault). A state's roots are
+	// of the generation it was loaded in: a request whose roots are of
+	// another than the record in force pairs a vault's tokens with
+	// another vault's policy (a worm's store unlocked over the person's,
+	// the vault dropped by lock), and is refused.
+	gen uint64
 }
 
 // enrollment is a new secret waiting for its first code, from the uid
@@ -112,6 +118,14 @@ func (a *approvals) load() {
 	}
 }
 
+// generation is the count of vaults put in force, for a state to know
+// which its roots are of: read before any of them.
+func (a *approvals) generation() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gen
+}
+
 // token is the vault's token for server name, when the vault is open and
 // holds one.
 func (a *approvals) token(name string) (string, bool) {
@@ -130,7 +144,7 @@ func (a *approvals) token(name string) (string, bool) {
 // is not is minted without the permissions to write (restrict). ttlCap,
 // when set, bounds the token's life. Every code checked is audited here,
 // whatever the outcome.
-func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, peer Peer, entry auditEntry) (approved bool, ttlCap time.Duration, aerr *apiError) {
+func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, gen uint64, peer Peer, entry auditEntry) (approved bool, ttlCap time.Duration, aerr *apiError) {
 	a := d.approvals
 	if a.stateDir == "" || (target.Op != OpUpload && target.Op != OpSession) {
 		return true, 0, nil
@@ -139,6 +153,9 @@ func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, peer Pe
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
+	case gen != a.gen:
+		// The roots this request holds are of a vault no longer in force.
+		return false, 0, &apiError{status: http.StatusServiceUnavailable, code: localapi.CodeUnavailable, msg: "the sealed store was opened or closed while this request was served: ask again"}
 	case a.vault == nil && a.sealed():
 		if upload {
 			return false, 0, &apiError{status: http.StatusLocked, code: localapi.CodeSealed, msg: "the sealed store is not open, so the approval policy is unknown: 'devpi-credd unlock' opens it"}
@@ -387,12 +404,14 @@ func (a *approvals) open(passphrase string) (*store.Vault, *apiError) {
 	return v, nil
 }
 
-// swapVault puts v in force (nil: sealed again), wiping what it replaces.
-// Called with a.mu held.
+// swapVault puts v in force (nil: sealed again), wiping what it replaces;
+// the roots must be loaded again (reloadRoots) before an upload or a
+// session is minted. Called with a.mu held.
 func (a *approvals) swapVault(v *store.Vault) {
 	if a.vault != nil && a.vault != v {
 		a.vault.Wipe()
 	}
+	a.gen++
 	a.vault = v
 	a.rec, a.recErr = nil, nil
 	if v != nil {

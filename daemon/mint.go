@@ -130,7 +130,7 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest, peer
 	}
 	// Last before minting, so that a code is spent only on a request that
 	// would be served.
-	approved, ttlCap, aerr := d.approve(req, target, peer, entry)
+	approved, ttlCap, aerr := d.approve(req, target, st.gen, peer, entry)
 	if aerr != nil {
 		return nil, entry, aerr
 	}
