@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -57,6 +58,13 @@ type approvals struct {
 	// workFactor is the sealed store's scrypt work factor when re-sealing
 	// (0: age's default; tests make it small).
 	workFactor int
+	// seen is the fingerprint of the approval this daemon last put in
+	// force from a vault (its secret and policy; nil before the first
+	// unlock). It outlives lock: a store whose approval differs was
+	// changed behind the daemon's back (a worm's own store, or an older
+	// copy of the person's from before approval was set up), and unlock
+	// refuses it. Only a restart forgets it.
+	seen *[sha256.Size]byte
 	// gen counts the vaults put in force (swapVault). A state's roots are
 	// of the generation it was loaded in: a request whose roots are of
 	// another than the record in force pairs a vault's tokens with
@@ -385,7 +393,8 @@ func (a *approvals) persist(rec *approval.Record, sealed bool, passphrase string
 }
 
 // open opens the sealed store with passphrase; wrong passphrases are
-// throttled as wrong codes are. Called with a.mu held.
+// throttled as wrong codes are. A store whose approval is not the one this
+// daemon last put in force (see seen) is refused. Called with a.mu held.
 func (a *approvals) open(passphrase string) (*store.Vault, *apiError) {
 	if err := a.unlocks.Allow(); err != nil {
 		return nil, &apiError{status: http.StatusTooManyRequests, code: localapi.CodeRefused, msg: err.Error()}
@@ -401,6 +410,11 @@ func (a *approvals) open(passphrase string) (*store.Vault, *apiError) {
 		return nil, &apiError{status: http.StatusInternalServerError, code: localapi.CodeUnavailable, msg: err.Error()}
 	}
 	a.unlocks.Succeed()
+	if a.seen != nil && fingerprint(v.Approval) != *a.seen {
+		v.Wipe()
+		return nil, &apiError{status: http.StatusConflict, code: localapi.CodeRefused,
+			msg: "not opened: the sealed store holds another approval than this daemon last put in it (replaced, or an older copy put back?); if you did not change it, a program of yours did: read the audit log"}
+	}
 	return v, nil
 }
 
@@ -416,6 +430,8 @@ func (a *approvals) swapVault(v *store.Vault) {
 	a.rec, a.recErr = nil, nil
 	if v != nil {
 		a.rec = v.Approval
+		fp := fingerprint(v.Approval)
+		a.seen = &fp
 	}
 }
 
@@ -430,6 +446,19 @@ func (d *Daemon) unseal(passphrase string) *apiError {
 	}
 	a.swapVault(v)
 	return nil
+}
+
+// fingerprint identifies an approval record (nil: none) by its secret and
+// policy, without keeping the secret.
+func fingerprint(r *approval.Record) [sha256.Size]byte {
+	h := sha256.New()
+	if r != nil {
+		h.Write(r.Secret)
+		fmt.Fprintf(h, "\x00%t\x00%d", r.Policy.Uploads, r.Policy.UploadTTL)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // reseal drops the opened store from memory: the next unlock needs the

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,9 +71,10 @@ func sealedBed(t *testing.T) (*approvalBed, *heldReload, []byte, string) {
 	return b, h, secret, pass
 }
 
-// whileHeld runs change (a request that swaps the vault) until its reload
-// of the roots is held, then asks for an upload token without a code, as
-// the worm's request that read the old roots, and lets the change end.
+// whileHeld runs change (a request that may swap the vault) until its
+// reload of the roots is held, then asks for an upload token without a
+// code, as the worm's request that read the old roots, and lets the
+// change end. A change refused before any reload is asked after.
 func whileHeld(t *testing.T, b *approvalBed, h *heldReload, change func()) (int, localapi.Error) {
 	t.Helper()
 	h.armed.Store(true)
@@ -80,8 +82,10 @@ func whileHeld(t *testing.T, b *approvalBed, h *heldReload, change func()) (int,
 	go func() { defer close(done); change() }()
 	select {
 	case <-h.entered:
+	case <-done:
+		h.armed.Store(false)
 	case <-time.After(10 * time.Second):
-		t.Fatal("the change never reloaded the roots")
+		t.Fatal("the change neither ended nor reloaded the roots")
 	}
 	_, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL})
 	close(h.released)
@@ -126,5 +130,98 @@ func TestLockWithStoreRemovedMintsNothingUnapproved(t *testing.T) {
 	})
 	if status == http.StatusOK {
 		t.Fatalf("an upload token without a code during the lock: %d", status)
+	}
+}
+
+// A store whose approval is not the one this daemon put in force is not
+// opened: neither the worm's own (its passphrase, no approval) over the
+// open store, nor, after a lock, an older copy of the person's own store
+// put back (the same passphrase, from before approval was set up). The
+// person's vault stays in force, or the store stays shut.
+func TestUnlockRefusesAnotherApproval(t *testing.T) {
+	b, _, secret, pass := sealedBed(t)
+	sealed := store.Sealed{Path: store.SealedPath(b.state), WorkFactor: 10}
+	current, err := os.ReadFile(sealed.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worm := "the worm's own passphrase"
+	if err := sealed.Seal([]byte(worm), &store.Vault{}); err != nil {
+		t.Fatal(err)
+	}
+	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: worm}, nil); status == http.StatusOK || !strings.Contains(e.Error, "approval") {
+		t.Fatalf("the worm's store was opened over the person's: %d %+v", status, e)
+	}
+	if st := b.status(); !st.Opened || st.Servers[0].TokenID == "" || st.Approval == nil || !st.Approval.Uploads {
+		t.Fatalf("the person's vault is not in force after the worm's unlock: %+v", st)
+	}
+	if _, status, _ := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL}); status != http.StatusUnauthorized {
+		t.Fatalf("upload without a code after the worm's unlock: %d", status)
+	}
+	// An old copy of the person's store, without approval, put back, and
+	// the daemon locked (which needs no passphrase): the person's next
+	// unlock must not open it.
+	old := &store.Vault{Tokens: map[string]string{"local": mintRoot(t, "swap1234").Reveal()}}
+	if err := sealed.Seal([]byte(pass), old); err != nil {
+		t.Fatal(err)
+	}
+	// Re-sealing through the daemon (off, setup) opens the store on disk
+	// too: not this one.
+	b.clock.add(30 * time.Second)
+	if status, e := b.call(b.owner, localapi.PathApprovalOff, localapi.ApprovalOff{Code: approval.Code(secret, b.clock.Now()), Passphrase: pass}, nil); status == http.StatusOK || !strings.Contains(e.Error, "another approval") {
+		t.Fatalf("approval off re-sealed an old copy of the store: %d %+v", status, e)
+	}
+	b.call(b.owner, localapi.PathLock, struct{}{}, nil)
+	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: pass}, nil); status == http.StatusOK || !strings.Contains(e.Error, "approval") {
+		t.Fatalf("an old copy of the store was opened: %d %+v", status, e)
+	}
+	if _, status, _ := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL}); status == http.StatusOK {
+		t.Fatal("an upload token without a code from an old copy of the store")
+	}
+	if n := len(b.auditLines("unseal")); n < 3 {
+		t.Errorf("%d unseal lines, want one per attempt", n)
+	}
+	// The store as the daemon left it opens again, and holds approval.
+	if err := os.WriteFile(sealed.Path, current, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: pass}, nil); status != http.StatusOK {
+		t.Fatalf("unlock of the person's store: %d %+v", status, e)
+	}
+	b.clock.add(30 * time.Second) // the refused off spent its step's code
+	if _, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL, Code: approval.Code(secret, b.clock.Now())}); status != http.StatusOK {
+		t.Fatalf("upload with a code: %d %+v", status, e)
+	}
+}
+
+// What the person changes through the daemon moves what it expects:
+// approval off, then a new token sealed beside (token login --seal, which
+// unlocks the open daemon), then approval set up again.
+func TestUnlockFollowsTheDaemonsOwnChanges(t *testing.T) {
+	b, _, secret, pass := sealedBed(t)
+	sealed := store.Sealed{Path: store.SealedPath(b.state), WorkFactor: 10}
+	b.clock.add(30 * time.Second)
+	if status, e := b.call(b.owner, localapi.PathApprovalOff, localapi.ApprovalOff{Code: approval.Code(secret, b.clock.Now()), Passphrase: pass}, nil); status != http.StatusOK {
+		t.Fatalf("off: %d %+v", status, e)
+	}
+	v, err := sealed.Open([]byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Tokens["other"] = mintRoot(t, "other123").Reveal()
+	if err := sealed.Seal([]byte(pass), v); err != nil {
+		t.Fatal(err)
+	}
+	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: pass}, nil); status != http.StatusOK {
+		t.Fatalf("unlock after token login --seal: %d %+v", status, e)
+	}
+	b.clock.add(30 * time.Second)
+	b.enrol(b.owner, "", pass)
+	b.call(b.owner, localapi.PathLock, struct{}{}, nil)
+	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: pass}, nil); status != http.StatusOK {
+		t.Fatalf("unlock after setup and lock: %d %+v", status, e)
+	}
+	if _, status, _ := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL}); status != http.StatusUnauthorized {
+		t.Fatalf("upload without a code after setup: %d", status)
 	}
 }
