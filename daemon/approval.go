@@ -30,10 +30,12 @@ import (
 // passphrase) or in the daemon's own files (system mode, a uid of its
 // own). Never in the config, which the user (and so a worm) can edit.
 
-// unapprovedSession is what a session may do without a code while
-// approval is on: read, and report test results; no upload, no index
-// change, no deletion.
-var unapprovedSession = []string{"pkg_read", "toxresult_upload"}
+// NoWrite is the restriction of a session that may not write: read, and
+// report test results; no upload, no index change, no deletion. A session
+// without a code gets it while approval is on, and so does any session
+// kept where every process of the user reads it while uploads are
+// approved (an exec --approve job's devpi-client login).
+func NoWrite() (token.Restriction, error) { return token.Allowed("pkg_read", "toxresult_upload") }
 
 // enrollTime bounds how long a new secret waits for its first code.
 const enrollTime = 10 * time.Minute

@@ -144,7 +144,7 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest, peer
 	}
 	if !approved {
 		// A session without a code, under approval: no permission to write.
-		r, err := token.Allowed(unapprovedSession...)
+		r, err := NoWrite()
 		if err != nil {
 			return nil, entry, &apiError{status: http.StatusInternalServerError, code: localapi.CodeRefused, msg: err.Error()}
 		}

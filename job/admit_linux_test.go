@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,41 @@ func TestChildOnlyJob(t *testing.T) {
 	stdinW.Close()
 	if code := <-done; code != 0 {
 		t.Errorf("the child exited %d", code)
+	}
+}
+
+// A ChildOnly job's tokens can upload, and its daemon answers the child's
+// processes only; devpi-client's login, though, is a file in the job's
+// directory that every process of the user can read. It must not hold a
+// session that can upload.
+func TestChildOnlyDevpiClientCannotWrite(t *testing.T) {
+	root, err := token.New(testKey, "alice", "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := devpi.ParseRoot("http://h/")
+	t.Setenv("TMPDIR", t.TempDir())
+	for _, childOnly := range []bool{false, true} {
+		j, err := Start(context.Background(), Spec{Server: config.Server{Name: "job", URL: u}, Root: root, TTL: time.Minute},
+			Options{ForChild: true, ChildOnly: childOnly, Environ: []string{"PATH=/usr/bin:/bin"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth, ok, err := devpi.StateDir{Dir: env(j, "DEVPI_CLIENTDIR")}.Auth(u.String(), "alice")
+		j.Close()
+		if err != nil || !ok {
+			t.Fatalf("ChildOnly %v: devpi-client's login: %v %v", childOnly, ok, err)
+		}
+		tok, err := token.Parse(auth.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		allowed := tok.Scope().Allowed
+		if childOnly && (allowed == nil || slices.Contains(allowed, "upload")) {
+			t.Errorf("a ChildOnly job's devpi-client login can upload: %v", tok.Caveats())
+		}
+		if !childOnly && allowed != nil {
+			t.Errorf("a job's devpi-client login is narrowed: %v", tok.Caveats())
+		}
 	}
 }
