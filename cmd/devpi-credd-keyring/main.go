@@ -9,6 +9,12 @@ import (
 	"os"
 
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/harden"
 )
 
-func main() { os.Exit(helper.KeyringMain(os.Args[1:], os.Stdout, os.Stderr, os.Getenv)) }
+func main() {
+	// Undumpable, as devpi-credd: it may hold a one-time code and the
+	// token that code approved.
+	harden.Process()
+	os.Exit(helper.KeyringMain(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}

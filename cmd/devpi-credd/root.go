@@ -16,6 +16,7 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/harden"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/token"
@@ -89,6 +90,11 @@ func realApp() *app {
 // Main runs the command line and returns the process exit code. Started
 // as "keyring", it is the keyring CLI that pip and uv run.
 func Main() int {
+	// Undumpable, no core file, before anything is read: commands hold
+	// what a program of the user's would take from /proc/PID/mem (the
+	// authenticator's secret while setup shows it, the sealed store's
+	// passphrase, one-time codes, tokens). execve resets it for children.
+	harden.Process()
 	if dir := os.Getenv(jobdir.ReaperEnv); dir != "" {
 		return jobdir.Reap(dir, os.Stdin)
 	}
