@@ -225,3 +225,18 @@ func TestUnlockFollowsTheDaemonsOwnChanges(t *testing.T) {
 		t.Fatalf("upload without a code after setup: %d", status)
 	}
 }
+
+// A code is spent only on a request that is served: one refused for what
+// the code cannot change (the user name under which the tool would send
+// the token) leaves it for the person's next try.
+func TestRefusedRequestDoesNotSpendTheCode(t *testing.T) {
+	b, _, secret, _ := sealedBed(t)
+	b.clock.add(30 * time.Second)
+	code := approval.Code(secret, b.clock.Now())
+	if _, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL, Code: code, Username: "mallory"}); status != http.StatusForbidden || !strings.Contains(e.Error, "user name") {
+		t.Fatalf("an upload under another user name: %d %+v", status, e)
+	}
+	if _, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL, Code: code}); status != http.StatusOK {
+		t.Fatalf("the same code for a request that is served: %d %+v", status, e)
+	}
+}
