@@ -322,6 +322,8 @@ func (d *Daemon) confirmEnrollment(req localapi.ApprovalConfirm, p Peer) *apiErr
 		aerr.msg = "the code is not one of the new authenticator's: " + aerr.msg
 		return aerr
 	}
+	// Spent for uploads too: typed at setup, it approves nothing more.
+	a.gate.Spend(&pe.rec, req.Code)
 	rec := pe.rec
 	rec.Secret = append([]byte(nil), pe.rec.Secret...)
 	rec.Since = now.UTC()

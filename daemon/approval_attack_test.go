@@ -240,3 +240,31 @@ func TestRefusedRequestDoesNotSpendTheCode(t *testing.T) {
 		t.Fatalf("the same code for a request that is served: %d %+v", status, e)
 	}
 }
+
+// The first code, which put the secret in force, is spent: taken from the
+// terminal as the person types it at setup, it approves nothing more (and
+// the person's setup, which went through, would show nothing amiss).
+func TestSetupCodeIsSpent(t *testing.T) {
+	b, _, secret, pass := sealedBed(t)
+	b.clock.add(30 * time.Second)
+	var e localapi.ApprovalEnrollment
+	if status, aerr := b.call(b.owner, localapi.PathApprovalBegin, localapi.ApprovalBegin{Code: approval.Code(secret, b.clock.Now())}, &e); status != http.StatusOK {
+		t.Fatalf("begin: %d %+v", status, aerr)
+	}
+	fresh, err := approval.ParseURI(e.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clock.add(30 * time.Second)
+	first := approval.Code(fresh, b.clock.Now())
+	if status, aerr := b.call(b.owner, localapi.PathApprovalConfirm, localapi.ApprovalConfirm{ID: e.ID, Code: first, Passphrase: pass}, nil); status != http.StatusOK {
+		t.Fatalf("confirm: %d %+v", status, aerr)
+	}
+	if _, status, aerr := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL, Code: first}); status == http.StatusOK || !strings.Contains(aerr.Error, "used") {
+		t.Fatalf("setup's code approved an upload: %d %+v", status, aerr)
+	}
+	b.clock.add(30 * time.Second)
+	if _, status, aerr := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL, Code: approval.Code(fresh, b.clock.Now())}); status != http.StatusOK {
+		t.Fatalf("the next code: %d %+v", status, aerr)
+	}
+}
