@@ -193,6 +193,31 @@ func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, gen uin
 	return true, a.rec.Policy.TTL(), nil
 }
 
+// forExchange refuses the trusted-publishing exchange a mint from roots of
+// generation gen when approval governs them in a personal daemon: the
+// exchange's publishers are in the config, which there any program of the
+// user can edit (a worm adds one trusting an issuer of its own), and no
+// one-time code comes with an identity token. A system daemon's config is
+// not the served user's to edit.
+func (a *approvals) forExchange(gen uint64) error {
+	if a.stateDir == "" {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case gen != a.gen:
+		return errors.New("the sealed store was opened or closed while this request was served: ask again")
+	case !a.sealed():
+		return nil
+	case a.vault == nil:
+		return errors.New("the sealed store is not open, so the approval policy is unknown")
+	case a.rec != nil && a.rec.Policy.Uploads:
+		return errors.New("approval is on in this personal daemon's sealed store: its exchange mints nothing, since its publishers are in a config any program of the user can edit (trusted publishing belongs to a daemon whose config the user cannot edit)")
+	}
+	return nil
+}
+
 // checkCode checks code against rec with gate and writes one audit line
 // for it: every code checked is in the audit log on a line of its own;
 // those refused unchecked during a backoff go the way of refusals (a
