@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"net"
 	"os"
 	"strconv"
 
@@ -25,3 +26,7 @@ func (p *Peer) addDetails() {
 
 // parentPID is the caller's parent, from /proc.
 func parentPID(pid int) int { return peercred.ParentPID("/proc", pid) }
+
+// connectorStart is when the process that connected c started, 0 when it
+// has ended (see peercred.StartOf).
+func connectorStart(c net.Conn, pid int) uint64 { return peercred.StartOf(c, pid) }

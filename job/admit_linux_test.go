@@ -14,6 +14,7 @@ import (
 	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/peercred"
 	"github.com/devpi-credd/devpi-credd/localapi"
 	"github.com/devpi-credd/devpi-credd/token"
 )
@@ -31,7 +32,8 @@ func TestAdmitPeerChildOnly(t *testing.T) {
 	}
 	defer func() { in.Close(); _ = c.Wait() }()
 	j := &Job{}
-	child := daemon.Peer{PID: c.Process.Pid, UID: os.Getuid(), Known: true}
+	start := func(pid int) uint64 { return peercred.StartTime("/proc", pid) }
+	child := daemon.Peer{PID: c.Process.Pid, UID: os.Getuid(), Known: true, Start: start(c.Process.Pid)}
 	if err := j.admitPeer(child); err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("before Run: %v", err)
 	}
@@ -39,13 +41,17 @@ func TestAdmitPeerChildOnly(t *testing.T) {
 	if err := j.admitPeer(child); err != nil {
 		t.Errorf("the child: %v", err)
 	}
-	if !descendsFrom(c.Process.Pid, os.Getpid()) {
+	if !descendsFrom(c.Process.Pid, start(c.Process.Pid), os.Getpid()) {
 		t.Error("the child does not descend from this process")
 	}
 	for name, p := range map[string]daemon.Peer{
-		"the job's parent": {PID: os.Getppid(), UID: os.Getuid(), Known: true},
-		"the job itself":   {PID: os.Getpid(), UID: os.Getuid(), Known: true},
+		"the job's parent": {PID: os.Getppid(), UID: os.Getuid(), Known: true, Start: start(os.Getppid())},
+		"the job itself":   {PID: os.Getpid(), UID: os.Getuid(), Known: true, Start: start(os.Getpid())},
 		"unknown":          {PID: -1, UID: -1},
+		// A worm's process connected and ended, and the child took its
+		// pid: the connector's start time is not the child's.
+		"a connector whose pid the child took": {PID: c.Process.Pid, UID: os.Getuid(), Known: true, Start: start(c.Process.Pid) - 1},
+		"a connector that ended":               {PID: c.Process.Pid, UID: os.Getuid(), Known: true},
 	} {
 		if err := j.admitPeer(p); err == nil {
 			t.Errorf("%s was let in", name)

@@ -334,14 +334,17 @@ var ErrChildOnly = errors.New("a job whose daemon answers only its own processes
 // admitPeer lets a caller of the job's daemon's socket in when it is the
 // child Run started or one of its descendants: with ChildOnly, another
 // process of the user that found the socket gets nothing from a job whose
-// tokens can upload. (The job's own mints, Mint, do not come through the
-// socket.)
+// tokens can upload. The caller is the process that connected, as it
+// started (Peer.Start): one that connected and ended, leaving the
+// connection to another, does not pass for the process of the child's
+// that took its pid since. (The job's own mints, Mint, do not come through
+// the socket.)
 func (j *Job) admitPeer(p daemon.Peer) error {
 	child := int(j.child.Load())
 	switch {
 	case child == 0:
 		return errors.New("this job's daemon answers only the job's command, which is not running")
-	case !p.Known || !descendsFrom(p.PID, child):
+	case !p.Known || !descendsFrom(p.PID, p.Start, child):
 		return fmt.Errorf("this job's daemon answers only the job's command and its processes, not pid %d", p.PID)
 	}
 	return nil
