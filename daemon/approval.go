@@ -271,6 +271,11 @@ func (d *Daemon) where(p Peer) (sealed bool, aerr *apiError) {
 	case p.UID == d.uid || len(d.Config().AllowUIDs) == 0:
 		return false, &apiError{status: http.StatusConflict, code: localapi.CodeRefused,
 			msg: "approval needs a store out of your programs' reach: seal this daemon's tokens with 'devpi-credd token login --seal' (personal mode), or set up system mode (docs/approval.md)"}
+	case a.recErr != nil:
+		// Unreadable is not none: enrolling would replace an
+		// authenticator without its code.
+		return false, &apiError{status: http.StatusServiceUnavailable, code: localapi.CodeUnavailable,
+			msg: "the approval record cannot be read, so it cannot be changed: " + a.recErr.Error() + " (the daemon's user, or 'devpi-credd setup-system', can set it up again)"}
 	}
 	return false, nil
 }

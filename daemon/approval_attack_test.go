@@ -268,3 +268,25 @@ func TestSetupCodeIsSpent(t *testing.T) {
 		t.Fatalf("the next code: %d %+v", status, aerr)
 	}
 }
+
+// A system daemon whose approval file cannot be read fails closed for
+// uploads; enrolment must not take the unreadable record for none and
+// let a caller enrol (and so replace the person's authenticator) without
+// a code.
+func TestUnreadableApprovalRecordRefusesEnrolment(t *testing.T) {
+	b := newApprovalBed(t, mintRoot(t, "unread12"))
+	b.enrol(b.person, "", "")
+	if err := os.WriteFile(store.ApprovalPath(b.state), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	if _, status, _ := b.mint(b.person, localapi.CredentialsRequest{URL: uploadURL}); status == http.StatusOK {
+		t.Fatal("an upload token with the approval record unreadable")
+	}
+	if status, e := b.call(b.person, localapi.PathApprovalBegin, localapi.ApprovalBegin{}, nil); status == http.StatusOK {
+		t.Fatalf("an enrolment without a code with the approval record unreadable: %d %+v", status, e)
+	}
+	if status, _ := b.call(b.person, localapi.PathApprovalOff, localapi.ApprovalOff{Code: "123456"}, nil); status == http.StatusOK {
+		t.Fatal("approval off with the approval record unreadable")
+	}
+}
