@@ -290,3 +290,58 @@ func TestUnreadableApprovalRecordRefusesEnrolment(t *testing.T) {
 		t.Fatal("approval off with the approval record unreadable")
 	}
 }
+
+// A code sent with a read is not checked: not spent (the person's next
+// upload still takes it), not audited as an attempt, and no oracle (a
+// wrong one is not refused either).
+func TestCodeWithAReadIsNotChecked(t *testing.T) {
+	b, _, secret, _ := sealedBed(t)
+	b.clock.add(30 * time.Second)
+	code := approval.Code(secret, b.clock.Now())
+	read := approvalServer + "+api"
+	for _, c := range []string{code, "000000", "nonsense"} {
+		if _, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: read, Code: c}); status != http.StatusOK {
+			t.Fatalf("a read with code %q: %d %+v", c, status, e)
+		}
+	}
+	if n := len(b.auditLines("approve")); n != 0 {
+		t.Errorf("%d approve lines for reads", n)
+	}
+	if st := b.status(); st.Approval.Failures != 0 {
+		t.Errorf("reads counted wrong codes: %+v", st.Approval)
+	}
+	if _, status, e := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL, Code: code}); status != http.StatusOK {
+		t.Fatalf("the code after a read carried it: %d %+v", status, e)
+	}
+}
+
+// One code, many requests at once (the person's and a worm's that took it
+// from the terminal): one token.
+func TestOneCodeOneToken(t *testing.T) {
+	b, _, secret, _ := sealedBed(t)
+	b.clock.add(30 * time.Second)
+	code := approval.Code(secret, b.clock.Now())
+	const n = 16
+	got := make(chan int, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			_, status, _ := b.mint(b.owner, localapi.CredentialsRequest{URL: uploadURL, Code: code})
+			got <- status
+		}()
+	}
+	close(start)
+	ok := 0
+	for range n {
+		if <-got == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d upload tokens for one code, want 1", ok)
+	}
+	if lines := b.auditLines("approve"); len(lines) != n {
+		t.Errorf("%d approve lines, want one per request", len(lines))
+	}
+}
