@@ -1,9 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -73,19 +70,10 @@ func exchangeUnderApproval(t *testing.T, personal bool) {
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Options{ConfigPath: cfg, Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		StateDir: state, SealWorkFactor: 10, IssuerHTTP: is.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := d.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- d.RunOn(ctx, l, nil) }()
-	t.Cleanup(func() { cancel(); <-ran; d.Close() })
+	// Run as restarted on this config (the worm's edit waits for that).
+	f := &fixture{t: t, config: cfg}
+	d, _ := f.restart(t, Options{StateDir: state, SealWorkFactor: 10, IssuerHTTP: is.Client()})
+	ctx := t.Context()
 	if personal {
 		if _, err := (&helper.Client{Socket: socket}).Unlock(ctx, pass); err != nil {
 			t.Fatal(err)
