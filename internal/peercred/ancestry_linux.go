@@ -54,6 +54,22 @@ func StartTime(proc string, pid int) uint64 {
 	return s.start
 }
 
+// Name is pid's command name from proc/PID/stat (15 bytes at most), ""
+// when it cannot be read: what names a process whose executable cannot be
+// read (an undumpable one's /proc/PID/exe is closed to its own user).
+func Name(proc string, pid int) string {
+	b, err := os.ReadFile(proc + "/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if i < 0 || j < i {
+		return ""
+	}
+	return s[i+1 : j]
+}
+
 type procStat struct {
 	ppid  int
 	start uint64

@@ -55,6 +55,9 @@ func TestDescendsFrom(t *testing.T) {
 	if got := ParentPID(proc, 10); got != 5 {
 		t.Errorf("ParentPID = %d", got)
 	}
+	if got := Name(proc, 10); got != "tw ine) x" {
+		t.Errorf("Name = %q", got)
+	}
 }
 
 // The connector's start time, for real: a process that connected and
