@@ -9,12 +9,6 @@ import (
 	"os"
 
 	"github.com/devpi-credd/devpi-credd/helper"
-	"github.com/devpi-credd/devpi-credd/internal/harden"
 )
 
-func main() {
-	// Undumpable, as devpi-credd: it may hold a one-time code and the
-	// token that code approved.
-	harden.Process()
-	os.Exit(helper.KeyringMain(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
-}
+func main() { os.Exit(helper.KeyringMain(os.Args[1:], os.Stdout, os.Stderr, os.Getenv)) }

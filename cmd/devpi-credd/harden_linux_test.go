@@ -12,12 +12,12 @@ import (
 	"testing"
 )
 
-// A command that holds a secret a worm wants (the authenticator's secret
-// while the person scans it, the sealed store's passphrase, a code) runs
-// undumpable: another process of the same user can read neither its
-// /proc/PID/mem nor its environ. Real processes: this test binary run as
-// devpi-credd, as another uid when the test runs as root (root reads
-// everything), against the fake daemon on a real socket.
+// A command that holds a long-lived secret a worm wants (the
+// authenticator's secret while the person scans it, the sealed store's
+// passphrase) runs undumpable: another process of the same user can read
+// neither its /proc/PID/mem nor its environ. Real processes: this test
+// binary run as devpi-credd, as another uid when the test runs as root
+// (root reads everything), against the fake daemon on a real socket.
 func TestSecretCommandsAreUndumpable(t *testing.T) {
 	dir := t.TempDir()
 	uid := os.Getuid()
@@ -57,8 +57,7 @@ func TestSecretCommandsAreUndumpable(t *testing.T) {
 		}
 	}
 	// approval setup, waiting for the first code, holds the new secret
-	// and the passphrase: every command hardens itself in Main, before
-	// anything else.
+	// and the passphrase.
 	c := exec.Command(bin, "approval", "setup", "--passphrase-stdin", "--code-stdin")
 	c.Env = []string{"DEVPI_CREDD_SOCKET=" + socket, "HOME=" + dir, "PATH=/usr/bin:/bin"}
 	c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}

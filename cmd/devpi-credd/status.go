@@ -220,6 +220,7 @@ only. Wrong passphrases are refused (exit 1), and are slowed down like
 wrong one-time codes.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.protectSecrets()
 			ctx := cmd.Context()
 			c := a.client(df)
 			st, err := c.Status(ctx)
