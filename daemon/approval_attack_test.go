@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -343,5 +346,55 @@ func TestOneCodeOneToken(t *testing.T) {
 	}
 	if lines := b.auditLines("approve"); len(lines) != n {
 		t.Errorf("%d approve lines, want one per request", len(lines))
+	}
+}
+
+// Wrong passphrases at unlock back off as wrong codes do: after five, the
+// right one too is refused for a minute, each attempt audited; nothing
+// the caller can do (lock, unlock without a passphrase) clears it.
+func TestUnlockPassphrasesAreThrottled(t *testing.T) {
+	b, _, _, pass := sealedBed(t)
+	b.call(b.owner, localapi.PathLock, struct{}{}, nil)
+	for i := range 5 {
+		if status, _ := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: "guess " + itoa(i)}, nil); status != http.StatusForbidden {
+			t.Fatalf("wrong passphrase %d: %d", i, status)
+		}
+	}
+	b.call(b.owner, localapi.PathLock, struct{}{}, nil)
+	b.call(b.owner, localapi.PathUnlock, struct{}{}, nil)
+	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: pass}, nil); status != http.StatusTooManyRequests || !strings.Contains(e.Error, "until") {
+		t.Fatalf("the right passphrase during the backoff: %d %+v", status, e)
+	}
+	if n := len(b.auditLines("unseal")); n != 1+5+1 {
+		t.Errorf("%d unseal lines, want one per attempt (7)", n)
+	}
+	b.clock.add(61 * time.Second)
+	if status, e := b.call(b.owner, localapi.PathUnlock, localapi.UnlockRequest{Passphrase: pass}, nil); status != http.StatusOK {
+		t.Fatalf("the right passphrase after the backoff: %d %+v", status, e)
+	}
+}
+
+// Status, which every caller the daemon answers may read (the served uid
+// in system mode too), holds no secret: not the authenticator's, not the
+// root token, not the passphrase.
+func TestStatusHoldsNoSecret(t *testing.T) {
+	b, _, secret, pass := sealedBed(t)
+	data, err := json.Marshal(b.status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := mintRoot(t, "swap1234").Reveal()
+	for what, s := range map[string]string{
+		"the secret (base32)": base32.StdEncoding.EncodeToString(secret)[:16],
+		"the secret (base64)": base64.StdEncoding.EncodeToString(secret)[:16],
+		"the root token":      root[len(root)-24:],
+		"the passphrase":      pass,
+	} {
+		if strings.Contains(string(data), s) {
+			t.Errorf("status holds %s: %s", what, data)
+		}
+	}
+	if !strings.Contains(string(data), `"uploads":true`) {
+		t.Errorf("status does not say approval is on: %s", data)
 	}
 }
