@@ -447,7 +447,7 @@ func (a *approvals) open(passphrase string) (*store.Vault, *apiError) {
 	if a.seen != nil && fingerprint(v.Approval) != *a.seen {
 		v.Wipe()
 		return nil, &apiError{status: http.StatusConflict, code: localapi.CodeRefused,
-			msg: "not opened: the sealed store holds another approval than this daemon last put in it (replaced, or an older copy put back?); if you did not change it, a program of yours did: read the audit log"}
+			msg: "not opened: the sealed store holds another approval than this daemon last put in it (replaced, or an older copy put back?); if you did not change it, a program of yours did: read the audit log; if you did, restart the daemon"}
 	}
 	return v, nil
 }
