@@ -69,13 +69,7 @@ func (g *Gate) Check(rec *Record, code string) error {
 		return g.throttle.Fail(ErrMalformed)
 	}
 	now := stepOf(g.now())
-	matched, found := int64(0), false
-	for s := now - 1; s <= now+1; s++ {
-		// Every step is computed and compared, whatever matched before.
-		if subtle.ConstantTimeCompare([]byte(Code(rec.Secret, timeOf(s))), []byte(code)) == 1 {
-			matched, found = s, true
-		}
-	}
+	matched, found := match(rec.Secret, code, now)
 	if !found {
 		return g.throttle.Fail(ErrWrong)
 	}
@@ -84,7 +78,46 @@ func (g *Gate) Check(rec *Record, code string) error {
 		// The person's own code, replayed or typed twice: not a guess.
 		return ErrSpent
 	}
-	g.last[id] = matched
+	g.spend(id, matched, now)
+	g.throttle.Succeed()
+	return nil
+}
+
+// Spend marks the step of code, a code of rec's secret that another Gate
+// accepted, as used here too, without counting anything: an enrolment's
+// first code, checked apart so that a typo there blocks nothing, must not
+// approve an upload afterwards. A code of no step around now spends
+// nothing.
+func (g *Gate) Spend(rec *Record, code string) {
+	if !rec.Enrolled() || !wellFormed(code) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := stepOf(g.now())
+	if matched, found := match(rec.Secret, code, now); found {
+		id := sha256.Sum256(rec.Secret)
+		if last, ok := g.last[id]; !ok || matched > last {
+			g.spend(id, matched, now)
+		}
+	}
+}
+
+// match finds the step, of now-1, now and now+1, whose code of secret is
+// code. Every step is computed and compared, whatever matched before.
+func match(secret []byte, code string, now int64) (step int64, found bool) {
+	for s := now - 1; s <= now+1; s++ {
+		if subtle.ConstantTimeCompare([]byte(Code(secret, timeOf(s))), []byte(code)) == 1 {
+			step, found = s, true
+		}
+	}
+	return step, found
+}
+
+// spend records step as the last used of the secret whose SHA-256 is id.
+// Called with g.mu held.
+func (g *Gate) spend(id [sha256.Size]byte, step, now int64) {
+	g.last[id] = step
 	// A step before now-1 is out of every later window: such an entry
 	// can spend nothing any more.
 	for k, last := range g.last {
@@ -92,8 +125,6 @@ func (g *Gate) Check(rec *Record, code string) error {
 			delete(g.last, k)
 		}
 	}
-	g.throttle.Succeed()
-	return nil
 }
 
 // State reports the wrong codes in a row and the current block.

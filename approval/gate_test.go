@@ -312,6 +312,42 @@ func TestGateSecretsCountApart(t *testing.T) {
 	}
 }
 
+// A code another Gate accepted is spent here too, and spending counts
+// nothing: no failure, no reset of a block.
+func TestGateSpend(t *testing.T) {
+	clk := newClock(stepStart.Add(3 * time.Second))
+	g, rec := NewGate(clk.Now), enrolled()
+	code := codeAt(rec, clk, 0)
+	g.Spend(rec, "12345x")
+	g.Spend(rec, wrongCode(rec, clk.Now()))
+	if st := g.State(); st.Failures != 0 {
+		t.Fatalf("spending counted failures: %+v", st)
+	}
+	g.Spend(rec, code)
+	if err := g.Check(rec, code); !errors.Is(err, ErrSpent) {
+		t.Fatalf("a spent code: %v, want ErrSpent", err)
+	}
+	if err := g.Check(rec, codeAt(rec, clk, -Period)); !errors.Is(err, ErrSpent) {
+		t.Fatalf("the step before a spent one: %v, want ErrSpent", err)
+	}
+	if err := g.Check(rec, codeAt(rec, clk, Period)); err != nil {
+		t.Fatalf("the next step's code: %v", err)
+	}
+	// Spending an older step does not give back a later one.
+	g.Spend(rec, codeAt(rec, clk, 0))
+	if err := g.Check(rec, codeAt(rec, clk, Period)); !errors.Is(err, ErrSpent) {
+		t.Fatalf("the used code after an older one was spent: %v, want ErrSpent", err)
+	}
+	// A block stays.
+	for range FailureLimit {
+		g.Check(rec, wrongCode(rec, clk.Now()))
+	}
+	g.Spend(rec, codeAt(rec, clk, 0))
+	if st := g.State(); st.BlockedUntil.IsZero() {
+		t.Fatalf("spending lifted a block: %+v", st)
+	}
+}
+
 // No message holds the code it refused or the secret, and each is one line.
 func TestGateMessages(t *testing.T) {
 	clk := newClock(stepStart)

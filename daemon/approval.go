@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,10 +30,12 @@ import (
 // passphrase) or in the daemon's own files (system mode, a uid of its
 // own). Never in the config, which the user (and so a worm) can edit.
 
-// unapprovedSession is what a session may do without a code while
-// approval is on: read, and report test results; no upload, no index
-// change, no deletion.
-var unapprovedSession = []string{"pkg_read", "toxresult_upload"}
+// NoWrite is the restriction of a session that may not write: read, and
+// report test results; no upload, no index change, no deletion. A session
+// without a code gets it while approval is on, and so does any session
+// kept where every process of the user reads it while uploads are
+// approved (an exec --approve job's devpi-client login).
+func NoWrite() (token.Restriction, error) { return token.Allowed("pkg_read", "toxresult_upload") }
 
 // enrollTime bounds how long a new secret waits for its first code.
 const enrollTime = 10 * time.Minute
@@ -57,6 +60,19 @@ type approvals struct {
 	// workFactor is the sealed store's scrypt work factor when re-sealing
 	// (0: age's default; tests make it small).
 	workFactor int
+	// seen is the fingerprint of the approval this daemon last put in
+	// force from a vault (its secret and policy; nil before the first
+	// unlock). It outlives lock: a store whose approval differs was
+	// changed behind the daemon's back (a worm's own store, or an older
+	// copy of the person's from before approval was set up), and unlock
+	// refuses it. Only a restart forgets it.
+	seen *[sha256.Size]byte
+	// gen counts the vaults put in force (swapVault). A state's roots are
+	// of the generation it was loaded in: a request whose roots are of
+	// another than the record in force pairs a vault's tokens with
+	// another vault's policy (a worm's store unlocked over the person's,
+	// the vault dropped by lock), and is refused.
+	gen uint64
 }
 
 // enrollment is a new secret waiting for its first code, from the uid
@@ -112,6 +128,14 @@ func (a *approvals) load() {
 	}
 }
 
+// generation is the count of vaults put in force, for a state to know
+// which its roots are of: read before any of them.
+func (a *approvals) generation() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gen
+}
+
 // token is the vault's token for server name, when the vault is open and
 // holds one.
 func (a *approvals) token(name string) (string, bool) {
@@ -130,7 +154,7 @@ func (a *approvals) token(name string) (string, bool) {
 // is not is minted without the permissions to write (restrict). ttlCap,
 // when set, bounds the token's life. Every code checked is audited here,
 // whatever the outcome.
-func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, peer Peer, entry auditEntry) (approved bool, ttlCap time.Duration, aerr *apiError) {
+func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, gen uint64, peer Peer, entry auditEntry) (approved bool, ttlCap time.Duration, aerr *apiError) {
 	a := d.approvals
 	if a.stateDir == "" || (target.Op != OpUpload && target.Op != OpSession) {
 		return true, 0, nil
@@ -139,6 +163,9 @@ func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, peer Pe
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
+	case gen != a.gen:
+		// The roots this request holds are of a vault no longer in force.
+		return false, 0, &apiError{status: http.StatusServiceUnavailable, code: localapi.CodeUnavailable, msg: "the sealed store was opened or closed while this request was served: ask again"}
 	case a.vault == nil && a.sealed():
 		if upload {
 			return false, 0, &apiError{status: http.StatusLocked, code: localapi.CodeSealed, msg: "the sealed store is not open, so the approval policy is unknown: 'devpi-credd unlock' opens it"}
@@ -164,6 +191,31 @@ func (d *Daemon) approve(req localapi.CredentialsRequest, target Target, peer Pe
 		return false, 0, aerr
 	}
 	return true, a.rec.Policy.TTL(), nil
+}
+
+// forExchange refuses the trusted-publishing exchange a mint from roots of
+// generation gen when approval governs them in a personal daemon: the
+// exchange's publishers are in the config, which there any program of the
+// user can edit (a worm adds one trusting an issuer of its own), and no
+// one-time code comes with an identity token. A system daemon's config is
+// not the served user's to edit.
+func (a *approvals) forExchange(gen uint64) error {
+	if a.stateDir == "" {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case gen != a.gen:
+		return errors.New("the sealed store was opened or closed while this request was served: ask again")
+	case !a.sealed():
+		return nil
+	case a.vault == nil:
+		return errors.New("the sealed store is not open, so the approval policy is unknown")
+	case a.rec != nil && a.rec.Policy.Uploads:
+		return errors.New("approval is on in this personal daemon's sealed store: its exchange mints nothing, since its publishers are in a config any program of the user can edit (trusted publishing belongs to a daemon whose config the user cannot edit)")
+	}
+	return nil
 }
 
 // checkCode checks code against rec with gate and writes one audit line
@@ -219,6 +271,11 @@ func (d *Daemon) where(p Peer) (sealed bool, aerr *apiError) {
 	case p.UID == d.uid || len(d.Config().AllowUIDs) == 0:
 		return false, &apiError{status: http.StatusConflict, code: localapi.CodeRefused,
 			msg: "approval needs a store out of your programs' reach: seal this daemon's tokens with 'devpi-credd token login --seal' (personal mode), or set up system mode (docs/approval.md)"}
+	case a.recErr != nil:
+		// Unreadable is not none: enrolling would replace an
+		// authenticator without its code.
+		return false, &apiError{status: http.StatusServiceUnavailable, code: localapi.CodeUnavailable,
+			msg: "the approval record cannot be read, so it cannot be changed: " + a.recErr.Error() + " (the daemon's user, or 'devpi-credd setup-system', can set it up again)"}
 	}
 	return false, nil
 }
@@ -295,6 +352,8 @@ func (d *Daemon) confirmEnrollment(req localapi.ApprovalConfirm, p Peer) *apiErr
 		aerr.msg = "the code is not one of the new authenticator's: " + aerr.msg
 		return aerr
 	}
+	// Spent for uploads too: typed at setup, it approves nothing more.
+	a.gate.Spend(&pe.rec, req.Code)
 	rec := pe.rec
 	rec.Secret = append([]byte(nil), pe.rec.Secret...)
 	rec.Since = now.UTC()
@@ -368,7 +427,8 @@ func (a *approvals) persist(rec *approval.Record, sealed bool, passphrase string
 }
 
 // open opens the sealed store with passphrase; wrong passphrases are
-// throttled as wrong codes are. Called with a.mu held.
+// throttled as wrong codes are. A store whose approval is not the one this
+// daemon last put in force (see seen) is refused. Called with a.mu held.
 func (a *approvals) open(passphrase string) (*store.Vault, *apiError) {
 	if err := a.unlocks.Allow(); err != nil {
 		return nil, &apiError{status: http.StatusTooManyRequests, code: localapi.CodeRefused, msg: err.Error()}
@@ -384,19 +444,28 @@ func (a *approvals) open(passphrase string) (*store.Vault, *apiError) {
 		return nil, &apiError{status: http.StatusInternalServerError, code: localapi.CodeUnavailable, msg: err.Error()}
 	}
 	a.unlocks.Succeed()
+	if a.seen != nil && fingerprint(v.Approval) != *a.seen {
+		v.Wipe()
+		return nil, &apiError{status: http.StatusConflict, code: localapi.CodeRefused,
+			msg: "not opened: the sealed store holds another approval than this daemon last put in it (replaced, or an older copy put back?); if you did not change it, a program of yours did: read the audit log; if you did, restart the daemon"}
+	}
 	return v, nil
 }
 
-// swapVault puts v in force (nil: sealed again), wiping what it replaces.
-// Called with a.mu held.
+// swapVault puts v in force (nil: sealed again), wiping what it replaces;
+// the roots must be loaded again (reloadRoots) before an upload or a
+// session is minted. Called with a.mu held.
 func (a *approvals) swapVault(v *store.Vault) {
 	if a.vault != nil && a.vault != v {
 		a.vault.Wipe()
 	}
+	a.gen++
 	a.vault = v
 	a.rec, a.recErr = nil, nil
 	if v != nil {
 		a.rec = v.Approval
+		fp := fingerprint(v.Approval)
+		a.seen = &fp
 	}
 }
 
@@ -411,6 +480,19 @@ func (d *Daemon) unseal(passphrase string) *apiError {
 	}
 	a.swapVault(v)
 	return nil
+}
+
+// fingerprint identifies an approval record (nil: none) by its secret and
+// policy, without keeping the secret.
+func fingerprint(r *approval.Record) [sha256.Size]byte {
+	h := sha256.New()
+	if r != nil {
+		h.Write(r.Secret)
+		fmt.Fprintf(h, "\x00%t\x00%d", r.Policy.Uploads, r.Policy.UploadTTL)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // reseal drops the opened store from memory: the next unlock needs the

@@ -30,6 +30,10 @@ type Peer struct {
 	PPID      int    `json:"ppid,omitempty"`
 	ParentExe string `json:"parent_exe,omitempty"`
 	Known     bool   `json:"-"`
+	// Start is when the process that connected started (Linux, for
+	// Options.AdmitPeer; see peercred.StartOf), 0 when it has ended: with
+	// the pid it names that process, not one that took its pid since.
+	Start uint64 `json:"-"`
 }
 
 // IsZero: no peer at all (an exchange's remote caller), left out of its

@@ -107,6 +107,11 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		peer := l.d.peerOf(c)
+		if l.d.opts.AdmitPeer != nil && peer.Known {
+			// At once: the connector may end, and another process take
+			// its pid, before its request is read.
+			peer.Start = connectorStart(c, peer.PID)
+		}
 		cl := l.d.classOf(peer, l.d.Config())
 		release, ok := l.d.conns.take(peer, cl == classOwner)
 		if !ok {

@@ -134,6 +134,9 @@ type Daemon struct {
 type state struct {
 	cfg   *config.Config
 	roots map[string]*rootState
+	// gen is the approvals' generation the roots were loaded in (see
+	// approvals.gen).
+	gen uint64
 }
 
 type rootState struct {
@@ -217,7 +220,7 @@ func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
 // withRoots reads the root token of every server of cfg into a new state;
 // old, when set, is the state it replaces, to log only what changed.
 func (d *Daemon) withRoots(cfg *config.Config, old *state) *state {
-	next := &state{cfg: cfg, roots: make(map[string]*rootState, len(cfg.Servers))}
+	next := &state{cfg: cfg, roots: make(map[string]*rootState, len(cfg.Servers)), gen: d.approvals.generation()}
 	stamps := map[string]string{}
 	for _, s := range cfg.Servers {
 		if s.TokenFile != "" && d.opts.Config == nil {

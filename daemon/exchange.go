@@ -36,6 +36,9 @@ func (d *Daemon) MintExchange(_ context.Context, p config.Publisher, maxTTL time
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := d.approvals.forExchange(st.gen); err != nil {
+		return nil, nil, err
+	}
 	now := d.opts.Now()
 	scope, err := usableRoot(root, srv, "", now)
 	if err != nil {

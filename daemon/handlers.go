@@ -246,6 +246,7 @@ func (d *Daemon) handleApprovalConfirm(w http.ResponseWriter, r *http.Request) {
 		d.approvalError(w, peer, "approval setup", aerr)
 		return
 	}
+	d.reloadRoots() // a sealed store's vault was put in force again
 	writeJSON(w, http.StatusOK, d.Status())
 }
 
@@ -259,6 +260,7 @@ func (d *Daemon) handleApprovalOff(w http.ResponseWriter, r *http.Request) {
 		d.approvalError(w, peer, "approval off", aerr)
 		return
 	}
+	d.reloadRoots() // a sealed store's vault was put in force again
 	writeJSON(w, http.StatusOK, d.Status())
 }
 

@@ -128,23 +128,28 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest, peer
 	if aerr != nil {
 		return nil, entry, aerr
 	}
-	// Last before minting, so that a code is spent only on a request that
-	// would be served.
-	approved, ttlCap, aerr := d.approve(req, target, peer, entry)
-	if aerr != nil {
-		return nil, entry, aerr
-	}
-	if ttlCap > 0 {
-		ttl = min(ttl, ttlCap)
-		entry.Note = "approved with a one-time code"
-	}
 	p, err := plan(root, srv, target, bases, req.Username, now, ttl, d.opts.Deadline)
 	if err != nil {
 		return nil, entry, &apiError{status: http.StatusForbidden, code: localapi.CodeRefused, msg: err.Error()}
 	}
+	// Last before minting, after everything that can refuse the request,
+	// so that a code is spent only on a request that is served.
+	approved, ttlCap, aerr := d.approve(req, target, st.gen, peer, entry)
+	if aerr != nil {
+		return nil, entry, aerr
+	}
+	if ttlCap > 0 && ttlCap < ttl {
+		// The same plan, shorter: it cannot fail where the longer did not.
+		if p, err = plan(root, srv, target, bases, req.Username, now, ttlCap, d.opts.Deadline); err != nil {
+			return nil, entry, &apiError{status: http.StatusForbidden, code: localapi.CodeRefused, msg: err.Error()}
+		}
+	}
+	if ttlCap > 0 {
+		entry.Note = "approved with a one-time code"
+	}
 	if !approved {
 		// A session without a code, under approval: no permission to write.
-		r, err := token.Allowed(unapprovedSession...)
+		r, err := NoWrite()
 		if err != nil {
 			return nil, entry, &apiError{status: http.StatusInternalServerError, code: localapi.CodeRefused, msg: err.Error()}
 		}

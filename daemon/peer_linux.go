@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"net"
 	"os"
 	"strconv"
 
@@ -16,12 +17,29 @@ func (p *Peer) addDetails() {
 	if p.PID <= 0 {
 		return
 	}
-	p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/exe")
+	p.Exe = exeOf(p.PID)
 	p.PPID = parentPID(p.PID)
 	if p.PPID > 0 {
-		p.ParentExe, _ = os.Readlink("/proc/" + strconv.Itoa(p.PPID) + "/exe")
+		p.ParentExe = exeOf(p.PPID)
 	}
+}
+
+// exeOf is pid's executable, or, where that cannot be read (devpi-credd's
+// commands and its keyring helper make themselves undumpable, which closes
+// /proc/PID/exe to their own user), its command name.
+func exeOf(pid int) string {
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {
+		return exe
+	}
+	if name := peercred.Name("/proc", pid); name != "" {
+		return name + " (name only)"
+	}
+	return ""
 }
 
 // parentPID is the caller's parent, from /proc.
 func parentPID(pid int) int { return peercred.ParentPID("/proc", pid) }
+
+// connectorStart is when the process that connected c started, 0 when it
+// has ended (see peercred.StartOf).
+func connectorStart(c net.Conn, pid int) uint64 { return peercred.StartOf(c, pid) }

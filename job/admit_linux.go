@@ -6,4 +6,6 @@ import "github.com/devpi-credd/devpi-credd/internal/peercred"
 // a job's daemon can answer its child's processes only (Options.ChildOnly).
 const CanAdmitChildOnly = true
 
-func descendsFrom(pid, ancestor int) bool { return peercred.DescendsFrom("/proc", pid, ancestor) }
+func descendsFrom(pid int, start uint64, ancestor int) bool {
+	return peercred.DescendsFrom("/proc", pid, start, ancestor)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/devpi-credd/devpi-credd/daemon"
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/peercred"
 	"github.com/devpi-credd/devpi-credd/localapi"
 	"github.com/devpi-credd/devpi-credd/token"
 )
@@ -30,7 +32,8 @@ func TestAdmitPeerChildOnly(t *testing.T) {
 	}
 	defer func() { in.Close(); _ = c.Wait() }()
 	j := &Job{}
-	child := daemon.Peer{PID: c.Process.Pid, UID: os.Getuid(), Known: true}
+	start := func(pid int) uint64 { return peercred.StartTime("/proc", pid) }
+	child := daemon.Peer{PID: c.Process.Pid, UID: os.Getuid(), Known: true, Start: start(c.Process.Pid)}
 	if err := j.admitPeer(child); err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("before Run: %v", err)
 	}
@@ -38,13 +41,17 @@ func TestAdmitPeerChildOnly(t *testing.T) {
 	if err := j.admitPeer(child); err != nil {
 		t.Errorf("the child: %v", err)
 	}
-	if !descendsFrom(c.Process.Pid, os.Getpid()) {
+	if !descendsFrom(c.Process.Pid, start(c.Process.Pid), os.Getpid()) {
 		t.Error("the child does not descend from this process")
 	}
 	for name, p := range map[string]daemon.Peer{
-		"the job's parent": {PID: os.Getppid(), UID: os.Getuid(), Known: true},
-		"the job itself":   {PID: os.Getpid(), UID: os.Getuid(), Known: true},
+		"the job's parent": {PID: os.Getppid(), UID: os.Getuid(), Known: true, Start: start(os.Getppid())},
+		"the job itself":   {PID: os.Getpid(), UID: os.Getuid(), Known: true, Start: start(os.Getpid())},
 		"unknown":          {PID: -1, UID: -1},
+		// A worm's process connected and ended, and the child took its
+		// pid: the connector's start time is not the child's.
+		"a connector whose pid the child took": {PID: c.Process.Pid, UID: os.Getuid(), Known: true, Start: start(c.Process.Pid) - 1},
+		"a connector that ended":               {PID: c.Process.Pid, UID: os.Getuid(), Known: true},
 	} {
 		if err := j.admitPeer(p); err == nil {
 			t.Errorf("%s was let in", name)
@@ -103,5 +110,41 @@ func TestChildOnlyJob(t *testing.T) {
 	stdinW.Close()
 	if code := <-done; code != 0 {
 		t.Errorf("the child exited %d", code)
+	}
+}
+
+// A ChildOnly job's tokens can upload, and its daemon answers the child's
+// processes only; devpi-client's login, though, is a file in the job's
+// directory that every process of the user can read. It must not hold a
+// session that can upload.
+func TestChildOnlyDevpiClientCannotWrite(t *testing.T) {
+	root, err := token.New(testKey, "alice", "abcd2345", token.Expires(time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := devpi.ParseRoot("http://h/")
+	t.Setenv("TMPDIR", t.TempDir())
+	for _, childOnly := range []bool{false, true} {
+		j, err := Start(context.Background(), Spec{Server: config.Server{Name: "job", URL: u}, Root: root, TTL: time.Minute},
+			Options{ForChild: true, ChildOnly: childOnly, Environ: []string{"PATH=/usr/bin:/bin"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth, ok, err := devpi.StateDir{Dir: env(j, "DEVPI_CLIENTDIR")}.Auth(u.String(), "alice")
+		j.Close()
+		if err != nil || !ok {
+			t.Fatalf("ChildOnly %v: devpi-client's login: %v %v", childOnly, ok, err)
+		}
+		tok, err := token.Parse(auth.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		allowed := tok.Scope().Allowed
+		if childOnly && (allowed == nil || slices.Contains(allowed, "upload")) {
+			t.Errorf("a ChildOnly job's devpi-client login can upload: %v", tok.Caveats())
+		}
+		if !childOnly && allowed != nil {
+			t.Errorf("a job's devpi-client login is narrowed: %v", tok.Caveats())
+		}
 	}
 }

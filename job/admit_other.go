@@ -6,4 +6,4 @@ package job
 // ancestry, so Options.ChildOnly cannot be kept.
 const CanAdmitChildOnly = false
 
-func descendsFrom(int, int) bool { return false }
+func descendsFrom(int, uint64, int) bool { return false }

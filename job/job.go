@@ -266,18 +266,42 @@ func writeBackend(py string) error {
 }
 
 // devpiClient is a devpi-client state directory of the job's own, on the
-// server and logged in with a session token of the job.
+// server and logged in with a session token of the job. With ChildOnly
+// that session cannot write: its file is within every process's reach of
+// the user, not only the child's, and the job's tokens can upload.
 func (j *Job) devpiClient(ctx context.Context) (string, error) {
 	root := j.spec.Server.URL.String()
 	creds, err := j.Mint(ctx, localapi.CredentialsRequest{URL: root, Session: true}, "exec: devpi-client login")
 	if err != nil {
 		return "", err
 	}
+	secret := creds.Password
+	if j.opts.ChildOnly {
+		if secret, err = noWrite(secret); err != nil {
+			return "", fmt.Errorf("devpi-client's session: %w", err)
+		}
+	}
 	cd := devpi.StateDir{Dir: filepath.Join(j.dir.Path, "devpi-client")}
-	if err := cd.Login(root, devpi.Auth{User: creds.Username, Secret: creds.Password}); err != nil {
+	if err := cd.Login(root, devpi.Auth{User: creds.Username, Secret: secret}); err != nil {
 		return "", err
 	}
 	return cd.Dir, nil
+}
+
+// noWrite narrows a session token to what cannot write (daemon.NoWrite).
+func noWrite(session string) (string, error) {
+	t, err := token.Parse(session)
+	if err != nil {
+		return "", err
+	}
+	r, err := daemon.NoWrite()
+	if err != nil {
+		return "", err
+	}
+	if t, err = t.Derive(r); err != nil {
+		return "", err
+	}
+	return t.Reveal(), nil
 }
 
 func joinList(a, b string) string {
@@ -310,14 +334,17 @@ var ErrChildOnly = errors.New("a job whose daemon answers only its own processes
 // admitPeer lets a caller of the job's daemon's socket in when it is the
 // child Run started or one of its descendants: with ChildOnly, another
 // process of the user that found the socket gets nothing from a job whose
-// tokens can upload. (The job's own mints, Mint, do not come through the
-// socket.)
+// tokens can upload. The caller is the process that connected, as it
+// started (Peer.Start): one that connected and ended, leaving the
+// connection to another, does not pass for the process of the child's
+// that took its pid since. (The job's own mints, Mint, do not come through
+// the socket.)
 func (j *Job) admitPeer(p daemon.Peer) error {
 	child := int(j.child.Load())
 	switch {
 	case child == 0:
 		return errors.New("this job's daemon answers only the job's command, which is not running")
-	case !p.Known || !descendsFrom(p.PID, child):
+	case !p.Known || !descendsFrom(p.PID, p.Start, child):
 		return fmt.Errorf("this job's daemon answers only the job's command and its processes, not pid %d", p.PID)
 	}
 	return nil

@@ -244,6 +244,7 @@ func (a *app) runApprovalSetup(ctx context.Context, o approvalOptions) error {
 // their change re-seals it. The store must be open: the policy is unknown
 // until then.
 func (a *app) approvalStart(ctx context.Context, o approvalOptions) (c *helper.Client, st *localapi.Status, pass string, err error) {
+	a.protectSecrets()
 	c = a.client(o.daemon)
 	if st, err = c.Status(ctx); err != nil {
 		return nil, nil, "", daemonError(err)

@@ -283,6 +283,15 @@ func TestUnlockAndLock(t *testing.T) {
 	s.wantRequests(`/v1/unlock {"passphrase":"`+fakePassphrase+`"}`, `/v1/lock {}`, `/v1/unlock {"passphrase":"`+fakePassphrase+`"}`,
 		`/v1/lock {}`, `/v1/unlock {"passphrase":"wrong"}`)
 
+	// What approval the opened store holds: an older copy put back (from
+	// before setup) shows as off, with what to do.
+	s = newSession(t, &fakeDaemon{sealed: true})
+	s.run(fakePassphrase+"\n", "unlock", "--passphrase-stdin").want(t, 0,
+		"daemon unlocked, its sealed store open\napproval off: tokens that can upload are handed out without a one-time code (if you had set approval up, this store is an older copy put back: run 'devpi-credd lock' and read the audit log)\n", "")
+	s = newSession(t, &fakeDaemon{sealed: true, enrolled: true, uploads: true, account: "alice@host"})
+	s.run(fakePassphrase+"\n", "unlock", "--passphrase-stdin").want(t, 0,
+		"daemon unlocked, its sealed store open\napproval on: every token that can upload needs a one-time code from alice@host and lives 2m0s at most\n", "")
+
 	// No terminal, no --passphrase-stdin: one line saying what to do.
 	s = newSession(t, &fakeDaemon{sealed: true})
 	s.run("", "unlock").want(t, 1, "", "devpi-credd: the sealed store's passphrase is needed and there is no terminal to ask on: pass --passphrase-stdin and write it on standard input\n")

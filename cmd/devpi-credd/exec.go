@@ -34,7 +34,9 @@ asks once for a one-time code on the terminal (--code-stdin: the first line
 of standard input; the child gets the rest), and the job's tokens can upload
 for as long as the daemon lets an approved token live (2 minutes by
 default). The job's daemon then answers only the command's own processes
-(Linux). Only when no daemon runs, and the server's token is in a plain file
+(Linux), and the job's devpi-client, whose login is a file any process of
+yours can read, gets a session that cannot write: for 'devpi upload', use
+'devpi-credd devpi-login --approve' outside exec. Only when no daemon runs, and the server's token is in a plain file
 or the keychain, does exec read it itself; a sealed store needs the daemon.
 
 With --oidc there is no stored token at all (trusted publishing): exec gets

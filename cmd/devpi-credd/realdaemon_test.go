@@ -130,7 +130,7 @@ func TestCommandsAgainstTheDaemon(t *testing.T) {
 	// lock closes the store; unlock asks its passphrase again.
 	s.run("", "lock").want(t, 0, "daemon locked", "")
 	s.run("", "status").want(t, 0, "sealed store  not open", "")
-	s.run(fakePassphrase+"\n", "unlock", "--passphrase-stdin").want(t, 0, "its sealed store open", "")
+	s.run(fakePassphrase+"\n", "unlock", "--passphrase-stdin").want(t, 0, "its sealed store open\napproval on: every token that can upload needs a one-time code", "")
 
 	clock.step()
 	s.run(fakePassphrase+"\n"+approval.Code(secret, clock.Now())+"\n", "approval", "off", "--passphrase-stdin", "--code-stdin").

@@ -16,6 +16,7 @@ import (
 
 	"github.com/devpi-credd/devpi-credd/devpi"
 	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/harden"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/internal/msg"
 	"github.com/devpi-credd/devpi-credd/token"
@@ -62,8 +63,12 @@ type app struct {
 	// sealWorkFactor is the sealed store's scrypt work factor for
 	// token login --seal (0: age's default; tests make it small).
 	sealWorkFactor int
-	http           *http.Client
-	stdinLines     *bufio.Reader
+	// protect hardens this process (harden.Process) before a command
+	// reads a long-lived secret; nil in tests that run commands in
+	// their own process.
+	protect    func()
+	http       *http.Client
+	stdinLines *bufio.Reader
 }
 
 func realApp() *app {
@@ -83,6 +88,21 @@ func realApp() *app {
 		},
 		openTTY:    helper.OpenTTY,
 		readSecret: readSecretOnTTY,
+		protect:    func() { harden.Process() },
+	}
+}
+
+// protectSecrets makes this process undumpable, without a core file,
+// before a command reads the sealed store's passphrase, a long-lived token
+// or the authenticator's secret: a program of the user's would read them
+// in /proc/PID/mem (approval setup holds the new secret while the person
+// scans it). Commands that only carry a one-time code or a short-lived
+// token stay readable, so that the daemon's audit line names their
+// executable (an undumpable process's /proc/PID/exe is closed to its own
+// user).
+func (a *app) protectSecrets() {
+	if a.protect != nil {
+		a.protect()
 	}
 }
 

@@ -220,6 +220,7 @@ only. Wrong passphrases are refused (exit 1), and are slowed down like
 wrong one-time codes.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.protectSecrets()
 			ctx := cmd.Context()
 			c := a.client(df)
 			st, err := c.Status(ctx)
@@ -244,15 +245,20 @@ wrong one-time codes.`,
 	return cmd
 }
 
-// lockLine says what a lock or unlock left in force.
+// lockLine says what a lock or unlock left in force. An opened store says
+// what approval it holds: a program of the user's can put back an older
+// copy of the store, from before approval was set up, and have the
+// daemon restarted; the person then sees at unlock that approval is off.
 func lockLine(st *localapi.Status) string {
 	switch {
 	case st.Locked:
 		return "daemon locked: no tokens until 'devpi-credd unlock'"
 	case st.Sealed && !st.Opened:
 		return "daemon unlocked, its sealed store still closed: no tokens from it until 'devpi-credd unlock' opens it"
+	case st.Sealed && (st.Approval == nil || !st.Approval.Enrolled && !st.Approval.Uploads):
+		return "daemon unlocked, its sealed store open\n" + approvalSummary(st) + " (if you had set approval up, this store is an older copy put back: run 'devpi-credd lock' and read the audit log)"
 	case st.Sealed:
-		return "daemon unlocked, its sealed store open"
+		return "daemon unlocked, its sealed store open\n" + approvalSummary(st)
 	}
 	return "daemon unlocked"
 }

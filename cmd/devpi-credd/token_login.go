@@ -130,6 +130,7 @@ func (a *app) runTokenLogin(ctx context.Context, o tokenLoginOptions) error {
 	if err := o.check(); err != nil {
 		return err
 	}
+	a.protectSecrets()
 	t, err := a.readToken(o.in)
 	if err != nil {
 		return err
