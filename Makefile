@@ -113,6 +113,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClientAddr$$' -fuzztime $(FUZZTIME) ./exchange/
 	$(GO) test -run '^$$' -fuzz '^FuzzMintTokenBody$$' -fuzztime $(FUZZTIME) ./exchange/
 	$(GO) test -run '^$$' -fuzz '^FuzzStringClaims$$' -fuzztime $(FUZZTIME) ./exchange/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseURI$$' -fuzztime $(FUZZTIME) ./approval/
+	$(GO) test -run '^$$' -fuzz '^FuzzGate$$' -fuzztime $(FUZZTIME) ./approval/
 
 demo: build deps venv
 	DEVPI_CREDD_VENV=$(VENV) scripts/demo.sh $(BIN)
