@@ -5,9 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -57,10 +55,7 @@ func newCollector() *collector {
 	return &collector{found: map[string]*wormapi.Found{}, tokens: map[string]*token.Token{}}
 }
 
-func fingerprint(t *token.Token) string {
-	sum := sha256.Sum256(t.Signature())
-	return hex.EncodeToString(sum[:8])
-}
+func fingerprint(t *token.Token) string { return wormapi.Fingerprint(t.Signature()) }
 
 // add records tok as seen at source and reports whether it is new.
 func (c *collector) add(tok *token.Token, source string) bool {

@@ -4,6 +4,11 @@
 // person's authenticator; the tests assert on its report.
 package wormapi
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
 // Plan is the worm's input, a file the test writes and the worm reads.
 // It holds no secret: the codes in it are spent or known to be wrong.
 type Plan struct {
@@ -98,6 +103,12 @@ type Found struct {
 	Caveats     []string `json:"caveats"`
 	Sources     []string `json:"sources"`
 	Upload      Upload   `json:"upload"`
+}
+
+// Fingerprint names a token by its signature (see Found.Fingerprint).
+func Fingerprint(signature []byte) string {
+	sum := sha256.Sum256(signature)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Upload is devpi-server's answer to an upload.

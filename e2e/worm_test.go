@@ -1,0 +1,689 @@
+//go:build e2e && linux
+
+package e2e
+
+// Issue 16 end to end, with real uids: the person at a terminal (tmux)
+// sets up one-time codes and publishes with them; then a worm running as
+// the same uid, with no terminal and no code, reads everything it can
+// and asks for upload tokens every way there is, and gets nothing that
+// devpi-server takes for an upload. Both modes: a personal daemon of the
+// developer's own uid with a sealed store, and a system daemon of its own
+// uid set up by setup-system.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/devpi-credd/devpi-credd/e2e/worm/wormapi"
+	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/token"
+)
+
+const (
+	wormProject = "worm-target"
+	// wormVersion is what the worm tries to upload: never on the index.
+	wormVersion = "6.6.6"
+)
+
+var (
+	codePrompt       = regexp.MustCompile(`one-time code[^\n]*: `)
+	passphrasePrompt = regexp.MustCompile(`passphrase[^\n]*: `)
+	otpauthURI       = regexp.MustCompile(`(?m)^otpauth://\S+$`)
+	printedToken     = regexp.MustCompile(`(?m)^devpi-\S+$`)
+)
+
+// approvalBed is one mode's setup: the developer, their daemon, the
+// index the person publishes to, the person's terminal and
+// authenticator.
+type approvalBed struct {
+	t        *testing.T
+	d        *developer
+	personal bool
+	index    string // USER/INDEX
+	server   string // the daemon's name of the server
+	socket   string // the daemon's socket, for the worm's raw API
+	// daemonPID is the running daemon's; daemon is the one the test
+	// started (personal mode: until the worm kills it).
+	daemonPID  int
+	daemon     *devDaemon
+	auditPath  string
+	roots      []string // what the worm reads besides $HOME and /tmp
+	term       *terminal
+	auth       *authenticator
+	passphrase string
+	root       *token.Token // the long-lived token, which must be out of reach
+	wormDir    string
+	wormWheel  string
+	// control is a dumpable process of the developer's holding read
+	// tokens; planted are the read tokens the worm must find.
+	control *exec.Cmd
+	planted []plantedToken
+	// spent is the code the person used last before the worm's codes.
+	spent string
+}
+
+type plantedToken struct {
+	tok    *token.Token
+	source string // the source the worm must report it under
+	what   string
+}
+
+func newApprovalBed(t *testing.T, d *developer, personal bool) *approvalBed {
+	b := &approvalBed{t: t, d: d, personal: personal, server: "locked", wormDir: filepath.Join(d.home, "worm")}
+	b.index = d.u.newIndex(t, "dev")
+	d.mkdir(t, b.wormDir)
+	b.wormWheel = d.wheel(t, wormProject, wormVersion)
+	return b
+}
+
+// devDaemon is a daemon started by the test.
+type devDaemon struct {
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	done chan error
+	dead bool // killed by the worm: no clean stop expected
+}
+
+func startDaemon(t *testing.T, cmd *exec.Cmd) *devDaemon {
+	t.Helper()
+	p := &devDaemon{cmd: cmd, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	must(t, cmd.Start())
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *devDaemon) stop(t *testing.T) {
+	if p.done == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil && !p.dead {
+			t.Errorf("the daemon exited with %v\n%s", err, tail(p.logs.String(), 30))
+		}
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("the daemon ignored SIGTERM")
+	}
+	p.done = nil
+}
+
+// status is the daemon's status as the developer's devpi-credd shows it.
+func (b *approvalBed) status(t *testing.T) (*localapi.Status, result) {
+	t.Helper()
+	r := b.d.run(t, nil, "", bed.bin, "status", "--json")
+	if r.code != 0 {
+		return nil, r
+	}
+	var st localapi.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v: %s", err, r)
+	}
+	return &st, r
+}
+
+// waitStatus polls the status until cond holds.
+func (b *approvalBed) waitStatus(t *testing.T, what string, cond func(*localapi.Status) bool) *localapi.Status {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, r := b.status(t)
+		if st != nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			logs := ""
+			if b.daemon != nil {
+				logs = tail(b.daemon.logs.String(), 30)
+			}
+			t.Fatalf("%s: not within 30 s; status: %+v %s\n%s", what, st, r, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// noRootToken: the daemon holds no root token of any server.
+func noRootToken(st *localapi.Status) bool {
+	for _, s := range st.Servers {
+		if s.TokenID != "" {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *approvalBed) typePassphrase() promptAnswer {
+	return promptAnswer{re: passphrasePrompt, answer: func() string { return b.passphrase }}
+}
+
+func (b *approvalBed) typeCode(t *testing.T) promptAnswer {
+	return promptAnswer{re: codePrompt, answer: func() string { return b.auth.code(t) }}
+}
+
+// newPersonalBed: the developer logs in, creates a long-lived token and
+// seals it ('token login --seal', the passphrase typed at the prompt),
+// removes the file and logs out; their daemon starts sealed, with no
+// root token, until the person unlocks it.
+func newPersonalBed(t *testing.T) *approvalBed {
+	d := newDeveloper(t)
+	b := newApprovalBed(t, d, true)
+	b.passphrase = "correct horse " + d.name
+	b.socket = filepath.Join(d.runtimeDir(), "devpi-credd", "socket")
+	b.auditPath = d.auditPath()
+	d.credd(t, 0, d.u.password+"\n", "login", "--url", bed.url, d.u.name, "--password-stdin")
+	rootFile := filepath.Join(d.home, "root.token")
+	d.credd(t, 0, "", "token", "create", "-o", rootFile)
+	b.root = parseToken(t, readFile(t, rootFile))
+	b.term = newTerminal(t, d)
+	s := b.term.run(fmt.Sprintf("devpi-credd token login --seal -f %s --url %s --name %s", rootFile, bed.locked, b.server))
+	if code, out := s.prompts(time.Minute, b.typePassphrase()); code != 0 {
+		t.Fatalf("token login --seal at the terminal: exit %d:\n%s", code, out)
+	}
+	must(t, os.Remove(rootFile))
+	d.credd(t, 0, "", "logout")
+	d.credd(t, 0, "", "keyring-link", d.linkDir)
+
+	b.daemon = startDaemon(t, d.command(context.Background(), d.env(), bed.bin, "serve", "--log-format", "json", "--log-level", "debug"))
+	b.daemonPID = b.daemon.cmd.Process.Pid
+	st := b.waitStatus(t, "the sealed daemon answers", func(*localapi.Status) bool { return true })
+	if !st.Sealed || st.Opened || !noRootToken(st) {
+		t.Fatalf("a daemon started on a sealed store: sealed %v, opened %v, servers %+v: want sealed, not opened, no root token", st.Sealed, st.Opened, st.Servers)
+	}
+	b.unlock(t)
+	return b
+}
+
+// unlock: the person opens the sealed store at the terminal.
+func (b *approvalBed) unlock(t *testing.T) {
+	t.Helper()
+	s := b.term.run("devpi-credd unlock")
+	if code, out := s.prompts(time.Minute, b.typePassphrase()); code != 0 {
+		t.Fatalf("unlock at the terminal: exit %d:\n%s", code, out)
+	}
+	b.waitStatus(t, "the store opened, the root token in the daemon", func(st *localapi.Status) bool { return st.Opened && !noRootToken(st) })
+}
+
+// enrol: the person runs 'approval setup', scans the URI it shows (the
+// test reads it off the terminal) and types the first code.
+func (b *approvalBed) enrol(t *testing.T) {
+	t.Helper()
+	s := b.term.run("devpi-credd approval setup")
+	code, out := s.prompts(time.Minute, b.typePassphrase(), promptAnswer{re: codePrompt, answer: func() string {
+		uri := otpauthURI.FindString(s.output())
+		if uri == "" {
+			t.Fatalf("approval setup asks for a code without showing an otpauth:// URI:\n%s", s.output())
+		}
+		b.auth = newAuthenticator(t, uri)
+		return b.auth.code(t)
+	}})
+	if code != 0 || b.auth == nil {
+		t.Fatalf("approval setup at the terminal: exit %d:\n%s", code, out)
+	}
+	if !strings.ContainsAny(out, "▀▄█") {
+		t.Errorf("approval setup showed no QR code:\n%s", out)
+	}
+	st := b.waitStatus(t, "approval on", func(st *localapi.Status) bool { return st.Approval != nil })
+	if a := st.Approval; !a.Enrolled || !a.Uploads {
+		t.Fatalf("after approval setup: %+v, want enrolled with uploads needing a code", a)
+	}
+}
+
+// onIndex reports whether version of the project is on the index.
+func (b *approvalBed) onIndex(version string) bool {
+	var got struct {
+		Result map[string]any `json:"result"`
+	}
+	err := bed.api("GET", b.index+"/"+wormProject+"/"+version, "", nil, &got)
+	return err == nil && got.Result != nil
+}
+
+// publish runs an upload at the terminal: it must prompt for a code
+// once, take it, and upload.
+func (b *approvalBed) publish(t *testing.T, tool, version, cmdline string) {
+	t.Helper()
+	s := b.term.run(cmdline)
+	code, out := s.prompts(3*time.Minute, b.typeCode(t))
+	if code != 0 {
+		t.Fatalf("%s at the terminal: exit %d:\n%s", tool, code, out)
+	}
+	if n := len(codePrompt.FindAllString(out, -1)); n != 1 {
+		t.Errorf("%s asked for a code %d times, want once:\n%s", tool, n, out)
+	}
+	if !b.onIndex(version) {
+		t.Errorf("%s exited 0, but %s %s is not on %s", tool, wormProject, version, b.index)
+	}
+}
+
+// getWithCode runs 'devpi-credd get --code-stdin' at the terminal, the
+// person typing code; it returns the exit code and what it printed
+// besides the typed code.
+func (b *approvalBed) getWithCode(t *testing.T, code string) (int, string) {
+	t.Helper()
+	s := b.term.run("devpi-credd get --code-stdin " + bed.locked + b.index + "/")
+	b.term.typeLine(code)
+	exit, out := s.wait(time.Minute)
+	var lines []string
+	for l := range strings.SplitSeq(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" && l != code {
+			lines = append(lines, l)
+		}
+	}
+	return exit, strings.Join(lines, "\n")
+}
+
+// person: what the person does at the terminal once approval is set
+// up: twine and uv publish with a prompt each, and a wrong code refused
+// in one line.
+func (b *approvalBed) person(t *testing.T) {
+	d := b.d
+	upload := bed.locked + b.index + "/"
+	b.publish(t, "twine upload", "1.0", fmt.Sprintf("%s upload --non-interactive --disable-progress-bar --repository-url %s %s",
+		bed.py("client", "twine"), upload, d.wheel(t, wormProject, "1.0")))
+	b.publish(t, "uv publish", "2.0", fmt.Sprintf("%s publish --keyring-provider subprocess --publish-url %s --username %s %s",
+		bed.py("client", "uv"), upload, d.u.name, d.wheel(t, wormProject, "2.0")))
+	exit, out := b.getWithCode(t, b.auth.wrongCodes(1)[0])
+	if exit == 0 || strings.Count(out, "\n") != 0 || !strings.Contains(out, "wrong one-time code") || printedToken.MatchString(out) {
+		t.Errorf("get --code-stdin with a wrong code: exit %d, want one line saying the code is wrong and no token:\n%s", exit, out)
+	}
+}
+
+// approvedGet: 'get --code-stdin' with a right code prints an upload
+// token; the worm's own upload code uploads with it (so that the worm's
+// refusals mean something), and the code is spent.
+func (b *approvalBed) approvedGet(t *testing.T) {
+	code := b.auth.code(t)
+	exit, out := b.getWithCode(t, code)
+	m := printedToken.FindString(out)
+	if exit != 0 || m == "" {
+		t.Fatalf("get --code-stdin with a right code: exit %d:\n%s", exit, out)
+	}
+	b.spent = code
+	tok := parseToken(t, m)
+	plan := b.plan()
+	plan.Version, plan.Wheel = "3.0", b.d.wheel(t, wormProject, "3.0")
+	rep := b.worm(t, "upload", plan, tok.Reveal())
+	if len(rep.Found) != 1 || rep.Found[0].Upload.Status != 200 || !b.onIndex("3.0") {
+		t.Fatalf("the worm's upload with the person's approved token (the control): %+v", rep.Found)
+	}
+	if exp := tok.Scope().Expires; exp == nil || time.Until(*exp) > 2*time.Minute+5*time.Second {
+		t.Errorf("an approved token expires at %v, want at most 2 minutes from now", exp)
+	}
+}
+
+// plant puts read tokens where a worm looks: a pip.conf in $HOME, a log
+// in /tmp, and a running process of the developer's (the control) with
+// one in its argv, one in its environment and one in its memory only.
+func (b *approvalBed) plant(t *testing.T) {
+	d := b.d
+	read := func() *token.Token {
+		r := d.run(t, nil, "", bed.bin, "get", "--ttl", "10m", bed.locked+b.index+"/+simple/")
+		if r.code != 0 {
+			t.Fatalf("a read token: %s", r)
+		}
+		return parseToken(t, r.stdout)
+	}
+	withToken := func(tok *token.Token) string {
+		return strings.Replace(bed.locked, "http://", "http://"+d.u.name+":"+tok.Reveal()+"@", 1) + b.index + "/+simple/"
+	}
+	pipConf := filepath.Join(d.home, ".config", "pip", "pip.conf")
+	d.mkdir(t, filepath.Dir(pipConf))
+	inFile := read()
+	d.writeFile(t, pipConf, "[global]\nindex-url = "+withToken(inFile)+"\n", 0o600)
+	tmpLog := filepath.Join(os.TempDir(), d.name+"-build.log")
+	inTmp := read()
+	d.writeFile(t, tmpLog, "Looking in indexes: "+withToken(inTmp)+"\n", 0o600)
+	t.Cleanup(func() { os.Remove(tmpLog) })
+
+	inArgv, inEnv, inMem := read(), read(), read()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cmd := d.command(ctx, d.env("PIP_INDEX_URL="+withToken(inEnv)), bed.py("client", "python"), "-c",
+		"import sys, time\nheld = sys.stdin.readline().strip()\nprint('ready', flush=True)\ntime.sleep(3600)\n", inArgv.Reveal())
+	cmd.Stdin = strings.NewReader(inMem.Reveal() + "\n")
+	var out lockedBuffer
+	cmd.Stdout = &out
+	must(t, cmd.Start())
+	go func() { _ = cmd.Wait() }()
+	waitUntil(t, 30*time.Second, "the control process", func() bool { return strings.Contains(out.String(), "ready") })
+	b.control = cmd
+	pid := cmd.Process.Pid
+	b.planted = []plantedToken{
+		{inFile, "file:" + pipConf, "a read token in pip.conf"},
+		{inTmp, "file:" + tmpLog, "a read token in a log in /tmp"},
+		{inArgv, fmt.Sprintf("cmdline:%d", pid), "a read token in a process's argv"},
+		{inEnv, fmt.Sprintf("environ:%d", pid), "a read token in a process's environment"},
+		{inMem, fmt.Sprintf("mem:%d", pid), "a read token in a process's memory only"},
+	}
+}
+
+// plan is what the worm is told: where to look and what to try, no
+// secret.
+func (b *approvalBed) plan() wormapi.Plan {
+	d := b.d
+	controlPID := 0
+	if b.control != nil {
+		controlPID = b.control.Process.Pid
+	}
+	gcore, _ := exec.LookPath("gcore")
+	return wormapi.Plan{
+		Dir: b.wormDir, Roots: append([]string{d.home, os.TempDir(), d.runtimeDir(), filepath.Join(d.home, ".config")}, b.roots...),
+		UploadURL: bed.url + b.index + "/", Wheel: b.wormWheel, Project: wormProject, Version: wormVersion,
+		IndexURL: bed.locked + b.index + "/", Index: b.index, SimpleURL: bed.locked + b.index + "/+simple/", Package: wormProject,
+		DaemonPID: b.daemonPID, ControlPID: controlPID,
+		Bin: bed.bin, Keyring: filepath.Join(filepath.Dir(bed.bin), "devpi-credd-keyring"),
+		PyKeyring: bed.py("client", "keyring"), Python: bed.py("client", "python"), Gcore: gcore,
+		LinkDir: d.linkDir, Server: b.server, Socket: b.socket, User: d.u.name, Config: d.configPath(), Personal: b.personal,
+	}
+}
+
+// worm runs a phase of the worm as the developer: setpriv, its own
+// session (no terminal), stdin as given (else /dev/null).
+func (b *approvalBed) worm(t *testing.T, phase string, plan wormapi.Plan, stdin string) *wormapi.Report {
+	t.Helper()
+	data, err := json.Marshal(plan)
+	must(t, err)
+	planPath := filepath.Join(b.wormDir, "plan-"+phase+".json")
+	b.d.writeFile(t, planPath, string(data), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := b.d.command(ctx, b.d.env(), bed.worm, phase, planPath)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("worm %s: %v\n%s", phase, err, stderr.String())
+	}
+	var rep wormapi.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("worm %s's report: %v: %s", phase, err, stdout.String())
+	}
+	t.Logf("worm %s took %s: %d files, %d environs, %d cmdlines, %d memories (%d MiB), %d tokens found, %d attempts",
+		phase, time.Since(start).Round(time.Millisecond), rep.Files, rep.Environs, rep.Cmdlines, rep.Mems, rep.MemBytes>>20, len(rep.Found), len(rep.Attempts))
+	for _, e := range rep.Errors {
+		t.Errorf("worm %s failed itself: %s", phase, e)
+	}
+	return &rep
+}
+
+// nothingUploads: devpi-server refused an upload with every token the
+// worm came across.
+func (b *approvalBed) nothingUploads(t *testing.T, rep *wormapi.Report) {
+	t.Helper()
+	for _, f := range rep.Found {
+		if !f.Upload.Refused() {
+			t.Errorf("worm %s: a token of %s (id %s, caveats %q), found at %v, was not refused for an upload: status %d %s %s",
+				rep.Phase, f.User, f.ID, f.Caveats, f.Sources, f.Upload.Status, f.Upload.Body, f.Upload.Err)
+		}
+		if b.root != nil && f.ID == b.root.ID() && len(f.Caveats) == len(b.root.Caveats()) {
+			t.Errorf("worm %s: the long-lived token itself was found at %v", rep.Phase, f.Sources)
+		}
+	}
+	if b.onIndex(wormVersion) {
+		t.Errorf("worm %s: %s %s, which only the worm uploads, is on %s", rep.Phase, wormProject, wormVersion, b.index)
+	}
+}
+
+// probe wants the worm's probe name to have come out as ok.
+func probe(t *testing.T, rep *wormapi.Report, name string, ok bool) {
+	t.Helper()
+	p, found := rep.Probe(name)
+	switch {
+	case !found:
+		t.Errorf("worm %s did not try %q", rep.Phase, name)
+	case p.OK != ok && ok:
+		t.Errorf("worm %s: %q (pid %d) failed, so the test proves nothing: %s", rep.Phase, name, p.PID, p.Detail)
+	case p.OK != ok:
+		t.Errorf("worm %s: %q (pid %d) worked; it must not", rep.Phase, name, p.PID)
+	}
+}
+
+// scan: (a) the worm reads what it can and finds the planted read
+// tokens, (b) none of what it finds uploads, (c) the daemon cannot be
+// read, traced or dumped, while the control process can.
+func (b *approvalBed) scan(t *testing.T) {
+	rep := b.worm(t, "scan", b.plan(), "")
+	if rep.Files == 0 || rep.Mems == 0 {
+		t.Errorf("the worm read %d files and %d process memories", rep.Files, rep.Mems)
+	}
+	for _, p := range b.planted {
+		fp := tokenFingerprint(p.tok)
+		i := slices.IndexFunc(rep.Found, func(f wormapi.Found) bool { return f.Fingerprint == fp })
+		if i < 0 || !slices.Contains(rep.Found[i].Sources, p.source) {
+			t.Errorf("the worm did not find %s at %s: the scan does not work", p.what, p.source)
+		}
+	}
+	b.nothingUploads(t, rep)
+	probe(t, rep, "read control mem", true)
+	probe(t, rep, "ptrace control", true)
+	probe(t, rep, "gcore control", true)
+	probe(t, rep, "read daemon mem", false)
+	probe(t, rep, "read daemon environ", false)
+	probe(t, rep, "ptrace daemon", false)
+	probe(t, rep, "gcore daemon", false)
+}
+
+// pip: (f) read tokens flow with no one there.
+func (b *approvalBed) pip(t *testing.T) {
+	rep := b.worm(t, "pip", b.plan(), "")
+	if len(rep.Attempts) != 1 || rep.Attempts[0].Exit != 0 {
+		t.Errorf("pip install through the keyring link, no terminal: %+v", rep.Attempts)
+	}
+	if _, err := os.Stat(filepath.Join(b.wormDir, "pip-target", "worm_target", "__init__.py")); err != nil {
+		t.Errorf("pip did not install %s: %v", wormProject, err)
+	}
+	b.nothingUploads(t, rep)
+}
+
+// refusedOutright: the attempts that must be refused by the daemon (an
+// upload token asked for, with no code or a bad one); the others (a
+// session, a job) may give something, which must not upload.
+func refusedOutright(a wormapi.Attempt) bool {
+	if a.Code != wormapi.CodeNone {
+		return true
+	}
+	switch a.Path {
+	case "devpi-login", "exec --server", "raw /v1/credentials session":
+		return false
+	}
+	return true
+}
+
+// refusals counts the audit log's refusals of the developer's uid from
+// line mark on, summaries included.
+func (b *approvalBed) refusals(t *testing.T, mark int) (n int, lines []auditLine) {
+	lines = readAudit(t, b.auditPath)[mark:]
+	for _, l := range lines {
+		if l.Peer.UID != b.d.uid {
+			continue
+		}
+		switch l.Event {
+		case "refuse":
+			n++
+		case "refuse_summary":
+			n += l.Count
+		}
+	}
+	return n, lines
+}
+
+// canWrite: a mint whose caveats let it upload or change the server.
+func canWrite(l auditLine) bool {
+	for _, c := range l.Caveats {
+		if perms, ok := strings.CutPrefix(c, "allowed="); ok {
+			for p := range strings.SplitSeq(perms, ",") {
+				if p != "pkg_read" && p != "toxresult_upload" {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return true // no allowed= caveat: everything the root token can
+}
+
+// codes: (d) every path to an upload token, with the spent code, with
+// none and with wrong ones: nothing uploads; after the fifth wrong code
+// even the person's right one is refused; every attempt is audited.
+func (b *approvalBed) codes(t *testing.T) {
+	if b.spent == "" {
+		t.Fatal("needs the person's approved get, which failed")
+	}
+	mark := len(readAudit(t, b.auditPath))
+	plan := b.plan()
+	plan.Spent, plan.Wrong = b.spent, b.auth.wrongCodes(16)
+	rep := b.worm(t, "codes", plan, "")
+	b.nothingUploads(t, rep)
+	want := 0
+	for _, a := range rep.Attempts {
+		if !refusedOutright(a) {
+			continue
+		}
+		want++
+		raw := strings.HasPrefix(a.Path, "raw ")
+		if (raw && a.Exit < 400) || (!raw && a.Exit == 0) || a.Tokens > 0 {
+			t.Errorf("%s with %s code: exit/status %d and %d tokens, want refused: %s", a.Path, a.Code, a.Exit, a.Tokens, a.Said)
+		}
+		if raw && a.Path == "raw /v1/credentials" {
+			wantStatus := map[string]int{wormapi.CodeNone: 401, wormapi.CodeWrong: 403, wormapi.CodeSpent: 403}[a.Code]
+			if a.Exit != wantStatus {
+				t.Errorf("%s with %s code: status %d, want %d: %s", a.Path, a.Code, a.Exit, wantStatus, a.Said)
+			}
+		}
+		if strings.HasSuffix(a.Path, "on a terminal") && !a.Prompted {
+			t.Errorf("%s with %s code: no prompt for a code on the worm's terminal, so no code was sent: %s", a.Path, a.Code, a.Said)
+		}
+	}
+	if want < 20 {
+		t.Errorf("the worm made %d attempts that must be refused, want at least 20: %+v", want, rep.Attempts)
+	}
+
+	// The person's right code now: refused for the backoff.
+	exit, out := b.getWithCode(t, b.auth.code(t))
+	if exit == 0 || strings.Count(out, "\n") != 0 || !strings.Contains(out, "refused until") {
+		t.Errorf("the person's right code after the worm's wrong ones: exit %d, want one line saying codes are refused until a time:\n%s", exit, out)
+	}
+	if st, r := b.status(t); st == nil || st.Approval == nil || st.Approval.Failures < 5 || time.Unix(st.Approval.BlockedUntil, 0).Before(time.Now()) {
+		t.Errorf("status after the worm's wrong codes: %+v %s, want 5 failures or more and a block", st, r)
+	}
+
+	// Every attempt is in the audit log (a flood of refusals is summed up
+	// there every 10 s), and no upload token was minted.
+	var n int
+	var lines []auditLine
+	deadline := time.Now().Add(15 * time.Second)
+	for n, lines = b.refusals(t, mark); n < want && time.Now().Before(deadline); n, lines = b.refusals(t, mark) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n < want {
+		t.Errorf("the audit log has %d refusals of uid %d for the worm's %d attempts:\n%+v", n, b.d.uid, want, lines)
+	}
+	for _, l := range lines {
+		if l.Event == "mint" && canWrite(l) {
+			t.Errorf("the daemon minted a token that can write during the worm's attempts: %+v", l)
+		}
+	}
+}
+
+// config: (e) the worm edits the config to turn approval off; in
+// personal mode it kills the daemon and starts a new one, which holds no
+// root token until the person unlocks it; approval stays on and a new
+// authenticator needs a code.
+func (b *approvalBed) config(t *testing.T) {
+	if b.daemon != nil {
+		b.daemon.dead = b.personal // the worm kills it
+	}
+	rep := b.worm(t, "config", b.plan(), "")
+	b.nothingUploads(t, rep)
+	for _, a := range rep.Attempts {
+		if strings.HasPrefix(a.Path, "serve with") {
+			continue
+		}
+		raw := strings.HasPrefix(a.Path, "raw ")
+		if (raw && a.Exit < 400) || (!raw && a.Exit == 0) || a.Tokens > 0 {
+			t.Errorf("%s: exit/status %d and %d tokens, want refused: %s", a.Path, a.Exit, a.Tokens, a.Said)
+		}
+	}
+	if !b.personal {
+		probe(t, rep, "kill daemon", false)
+		b.waitStatus(t, "the system daemon still serving", func(*localapi.Status) bool { return true })
+	} else {
+		probe(t, rep, "kill daemon", true)
+		if rep.NewDaemonPID == 0 {
+			t.Fatalf("the worm started no new daemon: %+v", rep.Attempts)
+		}
+		pid := rep.NewDaemonPID
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // the developer's, started by this test's worm
+		b.daemonPID = pid
+		var st localapi.Status
+		must(t, json.Unmarshal([]byte(rep.Status), &st))
+		if !st.Sealed || st.Opened || !noRootToken(&st) {
+			t.Errorf("the worm's new daemon: sealed %v, opened %v, servers %+v: want sealed with no root token", st.Sealed, st.Opened, st.Servers)
+		}
+		b.unlock(t)
+	}
+	after := b.worm(t, "after", b.plan(), "")
+	b.nothingUploads(t, after)
+	var st localapi.Status
+	if err := json.Unmarshal([]byte(after.Status), &st); err != nil || st.Approval == nil || !st.Approval.Uploads || !st.Approval.Enrolled {
+		t.Errorf("approval after the worm's config edits: %+v (%v), want on and enrolled", st.Approval, err)
+	}
+	for _, a := range after.Attempts {
+		raw := strings.HasPrefix(a.Path, "raw ")
+		if (raw && a.Exit < 400) || (!raw && a.Exit == 0) || a.Tokens > 0 {
+			t.Errorf("after the edits, %s: exit/status %d and %d tokens, want refused: %s", a.Path, a.Exit, a.Tokens, a.Said)
+		}
+		if a.Path == "raw /v1/credentials" && a.Exit != 401 {
+			t.Errorf("after the edits, an upload token without a code: status %d, want 401 (approval required): %s", a.Exit, a.Said)
+		}
+	}
+}
+
+// tokenFingerprint is the worm's fingerprint of tok.
+func tokenFingerprint(tok *token.Token) string {
+	return wormapi.Fingerprint(tok.Signature())
+}
+
+// run runs the person's and the worm's phases in order; a phase that
+// fails does not stop the next (each says what it needs).
+func (b *approvalBed) run(t *testing.T) {
+	b.enrol(t)
+	for _, p := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"person", b.person},
+		{"plant", b.plant},
+		{"worm scan", b.scan},
+		{"worm pip", b.pip},
+		{"person approves a get", b.approvedGet},
+		{"worm codes", b.codes},
+		{"worm config", b.config},
+	} {
+		t.Run(p.name, p.fn)
+	}
+}
+
+// TestPersonAndWormSealed: personal mode, a sealed store.
+func TestPersonAndWormSealed(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	newPersonalBed(t).run(t)
+}
