@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,7 +61,50 @@ func newDeveloper(t *testing.T) *developer {
 	d.mkdir(t, d.runtimeDir())
 	d.u = newUser(t)
 	d.u.home = d.home
+	reachPython(t)
 	return d
+}
+
+// pythonReach lets other uids enter the directories on the way to the
+// venvs' interpreter that they may not (pyenv's under /root, 0700): the
+// developer runs the pinned tools too. Shared by the tests running at
+// once, undone when the last one ends.
+var pythonReach struct {
+	sync.Mutex
+	users   int
+	changed map[string]os.FileMode
+}
+
+func reachPython(t *testing.T) {
+	t.Helper()
+	pythonReach.Lock()
+	defer pythonReach.Unlock()
+	if pythonReach.users == 0 {
+		pythonReach.changed = map[string]os.FileMode{}
+		python, err := filepath.EvalSymlinks(bed.py("client", "python"))
+		must(t, err)
+		for dir := filepath.Dir(python); dir != "/"; dir = filepath.Dir(dir) {
+			st, err := os.Stat(dir)
+			must(t, err)
+			if st.Mode().Perm()&0o001 == 0 {
+				pythonReach.changed[dir] = st.Mode()
+				must(t, os.Chmod(dir, st.Mode()|0o001))
+				t.Logf("%s may be entered by other uids (o+x) until the test ends: the venvs' Python is under it", dir)
+			}
+		}
+	}
+	pythonReach.users++
+	t.Cleanup(func() {
+		pythonReach.Lock()
+		defer pythonReach.Unlock()
+		if pythonReach.users--; pythonReach.users == 0 {
+			for dir, mode := range pythonReach.changed {
+				if err := os.Chmod(dir, mode); err != nil {
+					t.Errorf("restoring %s's mode: %v", dir, err)
+				}
+			}
+		}
+	})
 }
 
 // remove stops every process left of the developer's uid (all started

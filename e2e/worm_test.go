@@ -347,11 +347,11 @@ func (b *approvalBed) plant(t *testing.T) {
 	tmpLog := filepath.Join(os.TempDir(), d.name+"-build.log")
 	inTmp := read()
 	d.writeFile(t, tmpLog, "Looking in indexes: "+withToken(inTmp)+"\n", 0o600)
-	t.Cleanup(func() { os.Remove(tmpLog) })
+	b.t.Cleanup(func() { os.Remove(tmpLog) }) // the bed's: the phase's ends before the worm's
 
 	inArgv, inEnv, inMem := read(), read(), read()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	b.t.Cleanup(cancel)
 	cmd := d.command(ctx, d.env("PIP_INDEX_URL="+withToken(inEnv)), bed.py("client", "python"), "-c",
 		"import sys, time\nheld = sys.stdin.readline().strip()\nprint('ready', flush=True)\ntime.sleep(3600)\n", inArgv.Reveal())
 	cmd.Stdin = strings.NewReader(inMem.Reveal() + "\n")
@@ -630,7 +630,7 @@ func (b *approvalBed) config(t *testing.T) {
 			t.Fatalf("the worm started no new daemon: %+v", rep.Attempts)
 		}
 		pid := rep.NewDaemonPID
-		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // the developer's, started by this test's worm
+		b.t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // the developer's, started by this test's worm
 		b.daemonPID = pid
 		var st localapi.Status
 		must(t, json.Unmarshal([]byte(rep.Status), &st))

@@ -92,7 +92,7 @@ func (w *worm) attempt(c call) {
 	source := fmt.Sprintf("attempt:%s (%s)", c.path, c.code)
 	a.Tokens = w.col.scan(out, source)
 	for _, f := range c.files {
-		if data, _, err := readRegular(f); err == nil {
+		if data, _, err := readRegular(f, make([]byte, maxFileBytes)); err == nil {
 			a.Tokens += w.col.scan(data, source+" "+f)
 		}
 	}

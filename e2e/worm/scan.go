@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,21 +25,23 @@ import (
 
 // Bounds of the scan: a worm reads what it can in a few seconds.
 const (
-	maxFileBytes   = 8 << 20
+	maxFileBytes   = 1 << 20 // tokens sit in configs and logs, not in big binaries
 	maxScanBytes   = 1 << 30 // files and memory together
 	maxProcMem     = 256 << 20
 	memChunk       = 1 << 20
 	chunkOverlap   = 8 << 10 // a token cut by a chunk's end is whole in the next
-	maxStartsTried = 16      // places within one run of base64 a token may start
 	maxBinaryToken = 8 << 10
+	minTokenText   = 24
 )
 
-// textToken matches a run of base64 that starts like a devpi token's
-// text: "devpi-" (optional, as devpi-server takes it) and a V2 macaroon,
-// whose first byte is 2 and second a location (1) or identifier (2)
-// field: "AgE" or "AgI". Standard base64's + and / too: a careless tool
-// may have re-encoded it.
-var textToken = regexp.MustCompile(`(?:devpi-)?Ag[EI][A-Za-z0-9_+/-]{20,}`)
+// textStarts are how a devpi token's text begins, after its optional
+// "devpi-" prefix: base64 of a V2 macaroon, whose first byte is 2 and
+// second a location (1) or identifier (2) field.
+var textStarts = [][]byte{[]byte("AgE"), []byte("AgI")}
+
+// binaryStarts are the same two beginnings, unencoded: a token held in
+// memory as bytes.
+var binaryStarts = [][]byte{{2, 1}, {2, 2}}
 
 // collector keeps every distinct token seen, by the fingerprint of its
 // signature, with where it was seen.
@@ -72,53 +73,51 @@ func (c *collector) add(tok *token.Token, source string) bool {
 	return true
 }
 
-// scan looks for tokens in data, as text and as a binary macaroon, and
-// returns how many it saw (new or not).
+// scan looks for tokens in data, as text (with or without the prefix, in
+// either base64 alphabet) and as a binary macaroon, and returns how many
+// it saw (new or not). Every place a token could begin is tried: strings
+// in memory have no terminator, so a token's text may run on into other
+// base64, or follow some.
 func (c *collector) scan(data []byte, source string) int {
 	n := 0
-	for _, m := range textToken.FindAllIndex(data, -1) {
-		if tok := fromText(data[m[0]:m[1]]); tok != nil {
-			c.add(tok, source)
-			n++
+	each := func(starts [][]byte, try func(at []byte) *token.Token) {
+		for _, start := range starts {
+			for i := 0; ; i++ {
+				j := bytes.Index(data[i:], start)
+				if j < 0 {
+					break
+				}
+				i += j
+				if tok := try(data[i:min(len(data), i+maxBinaryToken*4/3)]); tok != nil {
+					c.add(tok, source)
+					n++
+				}
+			}
 		}
 	}
-	for _, marker := range [][]byte{{2, 1}, {2, 2}} {
-		for i := 0; ; {
-			j := bytes.Index(data[i:], marker)
-			if j < 0 {
-				break
-			}
-			i += j
-			if tok := fromBinary(data[i:min(len(data), i+maxBinaryToken)]); tok != nil {
-				c.add(tok, source)
-				n++
-			}
-			i++
-		}
-	}
+	each(textStarts, fromText)
+	each(binaryStarts, fromBinary)
 	return n
 }
 
-// fromText finds a token in a run of base64 that may hold more than the
-// token: strings in memory have no terminator, so the run can go on past
-// the token's end, or begin before it.
-func fromText(run []byte) *token.Token {
-	starts := []int{0}
-	for i := 1; i < len(run) && len(starts) < maxStartsTried; i++ {
-		if bytes.HasPrefix(run[i:], []byte("devpi-Ag")) || bytes.HasPrefix(run[i:], []byte("AgE")) || bytes.HasPrefix(run[i:], []byte("AgI")) {
-			starts = append(starts, i)
+// fromText reads a token's text at the start of b, in the URL-safe
+// alphabet (devpi's) or the standard one (a careless re-encoding).
+func fromText(b []byte) *token.Token {
+	for _, alphabet := range []struct {
+		enc   *base64.Encoding
+		extra string
+	}{{base64.RawURLEncoding, "-_"}, {base64.RawStdEncoding, "+/"}} {
+		end := 0
+		for end < len(b) && (isAlnum(b[end]) || strings.IndexByte(alphabet.extra, b[end]) >= 0) {
+			end++
 		}
-	}
-	for _, s := range starts {
-		text := bytes.TrimPrefix(run[s:], []byte(token.Prefix))
-		if len(text)%4 == 1 {
-			text = text[:len(text)-1]
+		if end < minTokenText {
+			continue
 		}
-		enc := base64.RawURLEncoding
-		if bytes.ContainsAny(text, "+/") {
-			enc = base64.RawStdEncoding
+		if end%4 == 1 {
+			end-- // not base64 there: what follows the token
 		}
-		raw, err := enc.DecodeString(string(text))
+		raw, err := alphabet.enc.DecodeString(string(b[:end]))
 		if err != nil {
 			continue
 		}
@@ -127,6 +126,10 @@ func fromText(run []byte) *token.Token {
 		}
 	}
 	return nil
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // fromBinary reads a V2 macaroon at the start of raw, ignoring what
@@ -150,12 +153,13 @@ func fromBinary(raw []byte) *token.Token {
 // scanFiles reads every regular file it may under roots, once each.
 func (w *worm) scanFiles(roots []string) {
 	seen := map[[2]uint64]bool{}
+	buf := make([]byte, maxFileBytes)
 	for _, root := range roots {
 		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil || !d.Type().IsRegular() || w.col.bytes >= maxScanBytes {
 				return nil // unreadable directories are skipped, not fatal
 			}
-			data, id, err := readRegular(path)
+			data, id, err := readRegular(path, buf)
 			if err != nil || seen[id] {
 				return nil
 			}
@@ -168,9 +172,9 @@ func (w *worm) scanFiles(roots []string) {
 	}
 }
 
-// readRegular reads the start of a regular file without following a
-// link or blocking on a FIFO that took its name meanwhile.
-func readRegular(path string) ([]byte, [2]uint64, error) {
+// readRegular reads the start of a regular file into buf, without
+// following a link or blocking on a FIFO that took its name meanwhile.
+func readRegular(path string, buf []byte) ([]byte, [2]uint64, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, [2]uint64{}, err
@@ -181,8 +185,11 @@ func readRegular(path string) ([]byte, [2]uint64, error) {
 		return nil, [2]uint64{}, errors.New("not a regular file")
 	}
 	sys := st.Sys().(*syscall.Stat_t)
-	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes))
-	return data, [2]uint64{sys.Dev, sys.Ino}, err
+	n, err := io.ReadFull(f, buf)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return buf[:n], [2]uint64{sys.Dev, sys.Ino}, err
 }
 
 // pids lists the processes in /proc, but the worm's own.
