@@ -135,8 +135,8 @@ func TestParseURI(t *testing.T) {
 		"otpauth://totp/x?secret=",
 		"otpauth://totp/x?secret=" + b32Secret + "&secret=" + b32Secret,
 		"otpauth://totp/x?secret=" + b32Secret[:len(b32Secret)-1] + "1", // 1 is not base32
-		"otpauth://totp/x?secret=" + b32Secret[:25],               // not a whole number of bytes
-		"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP",          // 10 bytes: under 128 bits
+		"otpauth://totp/x?secret=" + b32Secret[:25],                     // not a whole number of bytes
+		"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP",                      // 10 bytes: under 128 bits
 		"otpauth://totp/x?secret=" + b32Secret + "&digits=%zz",
 		"otpauth://totp/x\x7f?secret=" + b32Secret,
 	}

@@ -54,6 +54,19 @@ type Options struct {
 	// in case a change notification was lost (default 30 s; 2 s where the
 	// system gives no notifications).
 	PollEvery time.Duration
+	// StateDir is where the sealed store (personal mode) or the approval
+	// file (system mode) is looked for; "" for a job's daemon, which has
+	// neither.
+	StateDir string
+	// SealWorkFactor is the sealed store's scrypt work factor when the
+	// daemon seals it again (0: age's default; tests make it small).
+	SealWorkFactor int
+	// Hardening lists what the process could not do to protect its memory
+	// (see internal/harden), for status.
+	Hardening []string
+	// AdmitPeer, when set, is asked for every request: an error refuses it
+	// (exec --approve: only the job's own processes).
+	AdmitPeer func(Peer) error
 }
 
 // Daemon serves the local API. Its config and the root tokens that config
@@ -107,9 +120,10 @@ type Daemon struct {
 	auditErr atomic.Pointer[string]
 	refusals refusalLines
 
-	bases *basesCache
-	spent budgets
-	conns connCounts
+	bases     *basesCache
+	approvals *approvals
+	spent     budgets
+	conns     connCounts
 	// xconns counts the exchange's connections (see guardExchange);
 	// xcapWarn says, now and then, that it is full.
 	xconns   connCap[netip.Prefix]
@@ -166,7 +180,9 @@ func New(opts Options) (*Daemon, error) {
 	if opts.PollEvery == 0 {
 		opts.PollEvery = 30 * time.Second
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache(), conns: newConnCounts(), nofile: softNoFile, xcapWarn: rate.Sometimes{Interval: time.Minute}}
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), uid: os.Getuid(), peerOf: peerOf, bases: newBasesCache(), conns: newConnCounts(), nofile: softNoFile, xcapWarn: rate.Sometimes{Interval: time.Minute},
+		approvals: newApprovals(opts.StateDir, opts.Now, opts.SealWorkFactor)}
+	d.approvals.load()
 	cfg := opts.Config
 	if cfg == nil {
 		// The stamp before the load: a change in between costs one more
@@ -207,7 +223,7 @@ func (d *Daemon) withRoots(cfg *config.Config, old *state) *state {
 		if s.TokenFile != "" && d.opts.Config == nil {
 			stamps[s.TokenFile] = stampOf(s.TokenFile)
 		}
-		b := d.opts.Backend(s)
+		b := d.backend(s)
 		tok, err := b.Load()
 		rs := &rootState{tok: tok, err: err, store: b.String()}
 		next.roots[s.Name] = rs

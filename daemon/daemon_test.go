@@ -711,7 +711,7 @@ func BenchmarkMint(b *testing.B) {
 	req := localapi.CredentialsRequest{URL: "http://h/alice/dev/"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := d.mint(context.Background(), req); err != nil {
+		if _, _, err := d.mint(context.Background(), req, Peer{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -838,7 +838,7 @@ func TestLockUnlock(t *testing.T) {
 	if st, _ := f.client.Status(context.Background()); !st.Locked {
 		t.Error("status does not say locked")
 	}
-	if st, err := f.client.Unlock(context.Background()); err != nil || st.Locked {
+	if st, err := f.client.Unlock(context.Background(), ""); err != nil || st.Locked {
 		t.Fatalf("Unlock = %+v, %v", st, err)
 	}
 	if _, err := f.get("http://h/alice/dev/"); err != nil {
@@ -868,7 +868,7 @@ func TestLockSurvivesRestart(t *testing.T) {
 	if st, _ := f.client.Status(context.Background()); !st.Locked {
 		t.Error("a restart unlocked the daemon")
 	}
-	if _, err := f.client.Unlock(context.Background()); err != nil {
+	if _, err := f.client.Unlock(context.Background(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(lockFile); !errors.Is(err, os.ErrNotExist) {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,9 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("GET "+localapi.PathStatus, d.handleStatus)
 	mux.HandleFunc("POST "+localapi.PathLock, func(w http.ResponseWriter, r *http.Request) { d.setLocked(w, r, true) })
 	mux.HandleFunc("POST "+localapi.PathUnlock, func(w http.ResponseWriter, r *http.Request) { d.setLocked(w, r, false) })
+	mux.HandleFunc("POST "+localapi.PathApprovalBegin, d.handleApprovalBegin)
+	mux.HandleFunc("POST "+localapi.PathApprovalConfirm, d.handleApprovalConfirm)
+	mux.HandleFunc("POST "+localapi.PathApprovalOff, d.handleApprovalOff)
 	return d.permit(mux)
 }
 
@@ -63,12 +67,19 @@ func (d *Daemon) classOf(p Peer, cfg *config.Config) class {
 func (d *Daemon) permit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peer := peerFrom(r)
-		if d.classOf(peer, d.Config()) != classStranger {
+		var admit error
+		if d.opts.AdmitPeer != nil {
+			admit = d.opts.AdmitPeer(peer)
+		}
+		if admit == nil && d.classOf(peer, d.Config()) != classStranger {
 			next.ServeHTTP(w, r)
 			return
 		}
 		msg := fmt.Sprintf("uid %d may not use this daemon (it serves uid %d)", peer.UID, d.uid)
-		if !peer.Known {
+		switch {
+		case admit != nil:
+			msg = admit.Error()
+		case !peer.Known:
 			msg = "cannot tell who is calling: refused"
 		}
 		d.refuse(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer}, msg)
@@ -100,6 +111,8 @@ type apiError struct {
 	code   string
 	msg    string
 	miss   bool
+	// audited: its audit line is written already (a code checked).
+	audited bool
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -135,6 +148,14 @@ func (d *Daemon) setLocked(w http.ResponseWriter, r *http.Request, lock bool) {
 		writeError(w, http.StatusForbidden, localapi.CodeForbidden, msg)
 		return
 	}
+	var req localapi.UnlockRequest
+	if !d.decode(w, r, peer, event, &req) {
+		return
+	}
+	if aerr := d.sealOrUnseal(lock, req, peer); aerr != nil {
+		writeError(w, aerr.status, aerr.code, aerr.msg)
+		return
+	}
 	if d.opts.LockFile != "" {
 		var err error
 		if lock {
@@ -155,6 +176,113 @@ func (d *Daemon) setLocked(w http.ResponseWriter, r *http.Request, lock bool) {
 	writeJSON(w, http.StatusOK, d.Status())
 }
 
+// sealOrUnseal: lock drops the opened sealed store from memory; unlock
+// opens it with the passphrase, which a sealed store needs. Each open and
+// each wrong passphrase is audited.
+func (d *Daemon) sealOrUnseal(lock bool, req localapi.UnlockRequest, peer Peer) *apiError {
+	if lock {
+		if d.reseal() {
+			d.reloadRoots()
+		}
+		return nil
+	}
+	if !d.approvals.sealed() {
+		return nil
+	}
+	if req.Passphrase == "" {
+		return &apiError{status: http.StatusBadRequest, code: localapi.CodeSealed, msg: "the tokens are in a sealed store: unlock needs its passphrase"}
+	}
+	aerr := d.unseal(req.Passphrase)
+	reason := "opened"
+	if aerr != nil {
+		reason = aerr.msg
+	}
+	_ = d.writeAudit(auditEntry{Time: d.opts.Now().UTC(), Event: "unseal", Peer: peer, Reason: reason})
+	if aerr != nil {
+		d.log.Warn("sealed store not opened", "reason", aerr.msg, "peer_uid", peer.UID, "peer_pid", peer.PID)
+		return aerr
+	}
+	d.reloadRoots()
+	return nil
+}
+
+// decode reads a JSON request body into v, strictly; an empty body is
+// the zero value. A bad one is answered 400 and audited; false then.
+func (d *Daemon) decode(w http.ResponseWriter, r *http.Request, peer Peer, op string, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = localapi.DecodeStrict(body, v)
+	}
+	if err != nil {
+		msg := "the request body is not what " + op + " takes: " + err.Error()
+		d.refuse(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer, Op: op}, msg)
+		writeError(w, http.StatusBadRequest, localapi.CodeBadRequest, msg)
+		return false
+	}
+	return true
+}
+
+func (d *Daemon) handleApprovalBegin(w http.ResponseWriter, r *http.Request) {
+	var req localapi.ApprovalBegin
+	peer, ok := d.approvalRequest(w, r, "approval setup", &req)
+	if !ok {
+		return
+	}
+	e, aerr := d.beginEnrollment(req, peer)
+	if aerr != nil {
+		d.approvalError(w, peer, "approval setup", aerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (d *Daemon) handleApprovalConfirm(w http.ResponseWriter, r *http.Request) {
+	var req localapi.ApprovalConfirm
+	peer, ok := d.approvalRequest(w, r, "approval setup", &req)
+	if !ok {
+		return
+	}
+	if aerr := d.confirmEnrollment(req, peer); aerr != nil {
+		d.approvalError(w, peer, "approval setup", aerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, d.Status())
+}
+
+func (d *Daemon) handleApprovalOff(w http.ResponseWriter, r *http.Request) {
+	var req localapi.ApprovalOff
+	peer, ok := d.approvalRequest(w, r, "approval off", &req)
+	if !ok {
+		return
+	}
+	if aerr := d.turnOff(req, peer); aerr != nil {
+		d.approvalError(w, peer, "approval off", aerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, d.Status())
+}
+
+// approvalRequest admits a caller that may manage approval and reads its
+// request.
+func (d *Daemon) approvalRequest(w http.ResponseWriter, r *http.Request, op string, v any) (Peer, bool) {
+	peer := peerFrom(r)
+	if !d.mayApprove(peer) {
+		d.approvalError(w, peer, op, &apiError{status: http.StatusForbidden, code: localapi.CodeForbidden,
+			msg: fmt.Sprintf("%s is for uid %d and root: uid %d may get scoped tokens only (allow_uids_grant)", op, d.uid, peer.UID)})
+		return peer, false
+	}
+	return peer, d.decode(w, r, peer, op, v)
+}
+
+func (d *Daemon) approvalError(w http.ResponseWriter, peer Peer, op string, aerr *apiError) {
+	if !aerr.audited {
+		d.refuse(auditEntry{Time: d.opts.Now().UTC(), Event: "refuse", Peer: peer, Op: op}, aerr.msg)
+	} else {
+		d.refused.Add(1)
+	}
+	writeError(w, aerr.status, aerr.code, aerr.msg)
+}
+
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d.Status())
 }
@@ -168,8 +296,9 @@ func (d *Daemon) Status() localapi.Status {
 		Socket: cfg.Socket, SharedSocket: cfg.SharedSocket, AuditLog: cfg.AuditLog, DefaultTTL: cfg.DefaultTTL.String(),
 		MaxTTL: cfg.MaxTTL.String(), MaxSession: cfg.MaxSessionTTL.String(), Locked: d.locked.Load(),
 		Minted: d.minted.Load(), Refused: d.refused.Load(), Missed: d.missed.Load(), Dropped: d.dropped.Load(),
-		Servers: []localapi.ServerStatus{},
+		Servers: []localapi.ServerStatus{}, Hardening: d.opts.Hardening,
 	}
+	d.approvalStatus(&st)
 	if e := d.cfgErr.Load(); e != nil {
 		st.ConfigError = *e
 	}

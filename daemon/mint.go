@@ -33,6 +33,10 @@ func (d *Daemon) MintFor(ctx context.Context, req localapi.CredentialsRequest, p
 		}
 		return nil, aerr
 	}
+	if aerr != nil && aerr.audited {
+		d.refused.Add(1) // its line is written: one per code checked
+		return nil, aerr
+	}
 	if aerr != nil {
 		d.refuse(entry, aerr.msg)
 		return nil, aerr
@@ -66,7 +70,7 @@ func (d *Daemon) admit(ctx context.Context, req localapi.CredentialsRequest, pee
 		entry := auditEntry{Time: now.UTC(), Event: "mint", URL: safeurl.Redact(req.URL)}
 		return nil, entry, &apiError{status: http.StatusTooManyRequests, code: localapi.CodeBudget, msg: fmt.Sprintf("over the mint budget of %d tokens a minute for this program (mint_budget)", budget)}
 	}
-	return d.mint(ctx, req)
+	return d.mint(ctx, req, peer)
 }
 
 // InProcess is this process as an audit line's caller, when code in the
@@ -79,7 +83,7 @@ func InProcess(what string) Peer {
 
 // mint scopes and derives a token for req. It returns the audit entry for
 // the caller to complete and write, whether it minted or refused.
-func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*localapi.Credentials, auditEntry, *apiError) {
+func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest, peer Peer) (*localapi.Credentials, auditEntry, *apiError) {
 	now := d.opts.Now()
 	st := d.state.Load()
 	cfg := st.cfg
@@ -89,12 +93,12 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	}
 	u, err := safeurl.ParseService(req.URL)
 	if err != nil {
-		return nil, entry, &apiError{http.StatusBadRequest, localapi.CodeBadRequest, err.Error(), true}
+		return nil, entry, &apiError{status: http.StatusBadRequest, code: localapi.CodeBadRequest, msg: err.Error(), miss: true}
 	}
 	entry.URL = safeurl.Cap(u.String(), safeurl.MaxLogged)
 	srv, ok := cfg.Match(u)
 	if !ok {
-		return nil, entry, &apiError{http.StatusNotFound, localapi.CodeNotFound, "no configured server matches " + entry.URL, true}
+		return nil, entry, &apiError{status: http.StatusNotFound, code: localapi.CodeNotFound, msg: "no configured server matches " + entry.URL, miss: true}
 	}
 	entry.Server = srv.Name
 	if u.Scheme == "" {
@@ -124,9 +128,28 @@ func (d *Daemon) mint(ctx context.Context, req localapi.CredentialsRequest) (*lo
 	if aerr != nil {
 		return nil, entry, aerr
 	}
+	// Last before minting, so that a code is spent only on a request that
+	// would be served.
+	approved, ttlCap, aerr := d.approve(req, target, peer, entry)
+	if aerr != nil {
+		return nil, entry, aerr
+	}
+	if ttlCap > 0 {
+		ttl = min(ttl, ttlCap)
+		entry.Note = "approved with a one-time code"
+	}
 	p, err := plan(root, srv, target, bases, req.Username, now, ttl, d.opts.Deadline)
 	if err != nil {
 		return nil, entry, &apiError{status: http.StatusForbidden, code: localapi.CodeRefused, msg: err.Error()}
+	}
+	if !approved {
+		// A session without a code, under approval: no permission to write.
+		r, err := token.Allowed(unapprovedSession...)
+		if err != nil {
+			return nil, entry, &apiError{status: http.StatusInternalServerError, code: localapi.CodeRefused, msg: err.Error()}
+		}
+		p.Caveats = append(p.Caveats, r)
+		entry.Note = "no code: no permission to write"
 	}
 	tok, err := root.Derive(p.Caveats...)
 	if err != nil {

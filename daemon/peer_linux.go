@@ -3,7 +3,8 @@ package daemon
 import (
 	"os"
 	"strconv"
-	"strings"
+
+	"github.com/devpi-credd/devpi-credd/internal/peercred"
 )
 
 // PeerCheck says what this system checks of a caller.
@@ -22,22 +23,5 @@ func (p *Peer) addDetails() {
 	}
 }
 
-// parentPID reads the fourth field of /proc/PID/stat; the second, the
-// command name, is in parentheses and may hold spaces.
-func parentPID(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
-}
+// parentPID is the caller's parent, from /proc.
+func parentPID(pid int) int { return peercred.ParentPID("/proc", pid) }

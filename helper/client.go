@@ -33,10 +33,16 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Msg }
 
+// IsCode reports whether err is the daemon's refusal with code (one of
+// localapi's Code constants).
+func IsCode(err error, code string) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == code
+}
+
 // IsNotFound reports whether the daemon knows no server for the URL.
 func IsNotFound(err error) bool {
-	var ae *APIError
-	return errors.As(err, &ae) && ae.Code == localapi.CodeNotFound
+	return IsCode(err, localapi.CodeNotFound)
 }
 
 // Client talks to the daemon. Its zero value is not usable: set Socket.
@@ -235,10 +241,40 @@ func (c *Client) Lock(ctx context.Context) (*localapi.Status, error) {
 	return &out, nil
 }
 
-// Unlock lets the daemon mint again.
-func (c *Client) Unlock(ctx context.Context) (*localapi.Status, error) {
+// Unlock lets the daemon mint again. passphrase opens a sealed store
+// (personal mode); empty, the body is the empty object that a daemon
+// without a sealed store (and one from before sealed stores) takes.
+func (c *Client) Unlock(ctx context.Context, passphrase string) (*localapi.Status, error) {
 	var out localapi.Status
-	if err := c.call(ctx, "POST", localapi.PathUnlock, struct{}{}, &out); err != nil {
+	if err := c.call(ctx, "POST", localapi.PathUnlock, localapi.UnlockRequest{Passphrase: passphrase}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ApprovalBegin starts enrolling an authenticator: the answer holds the
+// otpauth:// URI to show the person, not yet in force.
+func (c *Client) ApprovalBegin(ctx context.Context, req localapi.ApprovalBegin) (*localapi.ApprovalEnrollment, error) {
+	var out localapi.ApprovalEnrollment
+	if err := c.call(ctx, "POST", localapi.PathApprovalBegin, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ApprovalConfirm puts an enrollment in force with a first code of it.
+func (c *Client) ApprovalConfirm(ctx context.Context, req localapi.ApprovalConfirm) (*localapi.Status, error) {
+	var out localapi.Status
+	if err := c.call(ctx, "POST", localapi.PathApprovalConfirm, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ApprovalOff turns approval off, with a current code.
+func (c *Client) ApprovalOff(ctx context.Context, req localapi.ApprovalOff) (*localapi.Status, error) {
+	var out localapi.Status
+	if err := c.call(ctx, "POST", localapi.PathApprovalOff, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -129,9 +129,11 @@ short-lived token for SERVICE (an index URL, host[:port] or scheme://host).
 
 // Keyring runs the keyring command-line protocol that pip
 // (--keyring-provider subprocess) and uv use, with args as they follow the
-// program name. It answers from src, never prompts and never waits on the
-// terminal; what it cannot answer is exit 1 with nothing on stdout.
-func Keyring(ctx context.Context, args []string, stdout, stderr io.Writer, src Source) int {
+// program name. It answers from src; what it cannot answer is exit 1 with
+// nothing on stdout. It prompts only when the daemon wants a one-time code
+// (an upload with approval on), through ap, on the terminal: never on
+// stdin or stdout, which are the calling tool's.
+func Keyring(ctx context.Context, args []string, stdout, stderr io.Writer, src Source, ap Approver) int {
 	k, err := parseKeyringArgs(args)
 	if err != nil {
 		fmt.Fprint(stderr, keyringUsage[:strings.Index(keyringUsage, "\n\n")+1])
@@ -174,7 +176,12 @@ func Keyring(ctx context.Context, args []string, stdout, stderr io.Writer, src S
 	if k.hasUser {
 		req.Username = k.username
 	}
-	c, err := src.Credentials(ctx, req)
+	c, err := ap.Credentials(ctx, src, req)
+	var nt *NoTerminalError
+	if errors.As(err, &nt) {
+		fmt.Fprintf(stderr, "devpi-credd: %s\n", nt)
+		return KeyringNotFound
+	}
 	if err != nil {
 		// Not ours: silent, so other tools' messages stay clean. Anything
 		// else: one line saying why there are no credentials.

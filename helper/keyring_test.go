@@ -3,7 +3,9 @@ package helper
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,10 @@ func (f *fakeSource) Credentials(_ context.Context, req localapi.CredentialsRequ
 	}
 	return &localapi.Credentials{Username: "alice", Password: "devpi-TOKEN", Expires: 1800000000}, nil
 }
+
+// noTerminal is an Approver with nobody to ask: a test never reads the
+// terminal it runs on.
+var noTerminal = Approver{Terminal: func() (io.ReadWriteCloser, error) { return nil, errors.New("no tty in this test") }}
 
 func TestKeyringProtocol(t *testing.T) {
 	const idx = "https://devpi.example/alice/dev/+simple/"
@@ -72,7 +78,7 @@ func TestKeyringProtocol(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &fakeSource{}
 			var out, errb bytes.Buffer
-			code := Keyring(context.Background(), tt.args, &out, &errb, src)
+			code := Keyring(context.Background(), tt.args, &out, &errb, src, noTerminal)
 			if code != tt.code || out.String() != tt.stdout {
 				t.Errorf("exit %d stdout %q, want %d %q (stderr %q)", code, out.String(), tt.code, tt.stdout, errb.String())
 			}
@@ -97,17 +103,17 @@ func (matchingSource) Matches(service string) bool { return strings.Contains(ser
 func TestKeyringDaemonDownOtherService(t *testing.T) {
 	src := &matchingSource{fakeSource{down: true}}
 	var out, errb bytes.Buffer
-	if code := Keyring(context.Background(), []string{"get", "https://pypi.org/simple/", "bob"}, &out, &errb, src); code != 1 || out.Len()+errb.Len() != 0 {
+	if code := Keyring(context.Background(), []string{"get", "https://pypi.org/simple/", "bob"}, &out, &errb, src, noTerminal); code != 1 || out.Len()+errb.Len() != 0 {
 		t.Errorf("unrelated service, daemon down: exit %d, %q %q", code, out.String(), errb.String())
 	}
-	if code := Keyring(context.Background(), []string{"get", "https://devpi.example/x/", "bob"}, &out, &errb, src); code != 1 || !strings.Contains(errb.String(), "not running") {
+	if code := Keyring(context.Background(), []string{"get", "https://devpi.example/x/", "bob"}, &out, &errb, src, noTerminal); code != 1 || !strings.Contains(errb.String(), "not running") {
 		t.Errorf("our service, daemon down: exit %d, %q", code, errb.String())
 	}
 }
 
 func TestKeyringDaemonDown(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := Keyring(context.Background(), []string{"--mode=creds", "--output=json", "get", "https://u:pw@devpi.example/x/"}, &out, &errb, &fakeSource{down: true})
+	code := Keyring(context.Background(), []string{"--mode=creds", "--output=json", "get", "https://u:pw@devpi.example/x/"}, &out, &errb, &fakeSource{down: true}, noTerminal)
 	if code != 1 || out.Len() != 0 {
 		t.Errorf("exit %d stdout %q", code, out.String())
 	}
@@ -138,7 +144,7 @@ func TestKeyringErrorLineHasNoPassword(t *testing.T) {
 		"u:Pw/Qx5@devpi.example:3141",
 	} {
 		var out, errb bytes.Buffer
-		code := Keyring(context.Background(), []string{"get", service, "bob"}, &out, &errb, &fakeSource{})
+		code := Keyring(context.Background(), []string{"get", service, "bob"}, &out, &errb, &fakeSource{}, noTerminal)
 		if code != KeyringNotFound || !strings.Contains(errb.String(), "devpi.example") {
 			t.Errorf("%s: exit %d, %q", service, code, errb.String())
 		}
@@ -155,7 +161,7 @@ func FuzzKeyringArgs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
 		var out, errb bytes.Buffer
-		code := Keyring(context.Background(), args, &out, &errb, &fakeSource{})
+		code := Keyring(context.Background(), args, &out, &errb, &fakeSource{}, noTerminal)
 		if code != 0 && out.Len() != 0 && !strings.Contains(joined, "-h") {
 			t.Fatalf("exit %d with output %q", code, out.String())
 		}

@@ -53,11 +53,14 @@ func (s configSource) Matches(service string) bool {
 
 // KeyringMain is the keyring command line that pip, uv and pdm run: the
 // lean devpi-credd-keyring binary's whole program, and devpi-credd's when
-// it is started as "keyring". It never waits on a terminal, and gives up
-// on the daemon after 15 s.
+// it is started as "keyring". It gives up on each call to the daemon
+// after 15 s; when the daemon wants a one-time code, the person has
+// CodeWait to type it on the terminal, not counted in those 15 s.
 func KeyringMain(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
 	c, cfg, err := NewClient(xdg.ConfigFile(getenv), getenv)
-	return Keyring(ctx, args, stdout, stderr, configSource{Client: c, cfg: cfg, cfgErr: err})
+	ap := Approver{CallTimeout: keyringCallTimeout}
+	return Keyring(context.Background(), args, stdout, stderr, configSource{Client: c, cfg: cfg, cfgErr: err}, ap)
 }
+
+// keyringCallTimeout bounds one call of the keyring helper to the daemon.
+const keyringCallTimeout = 15 * time.Second

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
@@ -66,6 +67,11 @@ type Options struct {
 	// links, the Python backend and devpi-client's login (exec). Without
 	// it the job only mints through Mint (env).
 	ForChild bool
+	// ChildOnly: the job's daemon answers only the child started by Run
+	// and its descendants (exec --approve, whose tokens can upload), not
+	// every process of the user that finds the socket. Linux only (see
+	// CanAdmitChildOnly).
+	ChildOnly bool
 }
 
 // Job is a started job. Close ends it.
@@ -79,6 +85,9 @@ type Job struct {
 	env      []string
 	stop     context.CancelFunc
 	ran      chan error
+	// child is the pid of the command Run started, while it runs; 0
+	// before and after.
+	child atomic.Int64
 }
 
 // Start sets the job up: its private directory (with a reaper, so that it
@@ -91,6 +100,9 @@ func Start(ctx context.Context, spec Spec, opts Options) (j *Job, err error) {
 	}
 	if spec.TTL < time.Second {
 		return nil, fmt.Errorf("the job's ttl %s: at least 1s", spec.TTL)
+	}
+	if opts.ChildOnly && !CanAdmitChildOnly {
+		return nil, ErrChildOnly
 	}
 	prefix := jobdir.EnvPrefix
 	if opts.ForChild {
@@ -163,11 +175,15 @@ func (j *Job) startDaemon() error {
 		cfg.AuditLog = filepath.Join(j.dir.Path, "audit.log")
 	}
 	root := j.spec.Root
-	d, err := daemon.New(daemon.Options{
+	dopts := daemon.Options{
 		Config: cfg, Getenv: j.opts.Getenv, Logger: j.opts.Logger, Version: j.opts.Version, Now: j.opts.Now,
 		Deadline: j.deadline,
 		Backend:  func(config.Server) store.Backend { return store.Memory{Token: root} },
-	})
+	}
+	if j.opts.ChildOnly {
+		dopts.AdmitPeer = j.admitPeer
+	}
+	d, err := daemon.New(dopts)
 	if err != nil {
 		return err
 	}
@@ -285,6 +301,26 @@ func (j *Job) UploadURL() (string, error) {
 		return "", fmt.Errorf("give exactly one index with -i (got %s)", strings.Join(ix, ", "))
 	}
 	return j.spec.Server.URL.ResolveReference(&url.URL{Path: ix[0] + "/"}).String(), nil
+}
+
+// ErrChildOnly: Options.ChildOnly on a system that cannot tell a
+// caller's ancestry.
+var ErrChildOnly = errors.New("a job whose daemon answers only its own processes needs Linux, which tells a caller's parents in /proc")
+
+// admitPeer lets a caller of the job's daemon's socket in when it is the
+// child Run started or one of its descendants: with ChildOnly, another
+// process of the user that found the socket gets nothing from a job whose
+// tokens can upload. (The job's own mints, Mint, do not come through the
+// socket.)
+func (j *Job) admitPeer(p daemon.Peer) error {
+	child := int(j.child.Load())
+	switch {
+	case child == 0:
+		return errors.New("this job's daemon answers only the job's command, which is not running")
+	case !p.Known || !descendsFrom(p.PID, child):
+		return fmt.Errorf("this job's daemon answers only the job's command and its processes, not pid %d", p.PID)
+	}
+	return nil
 }
 
 // Env is the child's environment.

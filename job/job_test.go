@@ -21,13 +21,19 @@ import (
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
-// The test binary is the job directory's reaper, as devpi-credd is.
+// The test binary is the job directory's reaper, as devpi-credd is, and
+// the keyring helper the job's child runs (with testKeyringEnv set).
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(jobdir.ReaperEnv); dir != "" {
 		os.Exit(jobdir.Reap(dir, os.Stdin))
 	}
+	if os.Getenv(testKeyringEnv) != "" {
+		os.Exit(helper.KeyringMain(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	}
 	os.Exit(m.Run())
 }
+
+const testKeyringEnv = "DEVPI_CREDD_JOB_TEST_KEYRING"
 
 var testKey = []byte("job test root key")
 

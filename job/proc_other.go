@@ -4,6 +4,5 @@ package job
 
 import "syscall"
 
-func ProtectProcess()                     {}
 func childProcAttr() *syscall.SysProcAttr { return nil }
 func lockThread() func()                  { return func() {} }

@@ -10,7 +10,16 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/devpi-credd/devpi-credd/internal/harden"
 )
+
+// ProtectProcess hardens this process (harden.Process): undumpable, no
+// core file, so its /proc/PID/environ and mem are not readable by the
+// user's other processes, exec's child among them. It guards against
+// accidents more than against a hostile process of the same user, which
+// can start a job of its own; what did not hold is no reason to stop one.
+func ProtectProcess() { _ = harden.Process() }
 
 // Stdio is the child's standard input and outputs.
 type Stdio struct {
@@ -59,8 +68,14 @@ func (j *Job) Run(ctx context.Context, argv []string, stdio Stdio, sigs <-chan o
 		}
 		return 0, &ExitError{code, fmt.Errorf("starting %s: %w", argv[0], err)}
 	}
+	j.child.Store(int64(c.Process.Pid))
 	done := make(chan error, 1)
-	go func() { done <- c.Wait() }()
+	go func() {
+		err := c.Wait()
+		// Reaped: the pid may be another process's from now on.
+		j.child.Store(0)
+		done <- err
+	}()
 	for {
 		select {
 		case s := <-sigs:

@@ -18,13 +18,24 @@ import (
 func (a *app) newExecCmd() *cobra.Command {
 	var o jobOptions
 	cmd := &cobra.Command{
-		Use:   "exec [--server NAME | --url ROOT] [--token-file FILE | --oidc [--audience AUD]] [--ttl D] [-i INDEX] [-p PROJECT] [-a PERMS] -- COMMAND ARGS...",
+		Use:   "exec [--server NAME | --url ROOT] [--token-file FILE | --oidc [--audience AUD] | --approve [--code-stdin]] [--ttl D] [-i INDEX] [-p PROJECT] [-a PERMS] -- COMMAND ARGS...",
 		Short: "Run a command (a CI job) with short-lived tokens only, then forget them",
 		Long: `Run COMMAND with a private daemon of its own: pip, uv, twine and devpi-client
 in it get short-lived tokens scoped by -i/-p/-a that expire --ttl after the
 start at the latest. The long-lived token comes from --token-file (- for
 standard input), $DEVPI_CREDD_TOKEN_FILE or $DEVPI_CREDD_TOKEN, stays in
 this process's memory and is removed from the child's environment.
+
+With --server NAME and none of those, the running daemon gives the job its
+token: a session token for the server, narrowed by -i/-p/-a as above, so
+that the long-lived token never leaves the daemon. With approval on
+('devpi-credd approval'), such a token cannot upload, unless --approve: it
+asks once for a one-time code on the terminal (--code-stdin: the first line
+of standard input; the child gets the rest), and the job's tokens can upload
+for as long as the daemon lets an approved token live (2 minutes by
+default). The job's daemon then answers only the command's own processes
+(Linux). Only when no daemon runs, and the server's token is in a plain file
+or the keychain, does exec read it itself; a sealed store needs the daemon.
 
 With --oidc there is no stored token at all (trusted publishing): exec gets
 the CI job's identity token for the audience --audience (default: the
@@ -51,6 +62,7 @@ when exec is killed.`,
 	}
 	cmd.Flags().SetInterspersed(false)
 	o.register(cmd.Flags())
+	o.registerApprove(cmd)
 	return cmd
 }
 

@@ -2,17 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/devpi"
+	"github.com/devpi-credd/devpi-credd/helper"
+	"github.com/devpi-credd/devpi-credd/internal/xdg"
 	"github.com/devpi-credd/devpi-credd/job"
+	"github.com/devpi-credd/devpi-credd/localapi"
+	"github.com/devpi-credd/devpi-credd/store"
 	"github.com/devpi-credd/devpi-credd/token"
 )
 
@@ -35,6 +41,17 @@ type jobOptions struct {
 	audience       string
 	idTokenFile    string
 	idTokenCommand string
+	// approve (exec --approve): a one-time code, from the terminal or
+	// the first line of standard input (code.codeStdin), for a job token
+	// that can upload.
+	approve bool
+	code    secretInput
+}
+
+// registerApprove adds exec's --approve and --code-stdin.
+func (o *jobOptions) registerApprove(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.approve, "approve", false, "with approval on: ask for a one-time code once, for a job token that can upload (from the running daemon; its daemon then answers the job's processes only; Linux)")
+	o.code.registerCode(cmd, "with --approve: read the one-time code from the first line of standard input instead of the terminal; the command gets the rest")
 }
 
 func (o *jobOptions) register(fs *pflag.FlagSet) {
@@ -62,6 +79,9 @@ func (a *app) jobSpec(ctx context.Context, o jobOptions) (job.Spec, error) {
 		return job.Spec{}, usageErrorf("--ttl %s: at least 1s", o.ttl)
 	}
 	if err := o.checkOIDC(); err != nil {
+		return job.Spec{}, err
+	}
+	if err := a.checkApprove(o); err != nil {
 		return job.Spec{}, err
 	}
 	srv := config.Server{Name: "job", ReadScope: "index"}
@@ -97,11 +117,88 @@ func (a *app) jobSpec(ctx context.Context, o jobOptions) (job.Spec, error) {
 	if o.oidc {
 		return a.exchangeSpec(ctx, o, srv)
 	}
+	if a.tokenFile(o) == "" && a.getenv("DEVPI_CREDD_TOKEN") == "" && (o.server != "" || o.approve) {
+		return a.daemonJobSpec(ctx, o, srv)
+	}
 	root, err := a.jobToken(o, srv)
 	if err != nil {
 		return job.Spec{}, err
 	}
 	return job.Spec{Server: srv, Root: root, TTL: o.ttl}, nil
+}
+
+// checkApprove refuses what does not go with --approve and --code-stdin,
+// before anything is asked.
+func (a *app) checkApprove(o jobOptions) error {
+	switch {
+	case o.code.codeStdin && !o.approve:
+		return usageErrorf("--code-stdin goes with --approve")
+	case !o.approve:
+		return nil
+	case !job.CanAdmitChildOnly:
+		return usageErrorf("--approve needs Linux: the job's daemon must tell the job's own processes from others, which it reads in /proc")
+	case o.oidc:
+		return usageErrorf("give --approve or --oidc, not both")
+	case a.tokenFile(o) != "" || a.getenv("DEVPI_CREDD_TOKEN") != "":
+		return usageErrorf("--approve asks the running daemon for the job's token: leave out --token-file, $DEVPI_CREDD_TOKEN_FILE and $DEVPI_CREDD_TOKEN")
+	}
+	return nil
+}
+
+// daemonJobSpec is a job whose token is a session token of the running
+// daemon for the server, narrowed offline by the job's flags as a stored
+// token would be: the daemon applies approval and its limits, and no
+// long-lived token leaves it. With --approve the request carries a code,
+// and the token can upload for as long as the daemon's approval policy
+// lets an approved token live. Only when no daemon answers, and the
+// server's token is in a plain file or the keychain, does exec read it
+// itself, without approval, as it always did.
+func (a *app) daemonJobSpec(ctx context.Context, o jobOptions, srv config.Server) (job.Spec, error) {
+	req := localapi.CredentialsRequest{URL: srv.URL.String(), Session: true, TTL: o.ttl.String()}
+	c := a.daemonClient("", o.config)
+	if o.approve {
+		// Nobody types a code for a daemon that is not there.
+		if _, err := c.Status(ctx); err != nil {
+			return job.Spec{}, daemonError(err)
+		}
+		code, err := a.oneTimeCode(ctx, o.code, "devpi-credd: approve the job's uploads to "+srv.URL.String()+": one-time code: ")
+		if err != nil {
+			return job.Spec{}, err
+		}
+		req.Code = code
+	}
+	creds, err := c.Credentials(ctx, req)
+	switch {
+	case errors.Is(err, helper.ErrNotRunning) && !o.approve:
+		sealed, serr := sealedStore(a.getenv).Exists()
+		if serr != nil {
+			return job.Spec{}, serr
+		}
+		if sealed {
+			return job.Spec{}, &exitError{exitUnreachable, fmt.Errorf("%w: server %s's token is in the sealed store, which only the daemon opens: start it ('devpi-credd serve') and unlock it", err, srv.Name)}
+		}
+		root, err := srv.Backend().Load()
+		return job.Spec{Server: srv, Root: root, TTL: o.ttl}, err
+	case err != nil:
+		return job.Spec{}, daemonError(err)
+	}
+	root, err := token.Parse(creds.Password)
+	if err != nil {
+		return job.Spec{}, fmt.Errorf("the daemon's session token: %w", err)
+	}
+	ttl := o.ttl
+	if creds.Expires != 0 {
+		ttl = min(ttl, time.Unix(creds.Expires, 0).Sub(a.now()).Truncate(time.Second))
+	}
+	if ttl < time.Second {
+		return job.Spec{}, &exitError{exitFailed, errors.New("the daemon's session token for the job expires at once")}
+	}
+	if !o.approve {
+		if st, err := c.Status(ctx); err == nil && st.Approval != nil && st.Approval.Uploads {
+			a.infof("devpi-credd: approval is on: the job's tokens cannot upload; 'devpi-credd exec --approve' asks for a one-time code")
+		}
+	}
+	return job.Spec{Server: srv, Root: root, TTL: ttl}, nil
 }
 
 // tokenFile is where the long-lived token comes from as a file: --token-file,
@@ -144,7 +241,7 @@ func (a *app) childStdin(o jobOptions) io.Reader {
 	if o.oidc {
 		return a.stdin
 	}
-	if file == "-" {
+	if file == "-" || o.code.codeStdin {
 		return struct{ io.Reader }{a.stdinLines}
 	}
 	in, ok := a.stdin.(*os.File)
@@ -160,6 +257,11 @@ func (a *app) childStdin(o jobOptions) io.Reader {
 }
 
 func (a *app) jobOpts(o jobOptions, forChild bool) job.Options {
-	return job.Options{Getenv: a.getenv, Now: a.now, Version: version, AuditLog: o.auditLog, ForChild: forChild,
+	return job.Options{Getenv: a.getenv, Now: a.now, Version: version, AuditLog: o.auditLog, ForChild: forChild, ChildOnly: o.approve,
 		Logger: slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+}
+
+// sealedStore is this user's sealed store (personal mode).
+func sealedStore(getenv func(string) string) store.Sealed {
+	return store.Sealed{Path: store.SealedPath(xdg.StateDir(getenv))}
 }

@@ -30,7 +30,14 @@ scheme://host[:port]); with --mode creds the user name too; with
 --output json as JSON. A service devpi-credd does not know is exit 1 with no
 output, so other tools' keyrings are not disturbed. 'set' and 'del' are
 refused. The same happens when this binary is started as 'keyring' (see
-'devpi-credd keyring-link').`,
+'devpi-credd keyring-link').
+
+With approval on ('devpi-credd approval'), a token that can upload needs a
+one-time code: when the daemon wants one, it is asked for once on the
+terminal (/dev/tty, never stdin or stdout, which are the calling tool's),
+with 2 minutes to answer; a wrong code is refused, not asked again. Without
+a terminal, one line on stderr says what to run instead, and the exit code
+is 1.`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if code := helper.KeyringMain(args, a.stdout, a.stderr, a.getenv); code != 0 {

@@ -53,8 +53,17 @@ type app struct {
 	// interactive reports whether questions can be asked on the terminal.
 	interactive  func() bool
 	readPassword func(prompt string) (string, error)
-	http         *http.Client
-	stdinLines   *bufio.Reader
+	// openTTY opens the person's terminal, where one-time codes are asked
+	// for (helper.OpenTTY); readSecret asks on it without echo (a
+	// passphrase). Neither is standard input: that may be a pipe, and
+	// --code-stdin and --passphrase-stdin say when it holds them.
+	openTTY    helper.Terminal
+	readSecret func(prompt string) (string, error)
+	// sealWorkFactor is the sealed store's scrypt work factor for
+	// token login --seal (0: age's default; tests make it small).
+	sealWorkFactor int
+	http           *http.Client
+	stdinLines     *bufio.Reader
 }
 
 func realApp() *app {
@@ -72,6 +81,8 @@ func realApp() *app {
 			fmt.Fprintln(os.Stderr)
 			return string(b), err
 		},
+		openTTY:    helper.OpenTTY,
+		readSecret: readSecretOnTTY,
 	}
 }
 
@@ -158,7 +169,7 @@ derives short-lived, narrowly scoped tokens on request ('get').
 	})
 	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd(),
 		a.newKeyringCmd(), a.newKeyringLinkCmd(), a.newDevpiLoginCmd(), a.newExecCmd(), a.newEnvCmd(), a.newServiceCmd(),
-		a.newLockCmd(), a.newUnlockCmd(), a.newRevokeCmd(), a.newConfigCmd(), a.newVersionCmd())
+		a.newLockCmd(), a.newUnlockCmd(), a.newApprovalCmd(), a.newRevokeCmd(), a.newConfigCmd(), a.newVersionCmd())
 	root.AddCommand(a.buildCommands()...)
 	return root
 }

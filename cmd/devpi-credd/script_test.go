@@ -61,6 +61,7 @@ func TestScripts(t *testing.T) {
 			"mkcert":       cmdMkcert,
 			"expand":       cmdExpand,
 			"fakeexchange": cmdFakeexchange,
+			"fakedaemon":   cmdFakedaemon,
 		},
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devpi-credd/devpi-credd/daemon"
+	"github.com/devpi-credd/devpi-credd/internal/harden"
 	"github.com/devpi-credd/devpi-credd/internal/jobdir"
 	"github.com/devpi-credd/devpi-credd/internal/svc"
 	"github.com/devpi-credd/devpi-credd/internal/xdg"
@@ -104,9 +105,16 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	for _, p := range jobdir.Sweep("", a.now()) {
 		log.Info("removed the directory of a job that is gone", "dir", p)
 	}
+	// The daemon's memory holds the root tokens (and, opened, the sealed
+	// store): out of reach of the user's other processes, no core file.
+	hardening := append(harden.Process(), harden.Memory()...)
+	for _, h := range hardening {
+		log.Warn("memory not fully protected", "reason", h)
+	}
 	path := a.configPath(o.config)
+	state := xdg.StateDir(a.getenv)
 	d, err := daemon.New(daemon.Options{ConfigPath: path, Getenv: a.getenv, Logger: log, Version: version,
-		LockFile: filepath.Join(xdg.StateDir(a.getenv), "locked")})
+		LockFile: filepath.Join(state, "locked"), StateDir: state, Hardening: hardening})
 	if err != nil {
 		return startError(path, err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -57,15 +56,23 @@ func (a *app) client(f daemonFlags) *helper.Client { return a.daemonClient(f.soc
 
 func (a *app) newGetCmd() *cobra.Command {
 	var df daemonFlags
+	var in secretInput
 	var ttl string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "get [--json] [--ttl D] URL [USERNAME]",
+		Use:   "get [--json] [--ttl D] [--code-stdin] URL [USERNAME]",
 		Short: "Ask the daemon for a short-lived token for URL",
 		Long: `Ask the running daemon for a token scoped to URL: an index URL for reads
 (.../+simple/), the index itself (USER/INDEX/) for uploads, or a bare host.
 Prints the token, or with --json the user name, token, expiry, server and
-the caveats it carries.`,
+the caveats it carries.
+
+With approval on ('devpi-credd approval'), a token that can upload needs a
+one-time code from your authenticator app: --code-stdin reads it from the
+first line of standard input and sends it with the request; without it, get
+asks for one on the terminal when the daemon wants one, and without a
+terminal exits 1 saying so. A wrong or spent code is refused (exit 1), and
+not asked for again.`,
 		Args: args(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := localapi.CredentialsRequest{URL: args[0], TTL: ttl}
@@ -73,7 +80,14 @@ the caveats it carries.`,
 				req.Username = args[1]
 			}
 			ctx := cmd.Context()
-			c, err := a.client(df).Credentials(ctx, req)
+			if in.codeStdin {
+				code, err := a.oneTimeCode(ctx, in, "")
+				if err != nil {
+					return err
+				}
+				req.Code = code
+			}
+			c, err := a.approver().Credentials(ctx, a.client(df), req)
 			if err != nil {
 				return daemonError(err)
 			}
@@ -85,6 +99,7 @@ the caveats it carries.`,
 		},
 	}
 	df.register(cmd)
+	in.registerCode(cmd, codeStdinOne)
 	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime such as 2m (default: the daemon's default_ttl; at most its max_ttl)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -141,6 +156,16 @@ func (a *app) printStatus(st *localapi.Status) {
 	if st.Locked {
 		fmt.Fprintf(w, "locked\tyes: no tokens until 'devpi-credd unlock'\n")
 	}
+	switch {
+	case st.Sealed && st.Opened:
+		fmt.Fprintf(w, "sealed store\topen in the daemon's memory ('devpi-credd lock' closes it)\n")
+	case st.Sealed:
+		fmt.Fprintf(w, "sealed store\tnot open: no tokens from it until 'devpi-credd unlock'\n")
+	}
+	a.printApproval(w, st)
+	if len(st.Hardening) > 0 {
+		fmt.Fprintf(w, "hardening\tnot in force: %s\n", strings.Join(st.Hardening, "; "))
+	}
 	w.Flush()
 	fmt.Fprintln(a.stdout, "servers:")
 	w = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
@@ -159,35 +184,75 @@ func (a *app) printStatus(st *localapi.Status) {
 }
 
 func (a *app) newLockCmd() *cobra.Command {
-	return a.lockCmd("lock", "Make the daemon refuse every token until 'devpi-credd unlock' (leaving the machine, a suspected leak)",
-		(*helper.Client).Lock)
-}
-
-func (a *app) newUnlockCmd() *cobra.Command {
-	return a.lockCmd("unlock", "Let the daemon mint tokens again", (*helper.Client).Unlock)
-}
-
-// lockCmd is lock or unlock: call asks the daemon, which answers with its
-// status.
-func (a *app) lockCmd(use, short string, call func(*helper.Client, context.Context) (*localapi.Status, error)) *cobra.Command {
 	var df daemonFlags
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  args(cobra.NoArgs),
+		Use:   "lock",
+		Short: "Make the daemon refuse every token until 'devpi-credd unlock' (leaving the machine, a suspected leak)",
+		Long: `Make the daemon refuse every token until 'devpi-credd unlock'. A daemon with
+a sealed store also drops what it opened of it: its root tokens and the
+approval secret leave its memory, and unlock asks for the passphrase again.`,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := call(a.client(df), cmd.Context())
+			st, err := a.client(df).Lock(cmd.Context())
 			if err != nil {
 				return daemonError(err)
 			}
-			if st.Locked {
-				fmt.Fprintln(a.stdout, "daemon locked: no tokens until 'devpi-credd unlock'")
-			} else {
-				fmt.Fprintln(a.stdout, "daemon unlocked")
-			}
+			fmt.Fprintln(a.stdout, lockLine(st))
 			return nil
 		},
 	}
 	df.register(cmd)
 	return cmd
+}
+
+func (a *app) newUnlockCmd() *cobra.Command {
+	var df daemonFlags
+	var in secretInput
+	cmd := &cobra.Command{
+		Use:   "unlock [--passphrase-stdin]",
+		Short: "Let the daemon mint tokens again; open its sealed store",
+		Long: `Let the daemon mint tokens again after 'devpi-credd lock'. A daemon whose
+tokens are in a sealed store ('devpi-credd token login --seal') starts with
+it closed, and lock closes it: unlock then asks for its passphrase on the
+terminal (without echo), or reads it from the first line of standard input
+with --passphrase-stdin, and the daemon opens the store into its memory
+only. Wrong passphrases are refused (exit 1), and are slowed down like
+wrong one-time codes.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c := a.client(df)
+			st, err := c.Status(ctx)
+			if err != nil {
+				return daemonError(err)
+			}
+			var pass string
+			if st.Sealed && !st.Opened {
+				if pass, err = a.passphrase(in, "passphrase of the sealed store: ", false); err != nil {
+					return err
+				}
+			}
+			if st, err = c.Unlock(ctx, pass); err != nil {
+				return daemonError(err)
+			}
+			fmt.Fprintln(a.stdout, lockLine(st))
+			return nil
+		},
+	}
+	df.register(cmd)
+	in.registerPassphrase(cmd)
+	return cmd
+}
+
+// lockLine says what a lock or unlock left in force.
+func lockLine(st *localapi.Status) string {
+	switch {
+	case st.Locked:
+		return "daemon locked: no tokens until 'devpi-credd unlock'"
+	case st.Sealed && !st.Opened:
+		return "daemon unlocked, its sealed store still closed: no tokens from it until 'devpi-credd unlock' opens it"
+	case st.Sealed:
+		return "daemon unlocked, its sealed store open"
+	}
+	return "daemon unlocked"
 }

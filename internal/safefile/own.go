@@ -13,7 +13,18 @@ import (
 // (Kubernetes secrets, Vault Agent sinks); the checks are of the file
 // read, on its descriptor.
 func ReadOwnPrivate(path string, max int64) ([]byte, error) {
-	data, st, err := Read(path, max)
+	return readOwn(path, max, 0)
+}
+
+// ReadOwnNoLink is ReadOwnPrivate for a file this program writes itself,
+// such as a sealed store: it has no reason to be a link, so a symbolic
+// link in its place is refused (on the open, not by a check before it).
+func ReadOwnNoLink(path string, max int64) ([]byte, error) {
+	return readOwn(path, max, NoFollow)
+}
+
+func readOwn(path string, max int64, flag int) ([]byte, error) {
+	data, st, err := read(path, max, flag)
 	if err != nil {
 		return nil, err
 	}

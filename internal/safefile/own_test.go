@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -55,5 +56,29 @@ func TestReadOwnPrivateOwner(t *testing.T) {
 	}
 	if _, err := ReadOwnPrivate(path, 16); err == nil {
 		t.Error("another uid's file: read")
+	}
+}
+
+func TestReadOwnNoLink(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sealed")
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadOwnNoLink(path, 16); err != nil || string(b) != "x" {
+		t.Fatalf("%q %v", b, err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadOwnNoLink(link, 16); !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("a link to a private file of ours: %v", err)
+	}
+	if err := os.Chmod(path, 0o620); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadOwnNoLink(path, 16); !errors.Is(err, ErrTooOpen) {
+		t.Errorf("mode 0620: %v", err)
 	}
 }

@@ -95,8 +95,17 @@ var ErrTooLarge = errors.New("too large")
 // in between. Symbolic links are followed (Kubernetes secrets and Vault
 // Agent sinks are links).
 func Read(path string, max int64) ([]byte, fs.FileInfo, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|NonBlock, 0)
+	return read(path, max, 0)
+}
+
+func read(path string, max int64, flag int) ([]byte, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|NonBlock|flag, 0)
 	if err != nil {
+		if flag&NoFollow != 0 {
+			if st, lerr := os.Lstat(path); lerr == nil && st.Mode()&fs.ModeSymlink != 0 {
+				return nil, st, fmt.Errorf("%s is %w (a symbolic link)", path, ErrNotRegular)
+			}
+		}
 		return nil, nil, err
 	}
 	defer f.Close()

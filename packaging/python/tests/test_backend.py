@@ -5,6 +5,9 @@ that answers the local API as devpi-credd's daemon does (localapi)."""
 import http.server
 import json
 import os
+import pty
+import select
+import sys
 import socketserver
 import threading
 import time
@@ -18,6 +21,9 @@ import devpi_credd_keyring
 from devpi_credd_keyring import DevpiCreddKeyring
 
 KNOWN = "http://devpi.test:3141/"
+# Uploads to this index need the one-time code CODE (approval on).
+APPROVED = KNOWN + "alice/approved/"
+CODE = "123456"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -30,13 +36,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(body)
+        ttl = self.server.ttl
         if not body["url"].startswith(KNOWN):
             status, reply = 404, {"error": "no configured server matches " + body["url"], "code": "not_found"}
+        elif body["url"].startswith(APPROVED) and "code" not in body:
+            status, reply = 401, {"error": "a token that can upload needs a one-time code", "code": "approval_required"}
+        elif body["url"].startswith(APPROVED) and body["code"] != CODE:
+            status, reply = 403, {"error": "the one-time code is wrong", "code": "approval_refused"}
         elif body.get("username") not in (None, "alice"):
             status, reply = 403, {"error": "the token for local is user 'alice''s", "code": "refused"}
         else:
             status, reply = 200, {"username": "alice", "password": "devpi-SHORTLIVED",
-                                  "expires": int(time.time()) + self.server.ttl,
+                                  "expires": int(time.time()) + ttl,
                                   "server": "local", "token_id": "abcd2345", "caveats": ["expires=1"]}
         data = json.dumps(reply).encode()
         self.send_response(status)
@@ -212,3 +223,105 @@ def test_registered_and_chained_with_other_backends(daemon, tmp_path, monkeypatc
 
 def test_version():
     assert devpi_credd_keyring.__version__
+
+
+def _in_child(body, tty_input=None):
+    """Runs body() in a forked child and returns (its result, what the
+    terminal showed): with tty_input, the child has a terminal of its own
+    (a pty, its controlling terminal) on which tty_input is typed after
+    the prompt; without, it has no terminal at all (a session of its own,
+    as under setsid or in CI). The parent keeps serving the stand-in
+    daemon meanwhile."""
+    rfd, wfd = os.pipe()
+    if tty_input is None:
+        pid, master = os.fork(), None
+        if pid == 0:
+            os.setsid()
+    else:
+        pid, master = pty.fork()
+    if pid == 0:
+        try:
+            os.close(rfd)
+            os.write(wfd, json.dumps(body()).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    shown = b""
+    deadline = time.time() + 30
+    if master is not None:
+        typed = False
+        while time.time() < deadline:
+            ready, _, _ = select.select([master], [], [], deadline - time.time())
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not typed and b"one-time code: " in shown:
+                os.write(master, tty_input)
+                typed = True
+    result = b""
+    while True:
+        ready, _, _ = select.select([rfd], [], [], max(0, deadline - time.time()))
+        chunk = os.read(rfd, 65536) if ready else b""
+        if not chunk:
+            break
+        result += chunk
+    os.close(rfd)
+    os.waitpid(pid, 0)
+    if master is not None:
+        os.close(master)
+    return json.loads(result or b"null"), shown.decode("utf-8", "replace")
+
+
+def test_upload_prompts_once_on_the_terminal(daemon, capfd):
+    """An upload with approval on: devpi-credd asks for the code on the
+    terminal (not on the pipes the backend reads), twine's two lookups cost
+    one prompt, and the code goes in the request, never in argv."""
+    def body():
+        k = DevpiCreddKeyring()
+        cred = k.get_credential(APPROVED, None)
+        return [cred and cred.password, k.get_password(APPROVED, "alice"), daemon.requests]
+    (password, again, _), shown = _in_child(body, CODE.encode() + b"\n")
+    assert password == "devpi-SHORTLIVED" and again == password
+    assert shown.count("one-time code: ") == 1
+    assert "devpi-credd: approve the upload to " + APPROVED + ": one-time code: " in shown
+    assert daemon.requests == [{"url": APPROVED}, {"url": APPROVED, "code": CODE}]
+
+
+def test_wrong_code_is_not_asked_again(daemon):
+    def body():
+        k = DevpiCreddKeyring()
+        return [k.get_credential(APPROVED, None), k.get_password(APPROVED, "alice")]
+    result, shown = _in_child(body, b"999999\n")
+    assert result == [None, None]
+    assert shown.count("one-time code: ") == 1
+    assert "devpi-credd: the one-time code is wrong" in shown
+    assert daemon.requests == [{"url": APPROVED}, {"url": APPROVED, "code": "999999"}]
+
+
+def test_upload_without_terminal_says_what_to_run(daemon, tmp_path):
+    """No terminal (setsid, CI): one line saying what to run, nothing
+    found, and the get_password after it asks nobody again."""
+    err = tmp_path / "stderr"
+
+    def body():
+        with open(err, "w") as sys.stderr:
+            k = DevpiCreddKeyring()
+            return [k.get_credential(APPROVED, None), k.get_password(APPROVED, "alice")]
+    result, _ = _in_child(body)
+    assert result == [None, None]
+    lines = err.read_text().splitlines()
+    assert lines == ["devpi-credd: an upload to " + APPROVED + " needs a one-time code and there is no terminal to ask on: "
+                     "run the upload under 'devpi-credd exec --approve -- ...' or use 'devpi-credd get --code-stdin " + APPROVED + "'"]
+    assert daemon.requests == [{"url": APPROVED}]
+
+
+def test_timeout_leaves_the_person_time():
+    """The subprocess bound covers devpi-credd's own: 15 s for each of two
+    calls to the daemon and 2 minutes for the person to type the code."""
+    assert devpi_credd_keyring.TIMEOUT > 2 * 15 + 120

@@ -21,13 +21,18 @@ from keyring.credentials import SimpleCredential
 
 __version__ = "0.1.0"
 
-# Bounded: a lookup never hangs the tool that asked. devpi-credd itself
-# gives up on a daemon that does not answer well before this.
-TIMEOUT = 20
+# Bounded: a lookup never hangs the tool that asked. devpi-credd bounds
+# each of its calls to the daemon itself (15 s), so a lookup that prompts
+# for nothing ends well within that; an upload with approval on waits for
+# the person to type a one-time code on the terminal (2 minutes at most,
+# between two calls), which this must not cut short.
+TIMEOUT = 160
 
 # twine asks get_credential, then get_password, for one upload: the second
 # answer comes from the first for up to this long, and never within the
-# last seconds of the token's life, so one upload costs one token.
+# last seconds of the token's life, so one upload costs one token and one
+# one-time code. A get_credential that found nothing answers the
+# get_password after it too: the person is not asked for a code twice.
 REUSE_SECONDS = 30
 REUSE_MARGIN = 5
 
@@ -105,6 +110,7 @@ class DevpiCreddKeyring(KeyringBackend):
     def __init__(self):
         super().__init__()
         self._recent = {}
+        self._missed = {}
 
     @properties.classproperty
     def priority(cls):
@@ -126,6 +132,8 @@ class DevpiCreddKeyring(KeyringBackend):
         args = _command(program) + ["--mode", "creds", "--output", "json", "get", bare]
         if username is not None:
             args.append(username)
+        # devpi-credd asks for a one-time code on the terminal (/dev/tty),
+        # not on these pipes, when an upload needs one.
         try:
             proc = subprocess.run(
                 args, stdin=subprocess.DEVNULL, capture_output=True,
@@ -152,7 +160,13 @@ class DevpiCreddKeyring(KeyringBackend):
         hit = self._recent.get(service)
         if hit and time.time() < hit[0] and username in (None, hit[1].username):
             return hit[1]
+        if time.time() < self._missed.pop(service, 0):
+            return None
         cred = self._ask(service, username)
+        if cred is None and username is None:
+            # twine's get_password follows with the user name it then
+            # asked for: a failed one-time code is not asked for again.
+            self._missed[service] = time.time() + REUSE_SECONDS
         if cred is not None:
             until = time.time() + REUSE_SECONDS
             expires = getattr(cred, "expires", None)
