@@ -36,7 +36,8 @@ type call struct {
 	tty    bool
 	answer string
 	// files are read after the program ends, for what it wrote there
-	// (devpi-login writes devpi-client's auth.json).
+	// (devpi-login writes devpi-client's auth.json); they are removed
+	// before it starts, so what is there is this attempt's.
 	files []string
 }
 
@@ -52,6 +53,9 @@ func (w *worm) attempt(c call) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal of the test's
 	if c.stdin != "" {
 		cmd.Stdin = strings.NewReader(c.stdin)
+	}
+	for _, f := range c.files {
+		_ = os.Remove(f)
 	}
 	var term *terminal
 	if c.tty {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"gopkg.in/macaroon.v2"
@@ -32,6 +33,7 @@ const (
 	chunkOverlap   = 8 << 10 // a token cut by a chunk's end is whole in the next
 	maxBinaryToken = 8 << 10
 	minTokenText   = 24
+	fileReaders    = 8
 )
 
 // textStarts are how a devpi token's text begins, after its optional
@@ -46,10 +48,17 @@ var binaryStarts = [][]byte{{2, 1}, {2, 2}}
 // collector keeps every distinct token seen, by the fingerprint of its
 // signature, with where it was seen.
 type collector struct {
+	mu     sync.Mutex
 	found  map[string]*wormapi.Found
 	tokens map[string]*token.Token
 	order  []string
 	bytes  int64 // scanned so far, against maxScanBytes
+}
+
+func (c *collector) scanned() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
 }
 
 func newCollector() *collector {
@@ -61,6 +70,8 @@ func fingerprint(t *token.Token) string { return wormapi.Fingerprint(t.Signature
 // add records tok as seen at source and reports whether it is new.
 func (c *collector) add(tok *token.Token, source string) bool {
 	fp := fingerprint(tok)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if f, ok := c.found[fp]; ok {
 		if !slices.Contains(f.Sources, source) {
 			f.Sources = append(f.Sources, source)
@@ -79,6 +90,9 @@ func (c *collector) add(tok *token.Token, source string) bool {
 // in memory have no terminator, so a token's text may run on into other
 // base64, or follow some.
 func (c *collector) scan(data []byte, source string) int {
+	c.mu.Lock()
+	c.bytes += int64(len(data))
+	c.mu.Unlock()
 	n := 0
 	each := func(starts [][]byte, try func(at []byte) *token.Token) {
 		for _, start := range starts {
@@ -150,26 +164,45 @@ func fromBinary(raw []byte) *token.Token {
 	return tok
 }
 
-// scanFiles reads every regular file it may under roots, once each.
+// scanFiles reads every regular file it may under roots, once each,
+// several at a time: on a cold cache the disk is what takes the time.
 func (w *worm) scanFiles(roots []string) {
+	paths := make(chan string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex // the report's counts and seen
 	seen := map[[2]uint64]bool{}
-	buf := make([]byte, maxFileBytes)
+	for range fileReaders {
+		wg.Go(func() {
+			buf := make([]byte, maxFileBytes)
+			for path := range paths {
+				data, id, err := readRegular(path, buf)
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				dup := seen[id]
+				seen[id] = true
+				if !dup {
+					w.rep.Files++
+				}
+				mu.Unlock()
+				if !dup {
+					w.col.scan(data, "file:"+path)
+				}
+			}
+		})
+	}
 	for _, root := range roots {
 		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() || w.col.bytes >= maxScanBytes {
+			if err != nil || !d.Type().IsRegular() || w.col.scanned() >= maxScanBytes {
 				return nil // unreadable directories are skipped, not fatal
 			}
-			data, id, err := readRegular(path, buf)
-			if err != nil || seen[id] {
-				return nil
-			}
-			seen[id] = true
-			w.rep.Files++
-			w.col.bytes += int64(len(data))
-			w.col.scan(data, "file:"+path)
+			paths <- path
 			return nil
 		})
 	}
+	close(paths)
+	wg.Wait()
 }
 
 // readRegular reads the start of a regular file into buf, without
@@ -217,7 +250,7 @@ func (w *worm) scanProcs() {
 			w.rep.Cmdlines++
 			w.col.scan(data, fmt.Sprintf("cmdline:%d", pid))
 		}
-		if w.col.bytes < maxScanBytes {
+		if w.col.scanned() < maxScanBytes {
 			if n, err := w.scanMem(pid); err == nil {
 				w.rep.Mems++
 				w.rep.MemBytes += n
@@ -242,7 +275,7 @@ func (w *worm) scanMem(pid int) (int64, error) {
 	var total int64
 	buf := make([]byte, chunkOverlap+memChunk)
 	sc := bufio.NewScanner(bytes.NewReader(maps))
-	for sc.Scan() && total < maxProcMem && w.col.bytes < maxScanBytes {
+	for sc.Scan() && total < maxProcMem && w.col.scanned() < maxScanBytes {
 		start, end, ok := readableRange(sc.Text())
 		if !ok {
 			continue
@@ -256,7 +289,6 @@ func (w *worm) scanMem(pid int) (int64, error) {
 			}
 			w.col.scan(buf[:kept+n], source)
 			total += int64(n)
-			w.col.bytes += int64(n)
 			addr += uint64(n)
 			// A token across the chunk's end is whole in the next one.
 			have := kept + n
