@@ -430,6 +430,9 @@ func (b *approvalBed) worm(t *testing.T, phase string, plan wormapi.Plan, stdin 
 	}
 	t.Logf("worm %s took %s: %d files, %d environs, %d cmdlines, %d memories (%d MiB), %d tokens found, %d attempts",
 		phase, time.Since(start).Round(time.Millisecond), rep.Files, rep.Environs, rep.Cmdlines, rep.Mems, rep.MemBytes>>20, len(rep.Found), len(rep.Attempts))
+	for _, a := range rep.Attempts {
+		t.Logf("  %s (%s code): %d, %d tokens, %q", a.Path, a.Code, a.Exit, a.Tokens, a.Said)
+	}
 	for _, e := range rep.Errors {
 		t.Errorf("worm %s failed itself: %s", phase, e)
 	}

@@ -156,7 +156,14 @@ func (w *worm) codes() {
 	w.rawAttempt("raw /v1/credentials session", kind, localapi.PathCredentials, localapi.CredentialsRequest{URL: p.IndexURL, Session: true, Code: wrong()})
 	w.rawAttempt("raw /v1/approval/begin", kind, localapi.PathApprovalBegin, localapi.ApprovalBegin{Code: wrong()})
 	w.rawAttempt("raw /v1/approval/off", kind, localapi.PathApprovalOff, localapi.ApprovalOff{Code: wrong()})
-	w.attempt(call{path: "approval off --code-stdin", code: kind, argv: []string{p.Bin, "approval", "off", "--code-stdin"}, stdin: wrong() + "\n"})
+	// A personal daemon's store is re-sealed with the passphrase: the
+	// worm guesses one, so that the code reaches the daemon.
+	off := call{path: "approval off --code-stdin", code: kind, argv: []string{p.Bin, "approval", "off", "--code-stdin"}, stdin: wrong() + "\n"}
+	if p.Personal {
+		off.argv = append(off.argv, "--passphrase-stdin")
+		off.stdin = "a guessed passphrase\n" + off.stdin
+	}
+	w.attempt(off)
 }
 
 // child runs inside 'devpi-credd exec': it prints everything the job
