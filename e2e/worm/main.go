@@ -319,7 +319,12 @@ func (w *worm) after() {
 		w.rep.Status = string(data)
 	}
 	w.attempt(call{path: "approval setup", code: none, argv: []string{p.Bin, "approval", "setup"}})
-	w.attempt(call{path: "approval setup --code-stdin", code: none, argv: []string{p.Bin, "approval", "setup", "--code-stdin"}, stdin: "\n"})
+	setup := call{path: "approval setup --code-stdin", code: none, argv: []string{p.Bin, "approval", "setup", "--code-stdin"}, stdin: "\n"}
+	if p.Personal {
+		setup.argv = append(setup.argv, "--passphrase-stdin")
+		setup.stdin = "a guessed passphrase\n" + setup.stdin
+	}
+	w.attempt(setup)
 	w.rawAttempt("raw /v1/approval/begin", none, localapi.PathApprovalBegin, localapi.ApprovalBegin{})
 	w.rawAttempt("raw /v1/approval/off", none, localapi.PathApprovalOff, localapi.ApprovalOff{})
 	w.rawAttempt("raw /v1/credentials", none, localapi.PathCredentials, localapi.CredentialsRequest{URL: p.IndexURL})
