@@ -27,20 +27,35 @@ func EnsureServer(path, name string, root *url.URL, keychain bool, getenv func(s
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", false, err
 	}
+	data, got, added, err := AddServer(path, data, name, root, keychain, getenv)
+	if err != nil || !added {
+		return got, false, err
+	}
+	if err := safefile.Write(path, data, 0o600); err != nil {
+		return "", false, fmt.Errorf("writing config: %w", err)
+	}
+	return got, true, nil
+}
+
+// AddServer is EnsureServer on the bytes of the file at path (none: no
+// file yet), for a caller that writes them itself: it returns them with
+// the section appended and added set, or as they are with the name of the
+// server that has root already.
+func AddServer(path string, data []byte, name string, root *url.URL, keychain bool, getenv func(string) string) ([]byte, string, bool, error) {
 	if len(data) == 0 {
 		data = []byte(header)
 	} else {
 		c, err := Parse(path, data, getenv)
 		if err != nil {
-			return "", false, fmt.Errorf("not adding server %s: fix the config first: %w", name, err)
+			return nil, "", false, fmt.Errorf("not adding server %s: fix the config first: %w", name, err)
 		}
 		for _, s := range c.Servers {
 			if s.URL.String() == root.String() {
-				return s.Name, false, nil
+				return data, s.Name, false, nil
 			}
 		}
 		if _, taken := c.Server(name); taken {
-			return "", false, fmt.Errorf("the config already has a server %q with another url; choose another --name", name)
+			return nil, "", false, fmt.Errorf("the config already has a server %q with another url; choose another --name", name)
 		}
 	}
 	if data[len(data)-1] != '\n' {
@@ -51,10 +66,7 @@ func EnsureServer(path, name string, root *url.URL, keychain bool, getenv func(s
 		data = append(data, "keychain = true\n"...)
 	}
 	if _, err := Parse(path, data, getenv); err != nil {
-		return "", false, fmt.Errorf("adding server %s: %w", name, err)
+		return nil, "", false, fmt.Errorf("adding server %s: %w", name, err)
 	}
-	if err := safefile.Write(path, data, 0o600); err != nil {
-		return "", false, fmt.Errorf("writing config: %w", err)
-	}
-	return name, true, nil
+	return data, name, true, nil
 }

@@ -12,13 +12,22 @@ import (
 )
 
 // NewClient is the client of the daemon the config at configPath names
-// (see clientcfg), trusting TrustedUIDs besides this user and root. err,
-// when set, says why the config did not say where the daemon is (the
-// default socket is used); the client works all the same.
+// (see clientcfg), trusting TrustedUIDs besides this user and root. Where
+// that socket is not there, it is the system daemon's (system mode), if
+// that one's is; $DEVPI_CREDD_SOCKET is always taken as given. err, when
+// set, says why the config did not say where the daemon is (the default
+// socket is used); the client works all the same.
 func NewClient(configPath string, getenv func(string) string) (*Client, *clientcfg.Config, error) {
+	return newClient(configPath, getenv, theSystemDaemon())
+}
+
+func newClient(configPath string, getenv func(string) string, system systemDaemon) (*Client, *clientcfg.Config, error) {
 	cfg, err := clientcfg.Load(configPath, getenv)
 	c := &Client{Socket: cfg.Socket}
 	c.TrustUIDs, _ = TrustedUIDs(getenv)
+	if getenv("DEVPI_CREDD_SOCKET") == "" {
+		system.use(c)
+	}
 	return c, cfg, err
 }
 

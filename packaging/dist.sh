@@ -6,7 +6,8 @@
 #   - devpi-credd and devpi-credd-keyring, static, for linux amd64/arm64,
 #     darwin amd64/arm64, windows amd64, in an archive each
 #   - a wheel per platform (the binaries as scripts, the keyring backend)
-#   - .deb and .rpm for amd64 and arm64 (nfpm)
+#   - .deb and .rpm for amd64 and arm64 (nfpm), with the user units, and
+#     the system unit and its user (sysusers) for system mode
 #   - the man pages and shell completions those carry, and packaging/nginx's
 #     map for __token__ uploads (in every archive, and the packages' share)
 #   - an SBOM (CycloneDX), and SHA256SUMS of everything
@@ -69,7 +70,8 @@ for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64;
     stage=$work/stage-$arch
     mkdir -p "$stage/doc"
     cp "$dir/devpi-credd" "$dir/devpi-credd-keyring" packaging/systemd/devpi-credd.service internal/svc/devpi-credd.socket \
-      packaging/nfpm/lintian-overrides packaging/nginx/devpi-credd-token-user.conf "$stage/"
+      packaging/systemd/devpi-credd-system.service packaging/nfpm/lintian-overrides packaging/nginx/devpi-credd-token-user.conf "$stage/"
+    cp packaging/sysusers/devpi-credd.conf "$stage/devpi-credd.sysusers"
     cp -r "$work/man" "$work/completions" "$stage/"
     cp README.md LICENSE "$stage/doc/"
     packaging/nfpm/debian-docs.sh "$version" "$stage/doc"

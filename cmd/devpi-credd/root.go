@@ -169,7 +169,7 @@ derives short-lived, narrowly scoped tokens on request ('get').
 	})
 	root.AddCommand(a.newLoginCmd(), a.newLogoutCmd(), a.newTokenCmd(), a.newServeCmd(), a.newGetCmd(), a.newStatusCmd(),
 		a.newKeyringCmd(), a.newKeyringLinkCmd(), a.newDevpiLoginCmd(), a.newExecCmd(), a.newEnvCmd(), a.newServiceCmd(),
-		a.newLockCmd(), a.newUnlockCmd(), a.newApprovalCmd(), a.newRevokeCmd(), a.newConfigCmd(), a.newVersionCmd())
+		a.newLockCmd(), a.newUnlockCmd(), a.newApprovalCmd(), a.newRevokeCmd(), a.newConfigCmd(), a.newVersionCmd(), a.newSetupSystemCmd())
 	root.AddCommand(a.buildCommands()...)
 	return root
 }

@@ -73,6 +73,22 @@ func (a *app) storeRootToken(o tokenLoginOptions, root *url.URL, name string, t 
 	return where, nil
 }
 
+// tokenClient is a client of root logged in with t, once root's /+api has
+// said that it takes t as its user's token: what a token is checked with
+// before it is stored as a root token.
+func (a *app) tokenClient(ctx context.Context, root *url.URL, t *token.Token) (*devpi.Client, error) {
+	c := a.newClient(root)
+	c.Auth = &devpi.Auth{User: t.User(), Secret: t.Reveal()}
+	info, err := c.API(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if user, ok := info.AuthOK(); !ok || user != t.User() {
+		return nil, &exitError{exitFailed, fmt.Errorf("login with token %s-%s at %s failed: the server's auth status is %q", t.User(), t.ID(), root, info.AuthState())}
+	}
+	return c, nil
+}
+
 func (a *app) newTokenLoginCmd() *cobra.Command {
 	var o tokenLoginOptions
 	cmd := &cobra.Command{
@@ -138,14 +154,9 @@ func (a *app) runTokenLogin(ctx context.Context, o tokenLoginOptions) error {
 			return &exitError{exitFailed, fmt.Errorf("%w, or leave out --devpi-client", err)}
 		}
 	}
-	c := a.newClient(root)
-	c.Auth = &devpi.Auth{User: t.User(), Secret: t.Reveal()}
-	info, err := c.API(ctx)
+	c, err := a.tokenClient(ctx, root, t)
 	if err != nil {
 		return err
-	}
-	if user, ok := info.AuthOK(); !ok || user != t.User() {
-		return &exitError{exitFailed, fmt.Errorf("login with token %s-%s at %s failed: the server's auth status is %q", t.User(), t.ID(), root, info.AuthState())}
 	}
 	var where, pass string
 	if o.seal {

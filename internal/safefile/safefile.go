@@ -38,8 +38,21 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 			_ = os.Remove(tmp)
 		}
 	}()
-	// CreateTemp makes 0600 files; Chmod settles the final mode before any
-	// data is written.
+	if err := fill(f, data, perm); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	syncDir(dir)
+	return nil
+}
+
+// fill gives a new temporary file its mode, then its data, durably, and
+// closes it. CreateTemp makes 0600 files, and the umask has its say: Chmod
+// settles the final mode before any data is written.
+func fill(f *os.File, data []byte, perm fs.FileMode) error {
 	if err := f.Chmod(perm); err != nil && runtime.GOOS != "windows" {
 		return err
 	}
@@ -49,15 +62,7 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	syncDir(dir)
-	return nil
+	return f.Close()
 }
 
 func syncDir(dir string) {

@@ -237,7 +237,22 @@ var debFiles = []string{
 	"/usr/share/bash-completion/completions/devpi-credd", "/usr/share/zsh/vendor-completions/_devpi-credd",
 	"/usr/share/fish/vendor_completions.d/devpi-credd.fish",
 	"/usr/share/doc/devpi-credd/README.md", "/usr/share/doc/devpi-credd/copyright", "/usr/share/doc/devpi-credd/changelog.gz",
-	nginxSnippet,
+	nginxSnippet, systemUnit, sysusersFile,
+}
+
+// systemUnit and sysusersFile are system mode's (docs/service.md): the
+// daemon as a user of its own, which the packages' postinstall makes from
+// the sysusers entry.
+const (
+	systemUnit   = "/usr/lib/systemd/system/devpi-credd-system.service"
+	sysusersFile = "/usr/lib/sysusers.d/devpi-credd.conf"
+)
+
+// shipped are files every package carries as the repository has them.
+var shipped = map[string]string{
+	nginxSnippet: "packaging/nginx/devpi-credd-token-user.conf",
+	systemUnit:   "packaging/systemd/devpi-credd-system.service",
+	sysusersFile: "packaging/sysusers/devpi-credd.conf",
 }
 
 // nginxSnippet is where the .deb and the .rpm put packaging/nginx's map: a
@@ -247,9 +262,12 @@ const nginxSnippet = "/usr/share/devpi-credd/nginx/devpi-credd-token-user.conf"
 
 // snippetSource is the snippet as the repository has it, which every
 // artifact must carry unchanged.
-func snippetSource(t *testing.T) []byte {
+func snippetSource(t *testing.T) []byte { return source(t, shipped[nginxSnippet]) }
+
+// source is a file of the repository.
+func source(t *testing.T, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(top, "packaging", "nginx", "devpi-credd-token-user.conf"))
+	b, err := os.ReadFile(filepath.Join(top, path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +313,7 @@ func checkTarFile(t *testing.T, what string, r io.Reader, name string, want []by
 				what, name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.ModTime.Unix(), epoch)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s: %s differs from packaging/nginx's", what, name)
+			t.Errorf("%s: %s differs from the repository's", what, name)
 		}
 		return
 	}
@@ -315,7 +333,15 @@ func TestDeb(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dpkg-deb --fsys-tarfile: %v", err)
 	}
-	checkTarFile(t, filepath.Base(deb), bytes.NewReader(tarball), "."+nginxSnippet, snippetSource(t))
+	for dst, src := range shipped {
+		checkTarFile(t, filepath.Base(deb), bytes.NewReader(tarball), "."+dst, source(t, src))
+	}
+	postinst := filepath.Join(t.TempDir(), "control")
+	run(t, nil, "dpkg-deb", "-e", deb, postinst)
+	postinst = filepath.Join(postinst, "postinst")
+	if b, err := os.ReadFile(postinst); err != nil || !bytes.Equal(b, source(t, "packaging/nfpm/postinst.sh")) {
+		t.Errorf("the .deb's postinst is not packaging/nfpm/postinst.sh: %v", err)
+	}
 	// No errors from lintian; the overrides (static Go binaries) carry
 	// their reason in the package.
 	if out, err := exec.Command("lintian", "--tag-display-limit", "0", deb).CombinedOutput(); err != nil || bytes.Contains(out, []byte("\nE: ")) || bytes.HasPrefix(out, []byte("E: ")) {
@@ -327,8 +353,15 @@ func TestDeb(t *testing.T) {
 	if out, err := exec.Command("dpkg", "-s", "devpi-credd").CombinedOutput(); err == nil {
 		t.Fatalf("devpi-credd is installed on this machine already; not touching it:\n%s", out)
 	}
+	// The system user is the package's to make; one there already (a
+	// machine that had the package) is left as it is.
+	_, hadUser := systemUser(t)
 	run(t, nil, "dpkg", "-i", deb)
 	t.Cleanup(func() { _ = exec.Command("dpkg", "--purge", "devpi-credd").Run() })
+	if !hadUser {
+		t.Cleanup(func() { removeSystemUser(t) })
+	}
+	checkSystemUser(t, "dpkg -i")
 	listed := strings.Fields(run(t, nil, "dpkg", "-L", "devpi-credd"))
 	if out := run(t, nil, "/usr/bin/devpi-credd", "version"); !strings.Contains(out, version(t)) {
 		t.Errorf("devpi-credd version: %s", out)
@@ -339,7 +372,32 @@ func TestDeb(t *testing.T) {
 	// A user manager's view needs a runtime directory (%t in the socket).
 	run(t, []string{"XDG_RUNTIME_DIR=" + t.TempDir()}, "systemd-analyze", "verify", "--user",
 		"/usr/lib/systemd/user/devpi-credd.service", "/usr/lib/systemd/user/devpi-credd.socket")
+	// systemd-analyze exits 0 for a key it does not know, or a value it
+	// cannot parse, and says so: the system unit must draw no remark.
+	if out := run(t, nil, "systemd-analyze", "verify", systemUnit); out != "" {
+		t.Errorf("systemd-analyze verify %s:\n%s", systemUnit, out)
+	}
+	t.Run("system mode", func(t *testing.T) { systemModeSmoke(t) })
+	// Without systemd-sysusers, postinst makes the same user with useradd.
+	if !hadUser {
+		removeSystemUser(t)
+		bin := t.TempDir()
+		for _, prog := range []string{"/usr/bin/getent", "/usr/sbin/useradd"} {
+			if err := os.Symlink(prog, filepath.Join(bin, filepath.Base(prog))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command(postinst, "configure")
+		cmd.Env = []string{"PATH=" + bin}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("postinst without systemd-sysusers: %v\n%s", err, out)
+		}
+		checkSystemUser(t, "postinst with useradd")
+	}
 	run(t, nil, "dpkg", "-r", "devpi-credd")
+	if _, ok := systemUser(t); !ok {
+		t.Error("dpkg -r removed the devpi-credd user; Debian's packages leave theirs")
+	}
 	for _, p := range listed {
 		if st, err := os.Lstat(p); err == nil && !st.IsDir() {
 			t.Errorf("left after dpkg -r: %s", p)
@@ -392,7 +450,12 @@ func TestRPMInstall(t *testing.T) {
 	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
 	rpm := glob(t, "devpi-credd-*."+arch+".rpm")[0]
 	root := t.TempDir()
-	run(t, nil, "rpm", "--root", root, "-i", rpm)
+	// --noscripts: the root has no /bin/sh for the postinstall, which is
+	// the .deb's postinst (TestDeb runs it).
+	run(t, nil, "rpm", "--root", root, "--noscripts", "-i", rpm)
+	if out := run(t, nil, "rpm", "-qp", "--scripts", rpm); !strings.Contains(out, string(source(t, "packaging/nfpm/postinst.sh"))) {
+		t.Errorf("the .rpm's postinstall is not packaging/nfpm/postinst.sh:\n%s", out)
+	}
 	if out := run(t, nil, filepath.Join(root, "usr", "bin", "devpi-credd"), "version"); !strings.Contains(out, version(t)) {
 		t.Errorf("devpi-credd version: %s", out)
 	}
@@ -401,11 +464,13 @@ func TestRPMInstall(t *testing.T) {
 			t.Errorf("rpm -i did not install %s", f)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(root, nginxSnippet)); err != nil || !bytes.Equal(b, snippetSource(t)) {
-		t.Errorf("rpm -i installed %s unlike packaging/nginx's: %v", nginxSnippet, err)
-	}
-	if st, err := os.Stat(filepath.Join(root, nginxSnippet)); err == nil && st.Mode() != 0o644 {
-		t.Errorf("rpm -i installed %s with mode %v, want 0644", nginxSnippet, st.Mode())
+	for dst, src := range shipped {
+		if b, err := os.ReadFile(filepath.Join(root, dst)); err != nil || !bytes.Equal(b, source(t, src)) {
+			t.Errorf("rpm -i installed %s unlike %s: %v", dst, src, err)
+		}
+		if st, err := os.Stat(filepath.Join(root, dst)); err == nil && st.Mode() != 0o644 {
+			t.Errorf("rpm -i installed %s with mode %v, want 0644", dst, st.Mode())
+		}
 	}
 	run(t, nil, "rpm", "--root", root, "-e", "devpi-credd")
 	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "devpi-credd")); err == nil {
