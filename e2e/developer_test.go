@@ -171,10 +171,15 @@ func procUID(pid int) (int, bool) {
 	return 0, false
 }
 
-// mkdir makes a private directory of the developer's.
+// mkdir makes a private directory of the developer's, and its missing
+// parents.
 func (d *developer) mkdir(t *testing.T, path string) {
 	t.Helper()
-	must(t, os.MkdirAll(path, 0o700))
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	d.mkdir(t, filepath.Dir(path))
+	must(t, os.Mkdir(path, 0o700))
 	must(t, os.Chown(path, d.uid, d.gid))
 }
 

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/devpi-credd/devpi-credd/localapi"
 )
 
@@ -57,7 +59,9 @@ func systemDaemonUser(t *testing.T) string {
 	if _, err := osuser.Lookup(name); err == nil {
 		return name
 	}
-	if out, err := exec.Command("systemd-sysusers", sysusersConf).CombinedOutput(); err != nil {
+	conf, err := filepath.Abs(sysusersConf) // systemd-sysusers takes a relative path as a name in its own directories
+	must(t, err)
+	if out, err := exec.Command("systemd-sysusers", conf).CombinedOutput(); err != nil {
 		t.Fatalf("systemd-sysusers %s: %v: %s", sysusersConf, err, out)
 	}
 	t.Cleanup(func() {
@@ -135,9 +139,13 @@ func readUnit(t *testing.T, path string) *unit {
 	return u
 }
 
-// bytesOf reads a systemd size such as 8M (base 1024).
+// bytesOf reads a systemd size such as 8M (base 1024), or infinity, for
+// prlimit.
 func bytesOf(t *testing.T, v string) string {
 	t.Helper()
+	if v == "infinity" {
+		return "unlimited"
+	}
 	mult := int64(1)
 	switch {
 	case strings.HasSuffix(v, "K"):
@@ -187,6 +195,14 @@ func (u *unit) command(t *testing.T, bin string) *exec.Cmd {
 	}
 	if u.memlock != "" {
 		n := bytesOf(t, u.memlock)
+		// Raising the hard limit takes CAP_SYS_RESOURCE, which a
+		// container's root may lack: then the most there is.
+		var lim syscall.Rlimit
+		must(t, syscall.Getrlimit(unix.RLIMIT_MEMLOCK, &lim))
+		if want, err := strconv.ParseUint(n, 10, 64); (err != nil || want > lim.Max) && lim.Max != unix.RLIM_INFINITY {
+			t.Logf("LimitMEMLOCK=%s is more than this machine's hard limit, %d: the daemon gets that", u.memlock, lim.Max)
+			n = strconv.FormatUint(lim.Max, 10)
+		}
 		argv = append(argv, "--memlock="+n+":"+n)
 	}
 	argv = append(argv, "setpriv", "--reuid", u.user, "--regid", u.group, "--init-groups")

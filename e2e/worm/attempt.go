@@ -200,7 +200,10 @@ func (t *terminal) close() []byte {
 // raw calls the daemon's API on its socket directly, as any program of
 // the user can.
 func (w *worm) raw(socket, method, path string, body any) (int, []byte, error) {
+	// A connection per request, closed after it: idle ones kept open
+	// would count against the daemon's connections per uid.
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		},
