@@ -245,14 +245,14 @@ func newSystemBed(t *testing.T) *approvalBed {
 	admin := &user{name: d.u.name, password: d.u.password, home: t.TempDir()}
 	admin.login(t)
 	tokenFile := filepath.Join(admin.home, "root.token")
-	admin.credd(t, 0, "token", "create", "-o", tokenFile)
+	oneTokenCreate(func() { admin.credd(t, 0, "token", "create", "-o", tokenFile) })
 	b.root = parseToken(t, readFile(t, tokenFile))
 	admin.credd(t, 0, "setup-system", "--user", d.name, "--url", bed.locked, "--token-file", tokenFile)
 	must(t, os.Remove(tokenFile))
 	admin.credd(t, 0, "logout")
 
 	u.dirs(t)
-	b.daemon = startDaemon(t, u.command(t, bed.bin))
+	b.daemon = startProc(t, u.command(t, bed.bin), "/run/devpi-credd/socket")
 	b.daemonPID = b.daemon.cmd.Process.Pid
 	st := b.waitStatus(t, "the system daemon answers the developer", func(st *localapi.Status) bool { return len(st.Servers) == 1 && st.Servers[0].TokenID != "" })
 	b.server = st.Servers[0].Name
@@ -260,7 +260,7 @@ func newSystemBed(t *testing.T) *approvalBed {
 		t.Errorf("after setup-system: approval %+v, want uploads needing a code and no authenticator yet", a)
 	}
 	d.credd(t, 0, "", "keyring-link", d.linkDir)
-	b.term = newTerminal(t, d)
+	b.person.term = newTerminal(t, d)
 	return b
 }
 

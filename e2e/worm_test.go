@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,8 +45,7 @@ var (
 )
 
 // approvalBed is one mode's setup: the developer, their daemon, the
-// index the person publishes to, the person's terminal and
-// authenticator.
+// index the person publishes to, the person and what the worm is given.
 type approvalBed struct {
 	t        *testing.T
 	d        *developer
@@ -53,24 +53,34 @@ type approvalBed struct {
 	index    string // USER/INDEX
 	server   string // the daemon's name of the server
 	socket   string // the daemon's socket, for the worm's raw API
-	// daemonPID is the running daemon's; daemon is the one the test
-	// started (personal mode: until the worm kills it).
-	daemonPID  int
-	daemon     *devDaemon
-	auditPath  string
-	roots      []string // what the worm reads besides $HOME and /tmp
+	// daemon is the daemon the test started (personal mode: until the
+	// worm kills it), daemonPID the one running.
+	daemon    *daemonProc
+	daemonPID int
+	auditPath string
+	roots     []string     // what the worm reads besides $HOME and /tmp
+	root      *token.Token // the long-lived token, which must be out of reach
+	person    person
+	worm      wormTarget
+}
+
+// person is the person at the terminal: their authenticator and
+// passphrase, and the code they used last before the worm's codes.
+type person struct {
 	term       *terminal
 	auth       *authenticator
 	passphrase string
-	root       *token.Token // the long-lived token, which must be out of reach
-	wormDir    string
-	wormWheel  string
-	// control is a dumpable process of the developer's holding read
-	// tokens; planted are the read tokens the worm must find.
+	spent      string
+}
+
+// wormTarget is what the worm works with: its directory and wheel, and
+// the read tokens planted for it to find, some in the control process (a
+// dumpable process of the developer's).
+type wormTarget struct {
+	dir     string
+	wheel   string
 	control *exec.Cmd
 	planted []plantedToken
-	// spent is the code the person used last before the worm's codes.
-	spent string
 }
 
 type plantedToken struct {
@@ -80,47 +90,11 @@ type plantedToken struct {
 }
 
 func newApprovalBed(t *testing.T, d *developer, personal bool) *approvalBed {
-	b := &approvalBed{t: t, d: d, personal: personal, server: "locked", wormDir: filepath.Join(d.home, "worm")}
+	b := &approvalBed{t: t, d: d, personal: personal, server: "locked", worm: wormTarget{dir: filepath.Join(d.home, "worm")}}
 	b.index = d.u.newIndex(t, "dev")
-	d.mkdir(t, b.wormDir)
-	b.wormWheel = d.wheel(t, wormProject, wormVersion)
+	d.mkdir(t, b.worm.dir)
+	b.worm.wheel = d.wheel(t, wormProject, wormVersion)
 	return b
-}
-
-// devDaemon is a daemon started by the test.
-type devDaemon struct {
-	cmd  *exec.Cmd
-	logs *lockedBuffer
-	done chan error
-	dead bool // killed by the worm: no clean stop expected
-}
-
-func startDaemon(t *testing.T, cmd *exec.Cmd) *devDaemon {
-	t.Helper()
-	p := &devDaemon{cmd: cmd, logs: &lockedBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	must(t, cmd.Start())
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-func (p *devDaemon) stop(t *testing.T) {
-	if p.done == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil && !p.dead {
-			t.Errorf("the daemon exited with %v\n%s", err, tail(p.logs.String(), 30))
-		}
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("the daemon ignored SIGTERM")
-	}
-	p.done = nil
 }
 
 // status is the daemon's status as the developer's devpi-credd shows it.
@@ -161,6 +135,18 @@ func (b *approvalBed) waitStatus(t *testing.T, what string, cond func(*localapi.
 	}
 }
 
+// killed waits for the daemon the worm killed to be reaped, and marks it
+// stopped: a SIGKILL leaves its socket behind, for the next one to take.
+func (p *daemonProc) killed(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("the daemon the worm killed (pid %d) is still running", p.cmd.Process.Pid)
+	}
+	p.done = nil
+}
+
 // statusLine is what the tests look at in a status.
 func statusLine(st *localapi.Status) string {
 	var servers []string
@@ -181,11 +167,23 @@ func noRootToken(st *localapi.Status) bool {
 }
 
 func (b *approvalBed) typePassphrase() promptAnswer {
-	return promptAnswer{re: passphrasePrompt, answer: func() string { return b.passphrase }}
+	return promptAnswer{re: passphrasePrompt, answer: func() string { return b.person.passphrase }}
 }
 
 func (b *approvalBed) typeCode(t *testing.T) promptAnswer {
-	return promptAnswer{re: codePrompt, answer: func() string { return b.auth.code(t) }}
+	return promptAnswer{re: codePrompt, answer: func() string { return b.person.auth.code(t) }}
+}
+
+// tokenCreates lets one long-lived token be created at a time: devpi-
+// tokens derives its key with argon2 (100 MiB, 8 lanes: seconds on two
+// cores), and both modes' tests creating theirs at once on a loaded
+// machine waited longer than the client does for an answer.
+var tokenCreates sync.Mutex
+
+func oneTokenCreate(create func()) {
+	tokenCreates.Lock()
+	defer tokenCreates.Unlock()
+	create()
 }
 
 // newPersonalBed: the developer logs in, creates a long-lived token and
@@ -195,15 +193,15 @@ func (b *approvalBed) typeCode(t *testing.T) promptAnswer {
 func newPersonalBed(t *testing.T) *approvalBed {
 	d := newDeveloper(t)
 	b := newApprovalBed(t, d, true)
-	b.passphrase = "correct horse " + d.name
+	b.person.passphrase = "correct horse " + d.name
 	b.socket = filepath.Join(d.runtimeDir(), "devpi-credd", "socket")
 	b.auditPath = d.auditPath()
 	d.credd(t, 0, d.u.password+"\n", "login", "--url", bed.url, d.u.name, "--password-stdin")
 	rootFile := filepath.Join(d.home, "root.token")
-	d.credd(t, 0, "", "token", "create", "-o", rootFile)
+	oneTokenCreate(func() { d.credd(t, 0, "", "token", "create", "-o", rootFile) })
 	b.root = parseToken(t, readFile(t, rootFile))
-	b.term = newTerminal(t, d)
-	s := b.term.run(fmt.Sprintf("devpi-credd token login --seal -f %s --url %s --name %s", rootFile, bed.locked, b.server))
+	b.person.term = newTerminal(t, d)
+	s := b.person.term.run(fmt.Sprintf("devpi-credd token login --seal -f %s --url %s --name %s", rootFile, bed.locked, b.server))
 	if code, out := s.prompts(time.Minute, b.typePassphrase()); code != 0 {
 		t.Fatalf("token login --seal at the terminal: exit %d:\n%s", code, out)
 	}
@@ -211,7 +209,7 @@ func newPersonalBed(t *testing.T) *approvalBed {
 	d.credd(t, 0, "", "logout")
 	d.credd(t, 0, "", "keyring-link", d.linkDir)
 
-	b.daemon = startDaemon(t, d.command(context.Background(), d.env(), bed.bin, "serve", "--log-format", "json", "--log-level", "debug"))
+	b.daemon = startProc(t, d.command(context.Background(), d.env(), bed.bin, "serve", "--log-format", "json", "--log-level", "debug"), b.socket)
 	b.daemonPID = b.daemon.cmd.Process.Pid
 	st := b.waitStatus(t, "the sealed daemon answers", func(*localapi.Status) bool { return true })
 	if !st.Sealed || st.Opened || !noRootToken(st) {
@@ -224,7 +222,7 @@ func newPersonalBed(t *testing.T) *approvalBed {
 // unlock: the person opens the sealed store at the terminal.
 func (b *approvalBed) unlock(t *testing.T) {
 	t.Helper()
-	s := b.term.run("devpi-credd unlock")
+	s := b.person.term.run("devpi-credd unlock")
 	if code, out := s.prompts(time.Minute, b.typePassphrase()); code != 0 {
 		t.Fatalf("unlock at the terminal: exit %d:\n%s", code, out)
 	}
@@ -235,16 +233,16 @@ func (b *approvalBed) unlock(t *testing.T) {
 // test reads it off the terminal) and types the first code.
 func (b *approvalBed) enrol(t *testing.T) {
 	t.Helper()
-	s := b.term.run("devpi-credd approval setup")
+	s := b.person.term.run("devpi-credd approval setup")
 	code, out := s.prompts(time.Minute, b.typePassphrase(), promptAnswer{re: codePrompt, answer: func() string {
 		uri := otpauthURI.FindString(s.output())
 		if uri == "" {
 			t.Fatalf("approval setup asks for a code without showing an otpauth:// URI:\n%s", s.output())
 		}
-		b.auth = newAuthenticator(t, uri)
-		return b.auth.code(t)
+		b.person.auth = newAuthenticator(t, uri)
+		return b.person.auth.code(t)
 	}})
-	if code != 0 || b.auth == nil {
+	if code != 0 || b.person.auth == nil {
 		t.Fatalf("approval setup at the terminal: exit %d:\n%s", code, out)
 	}
 	if !strings.ContainsAny(out, "▀▄█") {
@@ -269,7 +267,7 @@ func (b *approvalBed) onIndex(version string) bool {
 // once, take it, and upload.
 func (b *approvalBed) publish(t *testing.T, tool, version, cmdline string) {
 	t.Helper()
-	s := b.term.run(cmdline)
+	s := b.person.term.run(cmdline)
 	code, out := s.prompts(3*time.Minute, b.typeCode(t))
 	if code != 0 {
 		t.Fatalf("%s at the terminal: exit %d:\n%s", tool, code, out)
@@ -287,8 +285,8 @@ func (b *approvalBed) publish(t *testing.T, tool, version, cmdline string) {
 // besides the typed code.
 func (b *approvalBed) getWithCode(t *testing.T, code string) (int, string) {
 	t.Helper()
-	s := b.term.run("devpi-credd get --code-stdin " + bed.locked + b.index + "/")
-	b.term.typeLine(code)
+	s := b.person.term.run("devpi-credd get --code-stdin " + bed.locked + b.index + "/")
+	b.person.term.typeLine(code)
 	exit, out := s.wait(time.Minute)
 	var lines []string
 	for l := range strings.SplitSeq(out, "\n") {
@@ -299,17 +297,17 @@ func (b *approvalBed) getWithCode(t *testing.T, code string) (int, string) {
 	return exit, strings.Join(lines, "\n")
 }
 
-// person: what the person does at the terminal once approval is set
+// publishes: what the person does at the terminal once approval is set
 // up: twine and uv publish with a prompt each, and a wrong code refused
 // in one line.
-func (b *approvalBed) person(t *testing.T) {
+func (b *approvalBed) publishes(t *testing.T) {
 	d := b.d
 	upload := bed.locked + b.index + "/"
 	b.publish(t, "twine upload", "1.0", fmt.Sprintf("%s upload --non-interactive --disable-progress-bar --repository-url %s %s",
 		bed.py("client", "twine"), upload, d.wheel(t, wormProject, "1.0")))
 	b.publish(t, "uv publish", "2.0", fmt.Sprintf("%s publish --keyring-provider subprocess --publish-url %s --username %s %s",
 		bed.py("client", "uv"), upload, d.u.name, d.wheel(t, wormProject, "2.0")))
-	exit, out := b.getWithCode(t, b.auth.wrongCodes(1)[0])
+	exit, out := b.getWithCode(t, b.person.auth.wrongCodes(1)[0])
 	if exit == 0 || strings.Count(out, "\n") != 0 || !strings.Contains(out, "wrong one-time code") || printedToken.MatchString(out) {
 		t.Errorf("get --code-stdin with a wrong code: exit %d, want one line saying the code is wrong and no token:\n%s", exit, out)
 	}
@@ -319,17 +317,17 @@ func (b *approvalBed) person(t *testing.T) {
 // token; the worm's own upload code uploads with it (so that the worm's
 // refusals mean something), and the code is spent.
 func (b *approvalBed) approvedGet(t *testing.T) {
-	code := b.auth.code(t)
+	code := b.person.auth.code(t)
 	exit, out := b.getWithCode(t, code)
 	m := printedToken.FindString(out)
 	if exit != 0 || m == "" {
 		t.Fatalf("get --code-stdin with a right code: exit %d:\n%s", exit, out)
 	}
-	b.spent = code
+	b.person.spent = code
 	tok := parseToken(t, m)
 	plan := b.plan()
 	plan.Version, plan.Wheel = "3.0", b.d.wheel(t, wormProject, "3.0")
-	rep := b.worm(t, "upload", plan, tok.Reveal())
+	rep := b.runWorm(t, "upload", plan, tok.Reveal())
 	if len(rep.Found) != 1 || rep.Found[0].Upload.Status != 200 || !b.onIndex("3.0") {
 		t.Fatalf("the worm's upload with the person's approved token (the control): %+v", rep.Found)
 	}
@@ -373,9 +371,9 @@ func (b *approvalBed) plant(t *testing.T) {
 	must(t, cmd.Start())
 	go func() { _ = cmd.Wait() }()
 	waitUntil(t, 30*time.Second, "the control process", func() bool { return strings.Contains(out.String(), "ready") })
-	b.control = cmd
+	b.worm.control = cmd
 	pid := cmd.Process.Pid
-	b.planted = []plantedToken{
+	b.worm.planted = []plantedToken{
 		{inFile, "file:" + pipConf, "a read token in pip.conf"},
 		{inTmp, "file:" + tmpLog, "a read token in a log in /tmp"},
 		{inArgv, fmt.Sprintf("cmdline:%d", pid), "a read token in a process's argv"},
@@ -389,13 +387,13 @@ func (b *approvalBed) plant(t *testing.T) {
 func (b *approvalBed) plan() wormapi.Plan {
 	d := b.d
 	controlPID := 0
-	if b.control != nil {
-		controlPID = b.control.Process.Pid
+	if b.worm.control != nil {
+		controlPID = b.worm.control.Process.Pid
 	}
 	gcore, _ := exec.LookPath("gcore")
 	return wormapi.Plan{
-		Dir: b.wormDir, Roots: append([]string{d.home, os.TempDir(), d.runtimeDir(), filepath.Join(d.home, ".config")}, b.roots...),
-		UploadURL: bed.url + b.index + "/", Wheel: b.wormWheel, Project: wormProject, Version: wormVersion,
+		Dir: b.worm.dir, Roots: append([]string{d.home, os.TempDir(), d.runtimeDir(), filepath.Join(d.home, ".config")}, b.roots...),
+		UploadURL: bed.url + b.index + "/", Wheel: b.worm.wheel, Project: wormProject, Version: wormVersion,
 		IndexURL: bed.locked + b.index + "/", Index: b.index, SimpleURL: bed.locked + b.index + "/+simple/", Package: wormProject,
 		DaemonPID: b.daemonPID, ControlPID: controlPID,
 		Bin: bed.bin, Keyring: filepath.Join(filepath.Dir(bed.bin), "devpi-credd-keyring"),
@@ -406,11 +404,11 @@ func (b *approvalBed) plan() wormapi.Plan {
 
 // worm runs a phase of the worm as the developer: setpriv, its own
 // session (no terminal), stdin as given (else /dev/null).
-func (b *approvalBed) worm(t *testing.T, phase string, plan wormapi.Plan, stdin string) *wormapi.Report {
+func (b *approvalBed) runWorm(t *testing.T, phase string, plan wormapi.Plan, stdin string) *wormapi.Report {
 	t.Helper()
 	data, err := json.Marshal(plan)
 	must(t, err)
-	planPath := filepath.Join(b.wormDir, "plan-"+phase+".json")
+	planPath := filepath.Join(b.worm.dir, "plan-"+phase+".json")
 	b.d.writeFile(t, planPath, string(data), 0o644)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -475,11 +473,11 @@ func probe(t *testing.T, rep *wormapi.Report, name string, ok bool) {
 // tokens, (b) none of what it finds uploads, (c) the daemon cannot be
 // read, traced or dumped, while the control process can.
 func (b *approvalBed) scan(t *testing.T) {
-	rep := b.worm(t, "scan", b.plan(), "")
+	rep := b.runWorm(t, "scan", b.plan(), "")
 	if rep.Files == 0 || rep.Mems == 0 {
 		t.Errorf("the worm read %d files and %d process memories", rep.Files, rep.Mems)
 	}
-	for _, p := range b.planted {
+	for _, p := range b.worm.planted {
 		fp := tokenFingerprint(p.tok)
 		i := slices.IndexFunc(rep.Found, func(f wormapi.Found) bool { return f.Fingerprint == fp })
 		if i < 0 || !slices.Contains(rep.Found[i].Sources, p.source) {
@@ -498,11 +496,11 @@ func (b *approvalBed) scan(t *testing.T) {
 
 // pip: (f) read tokens flow with no one there.
 func (b *approvalBed) pip(t *testing.T) {
-	rep := b.worm(t, "pip", b.plan(), "")
+	rep := b.runWorm(t, "pip", b.plan(), "")
 	if len(rep.Attempts) != 1 || rep.Attempts[0].Exit != 0 {
 		t.Errorf("pip install through the keyring link, no terminal: %+v", rep.Attempts)
 	}
-	if _, err := os.Stat(filepath.Join(b.wormDir, "pip-target", "worm_target", "__init__.py")); err != nil {
+	if _, err := os.Stat(filepath.Join(b.worm.dir, "pip-target", "worm_target", "__init__.py")); err != nil {
 		t.Errorf("pip did not install %s: %v", wormProject, err)
 	}
 	b.nothingUploads(t, rep)
@@ -565,13 +563,13 @@ func canWrite(l auditLine) bool {
 // none and with wrong ones: nothing uploads; after the fifth wrong code
 // even the person's right one is refused; every attempt is audited.
 func (b *approvalBed) codes(t *testing.T) {
-	if b.spent == "" {
+	if b.person.spent == "" {
 		t.Fatal("needs the person's approved get, which failed")
 	}
 	mark := len(readAudit(t, b.auditPath))
 	plan := b.plan()
-	plan.Spent, plan.Wrong = b.spent, b.auth.wrongCodes(16)
-	rep := b.worm(t, "codes", plan, "")
+	plan.Spent, plan.Wrong = b.person.spent, b.person.auth.wrongCodes(16)
+	rep := b.runWorm(t, "codes", plan, "")
 	b.nothingUploads(t, rep)
 	refused, audited := 0, 0
 	for _, a := range rep.Attempts {
@@ -601,7 +599,7 @@ func (b *approvalBed) codes(t *testing.T) {
 	}
 
 	// The person's right code now: refused for the backoff.
-	exit, out := b.getWithCode(t, b.auth.code(t))
+	exit, out := b.getWithCode(t, b.person.auth.code(t))
 	if exit == 0 || strings.Count(out, "\n") != 0 || !strings.Contains(out, "refused until") {
 		t.Errorf("the person's right code after the worm's wrong ones: exit %d, want one line saying codes are refused until a time:\n%s", exit, out)
 	}
@@ -636,10 +634,7 @@ func (b *approvalBed) codes(t *testing.T) {
 // root token until the person unlocks it; approval stays on and a new
 // authenticator needs a code.
 func (b *approvalBed) config(t *testing.T) {
-	if b.daemon != nil {
-		b.daemon.dead = b.personal // the worm kills it
-	}
-	rep := b.worm(t, "config", b.plan(), "")
+	rep := b.runWorm(t, "config", b.plan(), "")
 	b.nothingUploads(t, rep)
 	for _, a := range rep.Attempts {
 		if strings.HasPrefix(a.Path, "serve with") {
@@ -655,6 +650,7 @@ func (b *approvalBed) config(t *testing.T) {
 		b.waitStatus(t, "the system daemon still serving", func(*localapi.Status) bool { return true })
 	} else {
 		probe(t, rep, "kill daemon", true)
+		b.daemon.killed(t)
 		if rep.NewDaemonPID == 0 {
 			t.Fatalf("the worm started no new daemon: %+v", rep.Attempts)
 		}
@@ -668,7 +664,7 @@ func (b *approvalBed) config(t *testing.T) {
 		}
 		b.unlock(t)
 	}
-	after := b.worm(t, "after", b.plan(), "")
+	after := b.runWorm(t, "after", b.plan(), "")
 	b.nothingUploads(t, after)
 	var st localapi.Status
 	if err := json.Unmarshal([]byte(after.Status), &st); err != nil || st.Approval == nil || !st.Approval.Uploads || !st.Approval.Enrolled {
@@ -698,7 +694,7 @@ func (b *approvalBed) run(t *testing.T) {
 		name string
 		fn   func(*testing.T)
 	}{
-		{"person", b.person},
+		{"person", b.publishes},
 		{"plant", b.plant},
 		{"worm scan", b.scan},
 		{"worm pip", b.pip},
