@@ -426,8 +426,14 @@ func (b *approvalBed) runWorm(t *testing.T, phase string, plan wormapi.Plan, std
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("worm %s's report: %v: %s", phase, err, stdout.String())
 	}
-	t.Logf("worm %s took %s: %d files, %d environs, %d cmdlines, %d memories (%d MiB), %d tokens found, %d attempts",
-		phase, time.Since(start).Round(time.Millisecond), rep.Files, rep.Environs, rep.Cmdlines, rep.Mems, rep.MemBytes>>20, len(rep.Found), len(rep.Attempts))
+	refused := 0
+	for _, f := range rep.Found {
+		if f.Upload.Refused() {
+			refused++
+		}
+	}
+	t.Logf("worm %s took %s: %d files, %d environs, %d cmdlines, %d memories (%d MiB) read; %d tokens found and tried, %d refused by devpi-server; %d attempts",
+		phase, time.Since(start).Round(time.Millisecond), rep.Files, rep.Environs, rep.Cmdlines, rep.Mems, rep.MemBytes>>20, len(rep.Found), refused, len(rep.Attempts))
 	for _, a := range rep.Attempts {
 		t.Logf("  %s (%s code): %d, %d tokens, %q", a.Path, a.Code, a.Exit, a.Tokens, a.Said)
 	}
