@@ -70,7 +70,9 @@ func (w *worm) attempt(c call) {
 	err := cmd.Start()
 	if term != nil {
 		term.slave.Close() // the child holds it now
-		go term.answer(cmd, c.answer)
+		if err == nil {
+			go term.answer(cmd, c.answer)
+		}
 	}
 	if err == nil {
 		err = cmd.Wait()
@@ -80,6 +82,9 @@ func (w *worm) attempt(c call) {
 	case errors.As(err, &ee):
 		a.Exit = ee.ExitCode()
 	case err != nil:
+		if term != nil {
+			term.close()
+		}
 		w.fail("%s: %v", c.path, err)
 		return
 	}
