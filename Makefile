@@ -46,12 +46,16 @@ e2e: deps venv
 
 ## deps: system packages the tests run: nginx (in front of devpi-server),
 ## systemd (systemd-analyze checks the units offline; systemd-socket-activate
-## starts the daemon from its socket), hyperfine (make bench), lintian, rpm
-## and man-db (the .deb and .rpm checks).
+## starts the daemon from its socket; systemd-sysusers makes system mode's
+## user), tmux (the person's terminal) and gdb (gcore, which the worm tries
+## on the daemon), hyperfine (make bench), lintian, rpm and man-db (the .deb
+## and .rpm checks).
 deps:
 	@missing=""; \
 	PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	command -v gcore >/dev/null || missing="$$missing gdb"; \
 	command -v hyperfine >/dev/null || missing="$$missing hyperfine"; \
 	command -v lintian >/dev/null || missing="$$missing lintian"; \
 	command -v rpm >/dev/null || missing="$$missing rpm"; \

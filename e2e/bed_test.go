@@ -58,6 +58,9 @@ type testBed struct {
 	logPath      string
 	mkwheel      string
 	users        atomic.Int64
+
+	// worm plays a worm of the developer's uid (e2e/worm).
+	worm string
 }
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -74,7 +77,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	b := &testBed{venv: venv, dir: dir, bin: filepath.Join(dir, "bin", "devpi-credd"), attacker: filepath.Join(dir, "bin", "attacker")}
+	b := &testBed{venv: venv, dir: dir, bin: filepath.Join(dir, "bin", "devpi-credd"), attacker: filepath.Join(dir, "bin", "attacker"), worm: filepath.Join(dir, "bin", "worm")}
 	if b.mkwheel, err = filepath.Abs("mkwheel.py"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -107,7 +110,7 @@ func runMain(m *testing.M) int {
 
 func (b *testBed) build() error {
 	lean := filepath.Join(filepath.Dir(b.bin), "devpi-credd-keyring")
-	for out, pkg := range map[string]string{b.bin: "../cmd/devpi-credd", lean: "../cmd/devpi-credd-keyring", b.attacker: "./attacker"} {
+	for out, pkg := range map[string]string{b.bin: "../cmd/devpi-credd", lean: "../cmd/devpi-credd-keyring", b.attacker: "./attacker", b.worm: "./worm"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

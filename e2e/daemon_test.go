@@ -59,16 +59,9 @@ func (u *user) serve(t *testing.T, extra ...string) *daemonProc {
 	if err := os.MkdirAll(u.runtimeDir(), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := &daemonProc{socket: filepath.Join(u.runtimeDir(), "devpi-credd", "socket"), logs: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bed.bin, "serve", "--log-format", "json", "--log-level", "debug")
-	p.cmd.Env = u.env(append(u.daemonEnv(), extra...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	// Registered before anything can fail: the daemon never outlives the test.
-	t.Cleanup(func() { p.stop(t) })
+	cmd := exec.Command(bed.bin, "serve", "--log-format", "json", "--log-level", "debug")
+	cmd.Env = u.env(append(u.daemonEnv(), extra...)...)
+	p := startProc(t, cmd, filepath.Join(u.runtimeDir(), "devpi-credd", "socket"))
 	p.client = &helper.Client{Socket: p.socket}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -86,6 +79,21 @@ func (u *user) serve(t *testing.T, extra ...string) *daemonProc {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return p
+}
+
+// startProc starts cmd, a daemon serving on socket, which stops with the
+// test.
+func startProc(t *testing.T, cmd *exec.Cmd, socket string) *daemonProc {
+	t.Helper()
+	p := &daemonProc{cmd: cmd, socket: socket, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	// Registered before anything can fail: the daemon never outlives the test.
+	t.Cleanup(func() { p.stop(t) })
 	return p
 }
 

@@ -104,7 +104,13 @@ func (s *lockedSetup) installed(t *testing.T, target string) {
 // audit returns the daemon's audit lines.
 func (s *lockedSetup) audit(t *testing.T) []auditLine {
 	t.Helper()
-	f, err := os.Open(filepath.Join(s.u.home, ".local", "state", "devpi-credd", "audit.log"))
+	return readAudit(t, filepath.Join(s.u.home, ".local", "state", "devpi-credd", "audit.log"))
+}
+
+// readAudit returns the lines of the audit log at path.
+func readAudit(t *testing.T, path string) []auditLine {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +133,12 @@ type auditLine struct {
 	Op      string   `json:"op"`
 	Caveats []string `json:"caveats"`
 	Peer    struct {
+		UID       int    `json:"uid"`
 		Exe       string `json:"exe"`
 		ParentExe string `json:"parent_exe"`
 	} `json:"peer"`
+	Reason string `json:"reason"`
+	Count  int    `json:"count"` // a refuse_summary's
 }
 
 // mark is where the audit log stands now: minted looks only after it.
