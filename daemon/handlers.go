@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/devpi-credd/devpi-credd/config"
 	"github.com/devpi-credd/devpi-credd/internal/safefile"
@@ -149,6 +150,7 @@ func (d *Daemon) setLocked(w http.ResponseWriter, r *http.Request, lock bool) {
 		return
 	}
 	var req localapi.UnlockRequest
+	sealing(w)
 	if !d.decode(w, r, peer, event, &req) {
 		return
 	}
@@ -238,6 +240,7 @@ func (d *Daemon) handleApprovalBegin(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) handleApprovalConfirm(w http.ResponseWriter, r *http.Request) {
 	var req localapi.ApprovalConfirm
+	sealing(w)
 	peer, ok := d.approvalRequest(w, r, "approval setup", &req)
 	if !ok {
 		return
@@ -252,6 +255,7 @@ func (d *Daemon) handleApprovalConfirm(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) handleApprovalOff(w http.ResponseWriter, r *http.Request) {
 	var req localapi.ApprovalOff
+	sealing(w)
 	peer, ok := d.approvalRequest(w, r, "approval off", &req)
 	if !ok {
 		return
@@ -283,6 +287,12 @@ func (d *Daemon) approvalError(w http.ResponseWriter, peer Peer, op string, aerr
 		d.refused.Add(1)
 	}
 	writeError(w, aerr.status, aerr.code, aerr.msg)
+}
+
+// sealing gives a request that opens or seals the sealed store the time
+// scrypt takes (localapi.SealTimeout), past the server's 10 s write timeout.
+func sealing(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(localapi.SealTimeout))
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -246,7 +246,7 @@ func (c *Client) Lock(ctx context.Context) (*localapi.Status, error) {
 // without a sealed store (and one from before sealed stores) takes.
 func (c *Client) Unlock(ctx context.Context, passphrase string) (*localapi.Status, error) {
 	var out localapi.Status
-	if err := c.call(ctx, "POST", localapi.PathUnlock, localapi.UnlockRequest{Passphrase: passphrase}, &out); err != nil {
+	if err := c.sealing().call(ctx, "POST", localapi.PathUnlock, localapi.UnlockRequest{Passphrase: passphrase}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -265,7 +265,7 @@ func (c *Client) ApprovalBegin(ctx context.Context, req localapi.ApprovalBegin) 
 // ApprovalConfirm puts an enrollment in force with a first code of it.
 func (c *Client) ApprovalConfirm(ctx context.Context, req localapi.ApprovalConfirm) (*localapi.Status, error) {
 	var out localapi.Status
-	if err := c.call(ctx, "POST", localapi.PathApprovalConfirm, req, &out); err != nil {
+	if err := c.sealing().call(ctx, "POST", localapi.PathApprovalConfirm, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -274,8 +274,15 @@ func (c *Client) ApprovalConfirm(ctx context.Context, req localapi.ApprovalConfi
 // ApprovalOff turns approval off, with a current code.
 func (c *Client) ApprovalOff(ctx context.Context, req localapi.ApprovalOff) (*localapi.Status, error) {
 	var out localapi.Status
-	if err := c.call(ctx, "POST", localapi.PathApprovalOff, req, &out); err != nil {
+	if err := c.sealing().call(ctx, "POST", localapi.PathApprovalOff, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// sealing is c with room for scrypt in the daemon.
+func (c *Client) sealing() *Client {
+	s := *c
+	s.Timeout = max(s.Timeout, localapi.SealTimeout)
+	return &s
 }

@@ -18,6 +18,11 @@ const (
 	PathApprovalOff     = "/v1/approval/off"     // POST ApprovalOff -> Status
 )
 
+// SealTimeout bounds a request that opens or seals the sealed store
+// (unlock, approval confirm and off), on both ends: scrypt at the highest
+// work factor a store may ask for takes seconds, more on a busy machine.
+const SealTimeout = 2 * time.Minute
+
 // UnlockRequest opens a sealed store (Passphrase) or lifts a lock. A
 // daemon without a sealed store takes an empty body too.
 type UnlockRequest struct {
